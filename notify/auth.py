@@ -1,0 +1,159 @@
+"""Tokens and authorization decisions (pure but for the clock)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from notify.channels import covered_by_any, is_segment, validate_pattern
+from notify.errors import Forbidden, Unauthenticated
+
+COOKIE = "notify_token"
+QUERY = "token"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    sub: str
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+    admin: bool = False
+    exp: float | None = None
+    token_id: str = field(default="", compare=False)
+
+    @property
+    def personal(self) -> tuple[str, str]:
+        return (f"user.{self.sub}", f"user.{self.sub}.>")
+
+    def can_publish(self, channel: str) -> bool:
+        return self.admin or covered_by_any(self.publish, channel)
+
+    def can_read(self, pattern: str) -> bool:
+        return (
+            self.admin
+            or covered_by_any(self.personal, pattern)
+            or covered_by_any(self.subscribe, pattern)
+        )
+
+    def require_publish(self, channel: str) -> None:
+        if not self.can_publish(channel):
+            raise Forbidden(f"token may not publish to {channel!r}", field="channel")
+
+    def require_read(self, pattern: str, field: str = "channel") -> None:
+        if not self.can_read(pattern):
+            raise Forbidden(f"token may not read {pattern!r}", field=field)
+
+    def acting_for(self, user: str | None) -> str:
+        """The user id to act for: oneself, or anyone for an admin."""
+        if user is None or user == self.sub:
+            return self.sub
+        if not self.admin:
+            raise Forbidden("only an admin may act for another user", field="user")
+        if not is_segment(user):
+            raise Forbidden("user must be a valid channel segment", field="user")
+        return user
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.exp is not None and (now if now is not None else time.time()) >= self.exp
+
+
+@dataclass(frozen=True, slots=True)
+class Verifier:
+    """Checks tokens with an HS256 secret and/or an RS256 public key."""
+
+    secret: str | None = None
+    public_key: str | None = None
+
+    def verify(self, token: str) -> Principal:
+        if not token:
+            raise Unauthenticated("no token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("malformed token") from exc
+        alg = header.get("alg")
+        key: str | None
+        if alg == "HS256":
+            key = self.secret
+        elif alg == "RS256":
+            key = self.public_key
+        else:
+            raise Unauthenticated("unsupported token algorithm")
+        if key is None:
+            raise Unauthenticated("unsupported token algorithm")
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[alg], options={"require": ["sub"]}, leeway=0
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("token expired") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("invalid token") from exc
+        return principal_from_claims(claims)
+
+
+def _patterns(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = claims.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Unauthenticated(f"claim {name!r} must be a list of patterns")
+    try:
+        return tuple(validate_pattern(v, field=name) for v in value)
+    except Exception as exc:
+        raise Unauthenticated(f"claim {name!r} holds an invalid pattern") from exc
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not is_segment(sub):
+        raise Unauthenticated("claim 'sub' must be a valid channel segment")
+    admin = claims.get("admin", False)
+    if not isinstance(admin, bool):
+        raise Unauthenticated("claim 'admin' must be a boolean")
+    exp = claims.get("exp")
+    return Principal(
+        sub=sub,
+        publish=_patterns(claims, "publish"),
+        subscribe=_patterns(claims, "subscribe"),
+        admin=admin,
+        exp=float(exp) if isinstance(exp, int | float) else None,
+    )
+
+
+def mint(
+    secret: str,
+    sub: str,
+    *,
+    publish: Iterable[str] = (),
+    subscribe: Iterable[str] = (),
+    admin: bool = False,
+    ttl: float | None = None,
+    now: float | None = None,
+) -> str:
+    """An HS256 token with notify's claims (``ttl`` seconds from ``now`` when given)."""
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "publish": list(publish),
+        "subscribe": list(subscribe),
+        "admin": admin,
+    }
+    if ttl is not None:
+        claims["exp"] = int((now if now is not None else time.time()) + ttl)
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def pick_token(authorization: str | None, cookie: str | None, query: str | None) -> str | None:
+    """Header first, then cookie, then query parameter (for EventSource)."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("Authorization must be 'Bearer <token>'")
+        return value.strip()
+    if cookie:
+        return cookie
+    if query:
+        return query
+    return None

@@ -1,0 +1,138 @@
+"""Event validation and encoding (pure).
+
+An accepted event is encoded once, without its id, as ``body``; the event log
+prefixes the id it assigns (``{"id":"<id>",`` + body[1:]) so the stored JSON is the
+exact envelope every consumer sees.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from notify.channels import validate_channel
+from notify.errors import InvalidCursor, InvalidEvent, TooLarge
+
+TYPE_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+MAX_ORIGIN = 128
+MAX_ID_OVERHEAD = len('"id":"18446744073709551615-18446744073709551615",')
+_ID_RE = re.compile(r"(\d{1,20})-(\d{1,20})")
+_U64 = 2**64 - 1
+EVENT_FIELDS = frozenset({"channel", "type", "data", "origin"})
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A validated event waiting for its id."""
+
+    channel: str
+    type: str
+    body: bytes  # JSON object without "id", starting with '{'
+
+
+def now_rfc3339(now: datetime | None = None) -> str:
+    moment = now or datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def validate_type(value: object, field: str = "type") -> str:
+    if not isinstance(value, str) or not TYPE_RE.fullmatch(value):
+        raise InvalidEvent("type must be 1-128 characters of [A-Za-z0-9_.:-]", field=field)
+    return value
+
+
+def draft(
+    raw: object,
+    *,
+    max_bytes: int,
+    time: str | None = None,
+    prefix: str = "",
+) -> Draft:
+    """Validate one client-supplied event object and encode it.
+
+    ``prefix`` names the event's place in a batch (``events[3].``) in error fields.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidEvent("an event must be a JSON object", field=prefix.rstrip(".") or None)
+    unknown = set(raw) - EVENT_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidEvent(f"unknown field {name!r}", field=prefix + name)
+    if "channel" not in raw:
+        raise InvalidEvent("channel is required", field=prefix + "channel")
+    channel = validate_channel(raw["channel"], field=prefix + "channel")
+    if "type" not in raw:
+        raise InvalidEvent("type is required", field=prefix + "type")
+    type_ = validate_type(raw["type"], field=prefix + "type")
+    if "data" not in raw:
+        raise InvalidEvent("data is required (it may be null)", field=prefix + "data")
+    origin = raw.get("origin")
+    if origin is not None and (not isinstance(origin, str) or len(origin) > MAX_ORIGIN):
+        raise InvalidEvent(
+            f"origin must be a string of at most {MAX_ORIGIN} characters", field=prefix + "origin"
+        )
+    return encode_draft(
+        channel, type_, raw["data"], origin, max_bytes=max_bytes, time=time, prefix=prefix
+    )
+
+
+def encode_draft(
+    channel: str,
+    type_: str,
+    data: Any,
+    origin: str | None,
+    *,
+    max_bytes: int,
+    time: str | None = None,
+    prefix: str = "",
+) -> Draft:
+    envelope: dict[str, Any] = {
+        "channel": channel,
+        "type": type_,
+        "data": data,
+        "time": time or now_rfc3339(),
+    }
+    if origin is not None:
+        envelope["origin"] = origin
+    try:
+        body = orjson.dumps(envelope)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidEvent(f"data is not encodable as JSON: {exc}", field=prefix + "data") from exc
+    if len(body) + MAX_ID_OVERHEAD > max_bytes:
+        raise TooLarge(
+            f"event is {len(body) + MAX_ID_OVERHEAD} bytes encoded, over the limit of {max_bytes}",
+            field=prefix.rstrip(".") or None,
+        )
+    return Draft(channel=channel, type=type_, body=body)
+
+
+def with_id(event_id: str, body: bytes) -> bytes:
+    """The stored envelope: the draft body with its id first."""
+    return b'{"id":"' + event_id.encode() + b'",' + body[1:]
+
+
+def parse_id(value: object, field: str = "last_event_id") -> tuple[int, int]:
+    """Parse a stream id ``<ms>-<seq>`` (the server's own format) for comparison."""
+    if not isinstance(value, str):
+        raise InvalidCursor("an event id must be a string", field=field)
+    m = _ID_RE.fullmatch(value)
+    if not m:
+        raise InvalidCursor(f"{value[:64]!r} is not an event id", field=field)
+    ms, seq = int(m.group(1)), int(m.group(2))
+    if ms > _U64 or seq > _U64:
+        raise InvalidCursor(f"{value[:64]!r} is out of range", field=field)
+    return ms, seq
+
+
+def format_id(parts: tuple[int, int]) -> str:
+    return f"{parts[0]}-{parts[1]}"
+
+
+def decode(stored: bytes) -> dict[str, Any]:
+    value = orjson.loads(stored)
+    assert isinstance(value, dict)
+    return value

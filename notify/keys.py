@@ -1,0 +1,52 @@
+"""Every Redis key notify uses, in one place."""
+
+PREFIX = "notify:"
+
+LOG = PREFIX + "log"
+"""The global event log (a Redis stream); every event takes its id here."""
+
+
+def channel_stream(channel: str) -> str:
+    """Per-channel stream holding the channel's events under their log ids."""
+    return f"{PREFIX}ch:{channel}"
+
+
+def idempotency(subject: str, key: str) -> str:
+    return f"{PREFIX}idem:{subject}:{key}"
+
+
+def publish_rate(subject: str) -> str:
+    return f"{PREFIX}rate:pub:{subject}"
+
+
+DISPATCH_GROUP = "dispatchers"
+"""Consumer group on LOG read by the dispatchers."""
+
+SUBSCRIPTIONS = PREFIX + "subs"
+"""Hash: subscription id -> subscription JSON."""
+
+
+def user_subscriptions(user: str) -> str:
+    """Set of a user's subscription ids."""
+    return f"{PREFIX}user-subs:{user}"
+
+
+SUBSCRIPTION_CHANGES = PREFIX + "subs:changes"
+"""Stream of subscription changes (create/update/delete), tailed by dispatchers and feeds."""
+
+
+def delivery(delivery_id: str) -> str:
+    return f"{PREFIX}dlv:{delivery_id}"
+
+
+def subscription_deliveries(subscription_id: str) -> str:
+    """Sorted set of a subscription's delivery ids, scored by creation time (ms)."""
+    return f"{PREFIX}sub-dlv:{subscription_id}"
+
+
+RETRY_DUE = PREFIX + "retry:due"
+"""Sorted set of delivery ids scored by the Unix time (ms) their next attempt is due."""
+
+
+def target_rate(target: str) -> str:
+    return f"{PREFIX}rate:target:{target}"

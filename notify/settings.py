@@ -1,0 +1,86 @@
+"""Typed settings from ``NOTIFY_*`` environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from notify.errors import ConfigError
+
+DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://localhost:6379/0"
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    dev: bool = False
+
+    max_event_bytes: int = Field(65536, ge=256, le=16 * 1024 * 1024)
+    max_batch_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    history_seconds: int = Field(86400, ge=1)
+    history_max_events: int = Field(1_000_000, ge=100)
+    channel_history_max_events: int = Field(100_000, ge=10)
+    max_queued: int = Field(1000, ge=1)
+    keepalive_seconds: float = Field(15.0, gt=0)
+    send_timeout_seconds: float = Field(10.0, gt=0)
+    publish_rate: float | None = Field(None, gt=0)
+    max_streams_per_subject: int | None = Field(None, ge=1)
+    cors_origins: str = ""
+
+    smtp_url: str = "smtp://localhost:25"
+    email_from: str = "notify@localhost"
+    public_url: str = "http://127.0.0.1:8000"
+    allow_private_targets: bool = False
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    webhook_timeout_seconds: float = Field(15.0, gt=0)
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            try:
+                return tuple(float(p) for p in parts)
+            except ValueError as exc:
+                raise ValueError("a comma-separated list of seconds, e.g. 5,300,1800") from exc
+        return value
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(v < 0 for v in value):
+            raise ValueError("delays must not be negative")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    def require_secret(self) -> None:
+        if self.jwt_secret is None and self.jwt_public_key is None:
+            raise ConfigError(
+                "NOTIFY_JWT_SECRET",
+                "is required (or NOTIFY_JWT_PUBLIC_KEY); `notify dev` generates one for you",
+            )
+
+
+def load(**overrides: Any) -> Settings:
+    """Read the environment; a bad value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "NOTIFY_" + str(first["loc"][0]).upper() if first["loc"] else "NOTIFY_*"
+        raise ConfigError(name, first["msg"]) from exc
