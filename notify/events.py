@@ -32,6 +32,7 @@ class Draft:
     channel: str
     type: str
     body: bytes  # JSON object without "id", starting with '{'
+    origin: str = ""
 
 
 def now_rfc3339(now: datetime | None = None) -> str:
@@ -107,7 +108,7 @@ def encode_draft(
             f"event is {len(body) + MAX_ID_OVERHEAD} bytes encoded, over the limit of {max_bytes}",
             field=prefix.rstrip(".") or None,
         )
-    return Draft(channel=channel, type=type_, body=body)
+    return Draft(channel=channel, type=type_, body=body, origin=origin or "")
 
 
 def with_id(event_id: str, body: bytes) -> bytes:

@@ -50,3 +50,20 @@ RETRY_DUE = PREFIX + "retry:due"
 
 def target_rate(target: str) -> str:
     return f"{PREFIX}rate:target:{target}"
+
+
+def delivery_attempts(delivery_id: str) -> str:
+    """List of a delivery's attempts (JSON each), newest last, capped."""
+    return f"{PREFIX}dlv-att:{delivery_id}"
+
+
+REPLAYS = PREFIX + "replays"
+"""Stream of replay requests, read by dispatchers through REPLAY_GROUP."""
+
+REPLAY_GROUP = "replayers"
+
+DELIVERY_METRICS = PREFIX + "metrics:deliveries"
+"""Hash of delivery counters and latency buckets, written by workers, read by /metrics."""
+
+CELERY_PREFIX = PREFIX + "celery:"
+"""Prefix of every key the Celery broker (kombu) writes."""

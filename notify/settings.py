@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from notify.errors import ConfigError
@@ -38,6 +39,15 @@ class Settings(BaseSettings):
     allow_private_targets: bool = False
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout_seconds: float = Field(15.0, gt=0)
+    webhook_target_rate: float = Field(100.0, ge=0)
+    webhook_max_connections: int = Field(100, ge=1, le=10_000)
+    delivery_batch_size: int = Field(50, ge=1, le=1000)
+    delivery_lease_seconds: float = Field(60.0, gt=0)
+    delivery_retention_seconds: int = Field(7 * 86400, ge=60)
+    sweep_interval_seconds: float = Field(0.25, gt=0, le=60)
+    dispatch_claim_idle_seconds: float = Field(30.0, gt=0)
+    broker_visibility_seconds: int = Field(3600, ge=10)
+    max_subscriptions_per_user: int = Field(1000, ge=1)
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -55,6 +65,23 @@ class Settings(BaseSettings):
     def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if any(v < 0 for v in value):
             raise ValueError("delays must not be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> Settings:
+        # a claimed delivery must outlive its HTTP request, or a second worker would
+        # take it over while the first is still sending
+        if self.delivery_lease_seconds < self.webhook_timeout_seconds + 1:
+            raise ValueError(
+                "NOTIFY_DELIVERY_LEASE_SECONDS must exceed NOTIFY_WEBHOOK_TIMEOUT_SECONDS by 1 s"
+            )
+        return self
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (HS256 needs a 256-bit key)")
         return value
 
     @field_validator("redis_url")
@@ -82,5 +109,9 @@ def load(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "NOTIFY_" + str(first["loc"][0]).upper() if first["loc"] else "NOTIFY_*"
+        if first["loc"]:
+            name = "NOTIFY_" + str(first["loc"][0]).upper()
+        else:  # a cross-field check names its variable first in its message
+            named = re.search(r"NOTIFY_[A-Z_]+", first["msg"])
+            name = named.group(0) if named else "NOTIFY_*"
         raise ConfigError(name, first["msg"]) from exc

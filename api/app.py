@@ -1,0 +1,102 @@
+"""The FastAPI gateway: app factory and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api import problems
+from api.hub import Hub, stop
+from api.limits import RateLimiter
+from api.routes import history, ops, publish, stream, ws
+from api.state import Gateway
+from notify.auth import Verifier
+from notify.redislog import RedisEventLog, Retention
+from notify.settings import Settings
+
+OPTIONAL_ROUTERS = (
+    "api.routes.subscriptions",
+    "api.routes.deliveries",
+    "api.routes.feed",
+    "api.routes.unsubscribe",
+)
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    client = aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=False,
+        socket_timeout=15,  # outlives the reader's 5 s blocking XREAD
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        max_connections=256,
+    )
+    log = RedisEventLog(
+        client,
+        Retention(
+            seconds=settings.history_seconds,
+            max_events=settings.history_max_events,
+            channel_max_events=settings.channel_history_max_events,
+        ),
+    )
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    return Gateway(
+        settings=settings,
+        redis=client,
+        log=log,
+        hub=Hub(log),
+        verifier=Verifier(secret=secret, public_key=settings.jwt_public_key),
+        limiter=RateLimiter(client, settings.publish_rate),
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    settings.require_secret()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gw = build_gateway(settings)
+        app.state.gateway = gw
+        reader = asyncio.create_task(gw.hub.run(), name="notify-reader")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await gw.hub.started.wait()
+        try:
+            yield
+        finally:
+            gw.hub.close_all("shutdown")
+            await stop(reader)
+            await gw.redis.aclose()
+
+    app = FastAPI(
+        title="notify",
+        version="1.0",
+        summary="Event notification fan-out: SSE, WebSocket, email, webhooks, monitoring",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+        )
+    for module in (publish, history, stream, ws, ops):
+        app.include_router(module.router)
+    for name in OPTIONAL_ROUTERS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        app.include_router(module.router)
+    return app

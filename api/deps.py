@@ -1,0 +1,48 @@
+"""FastAPI dependencies: the process state and the caller's identity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from api.state import Gateway
+from notify.auth import COOKIE, QUERY, Principal, pick_token
+from notify.errors import Unauthenticated
+from notify.settings import Settings
+
+
+def get_gateway(conn: HTTPConnection) -> Gateway:
+    gw: Gateway = conn.app.state.gateway
+    return gw
+
+
+def get_redis(conn: HTTPConnection) -> aioredis.Redis:
+    return get_gateway(conn).redis
+
+
+def get_settings(conn: HTTPConnection) -> Settings:
+    return get_gateway(conn).settings
+
+
+def authenticate(conn: HTTPConnection) -> Principal:
+    """Bearer header, else the ``notify_token`` cookie, else the ``token`` query
+    parameter. A bad token is refused; it never falls back to a weaker source."""
+    token = pick_token(
+        conn.headers.get("authorization"),
+        conn.cookies.get(COOKIE),
+        conn.query_params.get(QUERY),
+    )
+    if token is None:
+        raise Unauthenticated("no token: send 'Authorization: Bearer <token>'")
+    principal = get_gateway(conn).verifier.verify(token)
+    conn.state.principal = principal
+    return principal
+
+
+Auth = Annotated[Principal, Depends(authenticate)]
+Store = Annotated[aioredis.Redis, Depends(get_redis)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]

@@ -1,0 +1,272 @@
+"""The connection hub: one log reader per process fanning out to local connections.
+
+The reader tails the global log with a single blocking XREAD and hands each entry
+to the live connections whose patterns match it (found through a PatternIndex, so
+the cost follows the matching connections, not all of them). Each connection owns a
+bounded buffer that its own writer drains in one write per wake-up: coalescing is
+what lets one process push hundreds of thousands of events a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Literal
+
+from api import metrics
+from notify.channels import PatternIndex
+from notify.errors import StoreUnavailable
+from notify.events import parse_id, with_id
+from notify.log import Entry
+from notify.redislog import RedisEventLog
+from notify.sse import event_frame
+
+log = logging.getLogger("notify.hub")
+
+Kind = Literal["sse", "ws"]
+Sender = Callable[[bytes | str], Awaitable[None]]
+TypeFilter = Callable[[str], bool]
+
+
+class Subscriber:
+    """One live connection's side of the hub: patterns, a bounded buffer, a wake-up."""
+
+    __slots__ = (
+        "_deadline",
+        "_wake",
+        "buf",
+        "closed",
+        "hold",
+        "kind",
+        "max_queued",
+        "origin",
+        "patterns",
+        "reason",
+        "stamp",
+        "type_filter",
+    )
+
+    def __init__(
+        self,
+        kind: Kind,
+        max_queued: int,
+        origin: str | None = None,
+        type_filter: TypeFilter | None = None,
+    ) -> None:
+        self.kind: Kind = kind
+        self.max_queued = max_queued
+        self.origin = origin or None
+        self.type_filter = type_filter
+        self.patterns: set[str] = set()
+        self.buf: list[bytes | str] = []
+        self.closed = False
+        self.reason = ""
+        self.hold = 0
+        self.stamp: object = None
+        self._wake = asyncio.Event()
+        self._deadline: asyncio.Timeout | None = None
+
+    def push(self, frame: bytes | str) -> None:
+        buf = self.buf
+        buf.append(frame)
+        if len(buf) > self.max_queued:
+            self.close("slow_consumer")
+            metrics.SLOW_CONSUMERS.inc()
+        elif not self.hold:
+            self._wake.set()
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.reason = reason
+        self.buf = []
+        if self._deadline is not None:
+            # a writer stuck on a peer that stopped reading gives up now
+            self._deadline.reschedule(asyncio.get_running_loop().time())
+        self._wake.set()
+
+    def release(self) -> None:
+        self.hold -= 1
+        if not self.hold and self.buf:
+            self._wake.set()
+
+    async def send(self, send: Sender, data: bytes | str, timeout: float) -> None:
+        """One write with a deadline; a deadline hit means the peer is too slow."""
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                self._deadline = deadline
+                await send(data)
+        except TimeoutError:
+            if not self.closed:
+                metrics.SLOW_CONSUMERS.inc()
+            self.close(self.reason or "slow_consumer")
+        finally:
+            self._deadline = None
+
+    async def pump(
+        self, send: Sender, *, keepalive: bytes | str | None, every: float, timeout: float
+    ) -> None:
+        """Drain the buffer until closed: everything pending goes out in one write."""
+        wake = self._wake
+        while not self.closed:
+            if not self.buf or self.hold:
+                wake.clear()
+                try:
+                    async with asyncio.timeout(every):
+                        await wake.wait()
+                except TimeoutError:
+                    if keepalive is not None and not self.closed:
+                        await self.send(send, keepalive, timeout)
+                    continue
+                if self.closed or self.hold or not self.buf:
+                    continue
+            frames, self.buf = self.buf, []
+            if self.kind == "sse":
+                await self.send(send, b"".join(frames), timeout)  # type: ignore[arg-type]
+                metrics.EVENTS_SENT.inc(len(frames))
+            else:
+                for frame in frames:
+                    if self.closed:
+                        break
+                    await self.send(send, frame, timeout)
+                metrics.EVENTS_SENT.inc(len(frames))
+
+
+ACTIVE: weakref.WeakSet[Hub] = weakref.WeakSet()
+"""Hubs of this process, so the server can end their streams before it stops."""
+
+
+class Hub:
+    def __init__(
+        self,
+        log: RedisEventLog,
+        *,
+        block_ms: int = 5000,
+        batch: int = 1000,
+    ) -> None:
+        self._log = log
+        self._block_ms = block_ms
+        self._batch = batch
+        self._index: PatternIndex[Subscriber] = PatternIndex()
+        self._waiters: list[tuple[tuple[int, int], asyncio.Future[None]]] = []
+        self.cursor = "0-0"
+        self._cursor_key = (0, 0)
+        self.running = False
+        self.started = asyncio.Event()
+        self.subscribers: set[Subscriber] = set()
+        ACTIVE.add(self)
+
+    # --- connections -----------------------------------------------------------
+
+    def attach(self, sub: Subscriber, patterns: Iterable[str]) -> str:
+        """Start live delivery of ``patterns`` to ``sub``; returns the position after
+        which live delivery begins (everything up to it was fanned out already)."""
+        for p in patterns:
+            if p not in sub.patterns:
+                sub.patterns.add(p)
+                self._index.add(p, sub)
+        self.subscribers.add(sub)
+        return self.cursor
+
+    def detach(self, sub: Subscriber, patterns: Iterable[str] | None = None) -> None:
+        for p in list(sub.patterns if patterns is None else patterns):
+            if p in sub.patterns:
+                sub.patterns.discard(p)
+                self._index.remove(p, sub)
+        if patterns is None:
+            self.subscribers.discard(sub)
+
+    async def reached(self, event_id: str, timeout: float = 30.0) -> None:
+        """Wait until the reader has fanned out ``event_id``."""
+        key = parse_id(event_id)
+        if key <= self._cursor_key:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((key, fut))
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError as exc:
+            raise StoreUnavailable("the event reader is behind; try again") from exc
+
+    def close_all(self, reason: str) -> None:
+        for sub in list(self.subscribers):
+            sub.close(reason)
+
+    # --- the reader ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Tail the log forever, reconnecting with backoff when Redis goes away."""
+        delay = 0.05
+        first = True
+        while True:
+            try:
+                head = await self._log.head()
+                if first:
+                    self._advance(head)
+                    first = False
+                elif parse_id(head) < self._cursor_key:
+                    # the log went back in time (Redis lost its data): read it afresh
+                    log.warning("event log is behind our cursor %s; rereading", self.cursor)
+                    self._advance("0-0", force=True)
+                self.running = True
+                self.started.set()
+                delay = 0.05
+                while True:
+                    entries = await self._log.tail(self.cursor, self._batch, self._block_ms)
+                    if entries:
+                        self.fan_out(entries)
+            except StoreUnavailable as exc:
+                if self.running:
+                    log.warning("event reader lost Redis: %s", exc)
+                self.running = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _advance(self, event_id: str, *, force: bool = False) -> None:
+        key = parse_id(event_id)
+        if key > self._cursor_key or force:
+            self.cursor, self._cursor_key = event_id, key
+        if self._waiters:
+            ready = [w for w in self._waiters if w[0] <= self._cursor_key]
+            if ready:
+                self._waiters = [w for w in self._waiters if w[0] > self._cursor_key]
+                for _, fut in ready:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    def fan_out(self, entries: list[Entry]) -> None:
+        match = self._index.match
+        for entry in entries:
+            envelope: bytes | None = None
+            sse: bytes | None = None
+            ws: str | None = None
+            for sub in match(entry.channel):
+                if sub.stamp is entry or sub.closed:
+                    continue
+                sub.stamp = entry  # a connection with overlapping patterns gets it once
+                if sub.origin is not None and sub.origin == entry.origin:
+                    continue
+                if sub.type_filter is not None and not sub.type_filter(entry.type):
+                    continue
+                if envelope is None:
+                    envelope = with_id(entry.id, entry.body)
+                if sub.kind == "sse":
+                    if sse is None:
+                        sse = event_frame(entry.id, envelope)
+                    sub.push(sse)
+                else:
+                    if ws is None:
+                        ws = '{"op":"event","event":' + envelope.decode() + "}"
+                    sub.push(ws)
+        self._advance(entries[-1].id)
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

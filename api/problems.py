@@ -1,0 +1,95 @@
+"""RFC 9457 problem+json for every error the API returns."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import orjson
+import redis
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from notify.errors import PROBLEM_BASE, NotifyError, RateLimited, StoreUnavailable
+
+log = logging.getLogger("notify.api")
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    return Response(orjson.dumps(body), status, headers=headers, media_type=MEDIA_TYPE)
+
+
+def from_error(exc: NotifyError) -> Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    elif isinstance(exc, StoreUnavailable):
+        headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    elif exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return problem(exc.status, exc.code, exc.title, exc.detail, field=exc.field, headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or ".".join(str(p) for p in loc)
+
+
+def install(app: FastAPI) -> None:
+    async def notify_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, NotifyError)
+        return from_error(exc)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = _field(tuple(first.get("loc", ())))
+        return problem(
+            422, "invalid-input", "Invalid input", f"{field}: {first['msg']}", field=field
+        )
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem(
+            exc.status_code, code, str(exc.detail), str(exc.detail), headers=dict(exc.headers or {})
+        )
+
+    async def redis_down(_: Request, exc: Exception) -> Response:
+        log.warning("redis unavailable: %s", type(exc).__name__)
+        return from_error(StoreUnavailable("event store unavailable"))
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return problem(500, "internal", "Internal error", "an unexpected error occurred")
+
+    app.add_exception_handler(NotifyError, notify_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(redis.exceptions.ConnectionError, redis_down)
+    app.add_exception_handler(redis.exceptions.TimeoutError, redis_down)
+    app.add_exception_handler(Exception, unexpected)

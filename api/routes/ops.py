@@ -1,0 +1,43 @@
+"""Health, readiness and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import JSONResponse, Response
+
+from api import metrics
+from api.deps import GatewayDep
+from notify.redislog import translated
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(gw: GatewayDep) -> Response:
+    """Redis answers and the event reader is running."""
+    problems: list[str] = []
+    try:
+        with translated():
+            await gw.redis.ping()
+    except Exception:
+        problems.append("redis unreachable")
+    if not gw.hub.running:
+        problems.append("event reader not running")
+    if problems:
+        return JSONResponse(
+            {"status": "unavailable", "problems": problems}, 503, headers={"Retry-After": "1"}
+        )
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics")
+async def prometheus(gw: GatewayDep) -> Response:
+    metrics.READER_UP.set(1 if gw.hub.running else 0)
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

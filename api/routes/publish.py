@@ -1,0 +1,161 @@
+"""POST /v1/events and /v1/events/batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Header, Request
+from starlette.responses import Response
+
+from api import metrics
+from api.deps import Auth, GatewayDep
+from api.state import Gateway
+from notify import keys
+from notify.errors import Forbidden, InvalidEvent, InvalidInput, TooLarge
+from notify.events import Draft, draft
+
+router = APIRouter(tags=["publish"])
+MAX_BATCH = 1000
+MAX_IDEMPOTENCY_KEY = 255
+
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["channel", "type", "data"],
+    "additionalProperties": False,
+    "properties": {
+        "channel": {"type": "string", "maxLength": 255, "example": "orders.eu"},
+        "type": {"type": "string", "maxLength": 128, "example": "order.created"},
+        "data": {"description": "any JSON value"},
+        "origin": {"type": "string", "maxLength": 128},
+    },
+}
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"description": d, **PROBLEM}
+    for s, d in [
+        (401, "no or bad token"),
+        (403, "no right to publish there"),
+        (413, "over a size limit"),
+        (422, "invalid input"),
+        (429, "rate limited"),
+        (503, "store unavailable"),
+    ]
+}
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request body as JSON, refusing more than ``limit`` bytes before reading it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from exc
+
+
+def idempotency(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InvalidInput(
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters",
+            field="Idempotency-Key",
+        )
+    return key
+
+
+async def store(
+    gw: Gateway, subject: str, drafts: list[Draft], key: str | None
+) -> list[tuple[str, str]]:
+    await gw.limiter.take_publish(subject, len(drafts))
+    pairs = await gw.log.append(
+        drafts, idempotency_key=keys.idempotency(subject, key) if key else None
+    )
+    metrics.EVENTS_PUBLISHED.inc(len(drafts))
+    return pairs
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    responses={202: {"description": "stored"}, **ERRORS},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": EVENT_SCHEMA}}}
+    },
+)
+async def publish(
+    request: Request,
+    principal: Auth,
+    gw: GatewayDep,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+) -> Response:
+    """Publish one event; `202` means it is stored in Redis."""
+    key = idempotency(idempotency_key)
+    raw = await read_json(request, gw.settings.max_event_bytes + 1024)
+    d = draft(raw, max_bytes=gw.settings.max_event_bytes)
+    principal.require_publish(d.channel)
+    pairs = await store(gw, principal.sub, [d], key)
+    event_id, channel = pairs[0]
+    return Response(
+        orjson.dumps({"id": event_id, "channel": channel}), 202, media_type="application/json"
+    )
+
+
+@router.post(
+    "/v1/events/batch",
+    status_code=202,
+    responses={202: {"description": "stored"}, **ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["events"],
+                        "properties": {
+                            "events": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": MAX_BATCH,
+                                "items": EVENT_SCHEMA,
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def publish_batch(
+    request: Request,
+    principal: Auth,
+    gw: GatewayDep,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+) -> Response:
+    """Publish 1-1000 events at once, all or nothing."""
+    key = idempotency(idempotency_key)
+    raw = await read_json(request, gw.settings.max_batch_bytes)
+    if not isinstance(raw, dict) or set(raw) != {"events"}:
+        raise InvalidEvent("body must be an object with exactly the field 'events'", field="events")
+    events = raw["events"]
+    if not isinstance(events, list) or not 1 <= len(events) <= MAX_BATCH:
+        raise InvalidEvent(f"events must be a list of 1-{MAX_BATCH} events", field="events")
+    limit = gw.settings.max_event_bytes
+    drafts = [draft(e, max_bytes=limit, prefix=f"events[{i}].") for i, e in enumerate(events)]
+    for i, d in enumerate(drafts):
+        if not principal.can_publish(d.channel):
+            raise Forbidden(f"token may not publish to {d.channel!r}", field=f"events[{i}].channel")
+    pairs = await store(gw, principal.sub, drafts, key)
+    return Response(
+        orjson.dumps({"ids": [i for i, _ in pairs]}), 202, media_type="application/json"
+    )

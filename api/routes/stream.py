@@ -1,0 +1,66 @@
+"""GET /v1/stream: Server-Sent Events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from starlette.responses import Response
+
+from api.deps import Auth, GatewayDep
+from api.hub import Subscriber
+from api.state import Gateway
+from api.streams import EventStream
+from notify.auth import Principal
+from notify.channels import validate_pattern
+from notify.errors import InvalidInput
+from notify.events import MAX_ORIGIN, parse_id
+
+router = APIRouter(tags=["stream"])
+MAX_PATTERNS = 100
+
+
+def cursor_of(header: str | None, query: str | None) -> str | None:
+    value = header if header else query
+    if value is None or value == "":
+        return None
+    parse_id(value, field="Last-Event-ID" if header else "last_event_id")
+    return value
+
+
+async def open_stream(
+    gw: Gateway,
+    principal: Principal,
+    patterns: list[str],
+    cursor: str | None,
+    sub: Subscriber,
+) -> EventStream:
+    # checked before the 200 goes out, so a dead store still answers 503
+    gap = await gw.log.position(patterns, cursor) if cursor else None
+    return EventStream(gw, principal, patterns, cursor, gap, sub)
+
+
+@router.get(
+    "/v1/stream",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "event stream"}},
+)
+async def stream(
+    principal: Auth,
+    gw: GatewayDep,
+    channel: Annotated[list[str], Query(description="channels or patterns")],
+    last_event_id: Annotated[str | None, Query(max_length=64)] = None,
+    origin: Annotated[str | None, Query(max_length=MAX_ORIGIN)] = None,
+    last_event_id_header: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=64)
+    ] = None,
+) -> EventStream:
+    """Live events on the given channels/patterns, resumable by `Last-Event-ID`."""
+    if not 1 <= len(channel) <= MAX_PATTERNS:
+        raise InvalidInput(f"give 1-{MAX_PATTERNS} channel parameters", field="channel")
+    patterns = [validate_pattern(c) for c in channel]
+    for p in patterns:
+        principal.require_read(p)
+    cursor = cursor_of(last_event_id_header, last_event_id)
+    sub = Subscriber("sse", gw.settings.max_queued, origin=origin)
+    return await open_stream(gw, principal, patterns, cursor, sub)

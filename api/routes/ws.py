@@ -1,0 +1,183 @@
+"""GET /v1/ws: the WebSocket transport."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from api import metrics
+from api.deps import authenticate, get_gateway
+from api.hub import Subscriber
+from api.problems import from_error
+from api.routes.publish import store
+from api.state import Gateway
+from api.streams import expire_at, resume
+from notify import wsproto
+from notify.auth import Principal
+from notify.channels import validate_channel
+from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
+from notify.events import encode_draft, validate_type, with_id
+from notify.log import Entry
+
+router = APIRouter()
+MAX_BAD_FRAMES = 10
+CLOSE_CODES = {
+    "slow_consumer": 1013,
+    "token_expired": 1008,
+    "shutdown": 1012,
+    "too_many_errors": 1008,
+}
+
+
+@router.websocket("/v1/ws")
+async def websocket(ws: WebSocket) -> None:
+    gw = get_gateway(ws)
+    try:
+        allowed = gw.settings.cors_origin_list
+        origin = ws.headers.get("origin")
+        if allowed and origin is not None and origin not in allowed and "*" not in allowed:
+            raise Forbidden(f"origin {origin!r} is not allowed")
+        principal = authenticate(ws)
+    except NotifyError as exc:
+        await deny(ws, exc)
+        return
+    await ws.accept()
+    sub = Subscriber("ws", gw.settings.max_queued, origin="ws-" + secrets.token_hex(8))
+    session = Session(gw, ws, principal, sub)
+    await session.run()
+
+
+async def deny(ws: WebSocket, exc: NotifyError) -> None:
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(from_error(exc))
+    else:
+        await ws.close(code=1008, reason=exc.detail[:120])
+
+
+class Session:
+    def __init__(self, gw: Gateway, ws: WebSocket, principal: Principal, sub: Subscriber):
+        self.gw, self.ws, self.principal, self.sub = gw, ws, principal, sub
+        self.timeout = gw.settings.send_timeout_seconds
+
+    async def write(self, data: bytes | str) -> None:
+        await self.ws.send_text(data if isinstance(data, str) else data.decode())
+
+    async def reply(self, text: str) -> None:
+        await self.sub.send(self.write, text, self.timeout)
+
+    async def run(self) -> None:
+        sub = self.sub
+        metrics.STREAMS_OPEN.labels("ws").inc()
+        expiry = expire_at(sub, self.principal)
+        pump = asyncio.create_task(
+            sub.pump(
+                self.write,
+                keepalive=None,
+                every=self.gw.settings.keepalive_seconds,
+                timeout=self.timeout,
+            )
+        )
+        reader = asyncio.create_task(self.read())
+        try:
+            await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            metrics.STREAMS_OPEN.labels("ws").dec()
+            self.gw.hub.detach(sub)
+            if expiry is not None:
+                expiry.cancel()
+            for task in (pump, reader):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            if sub.reason != "disconnected":
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await self.ws.close(
+                            code=CLOSE_CODES.get(sub.reason, 1011), reason=sub.reason[:120]
+                        )
+
+    async def read(self) -> None:
+        bad = 0
+        while not self.sub.closed:
+            try:
+                message = await self.ws.receive()
+            except WebSocketDisconnect:
+                break
+            if message["type"] == "websocket.disconnect":
+                break
+            try:
+                text = message.get("text")
+                if text is None:
+                    raise wsproto.WithRef(
+                        None, InvalidInput("frames must be JSON text", field="frame")
+                    )
+                await self.handle(wsproto.parse(text))
+                bad = 0
+            except (wsproto.WithRef, NotifyError) as exc:
+                ref, err = (exc.ref, exc.error) if isinstance(exc, wsproto.WithRef) else (None, exc)
+                if not isinstance(err, NotifyError) or err.status in (400, 413, 422):
+                    bad += 1
+                await self.fail(ref, err)
+            if bad >= MAX_BAD_FRAMES:
+                self.sub.close("too_many_errors")
+        self.sub.close("disconnected")
+
+    async def fail(self, ref: str | int | None, exc: Exception) -> None:
+        if isinstance(exc, NotifyError):
+            await self.reply(wsproto.error(ref, exc.status, exc.detail, exc.field))
+        else:
+            await self.reply(wsproto.error(ref, 422, str(exc)))
+
+    async def handle(self, frame: wsproto.Frame) -> None:
+        try:
+            if frame.op == "ping":
+                await self.reply(wsproto.pong(frame.ref))
+            elif frame.op == "subscribe":
+                await self.subscribe(frame)
+            elif frame.op == "unsubscribe":
+                patterns = wsproto.channels(frame)
+                self.gw.hub.detach(self.sub, patterns)
+                await self.reply(wsproto.ok(frame.ref))
+            elif frame.op == "publish":
+                await self.publish(frame)
+        except NotifyError as exc:
+            raise wsproto.WithRef(frame.ref, exc) from exc
+
+    async def subscribe(self, frame: wsproto.Frame) -> None:
+        patterns = wsproto.channels(frame)
+        for p in patterns:
+            self.principal.require_read(p)
+        cursor = wsproto.cursor(frame)
+        fresh = [p for p in patterns if p not in self.sub.patterns]
+        gap = await self.gw.log.position(fresh, cursor) if cursor and fresh else None
+        await self.reply(wsproto.ok(frame.ref))
+        if gap:
+            await self.reply(wsproto.gap(gap))
+        if fresh:
+            await resume(self.gw, self.sub, fresh, cursor, gap, self.emit)
+
+    async def emit(self, entries: list[Entry]) -> None:
+        for e in entries:
+            await self.reply(wsproto.event(with_id(e.id, e.body)))
+        metrics.EVENTS_SENT.inc(len(entries))
+
+    async def publish(self, frame: wsproto.Frame) -> None:
+        body = frame.body
+        channel = validate_channel(body.get("channel"))
+        type_ = validate_type(body.get("type"))
+        if "data" not in body:
+            raise InvalidEvent("data is required (it may be null)", field="data")
+        self.principal.require_publish(channel)
+        draft = encode_draft(
+            channel,
+            type_,
+            body["data"],
+            self.sub.origin,
+            max_bytes=self.gw.settings.max_event_bytes,
+        )
+        pairs = await store(self.gw, self.principal.sub, [draft], None)
+        await self.reply(wsproto.ok(frame.ref, id=pairs[0][0]))

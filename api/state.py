@@ -1,0 +1,23 @@
+"""What one gateway process holds: settings, the Redis client, the log, the hub."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from api.hub import Hub
+from api.limits import RateLimiter
+from notify.auth import Verifier
+from notify.redislog import RedisEventLog
+from notify.settings import Settings
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    redis: aioredis.Redis
+    log: RedisEventLog
+    hub: Hub
+    verifier: Verifier
+    limiter: RateLimiter

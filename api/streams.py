@@ -1,0 +1,172 @@
+"""What SSE and WebSocket connections share: resume without gap or duplicate, and
+the SSE response itself (a bare ASGI app: one write per batch of pending events)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from api import metrics
+from api.hub import Subscriber
+from api.state import Gateway
+from notify.auth import Principal
+from notify.events import parse_id, with_id
+from notify.log import Entry
+from notify.sse import KEEPALIVE, PREAMBLE, event_frame, gap_frame
+
+PAGE = 500
+Emit = Callable[[list[Entry]], Awaitable[None]]
+
+
+def visible(sub: Subscriber, entries: list[Entry]) -> list[Entry]:
+    return [
+        e
+        for e in entries
+        if (sub.origin is None or e.origin != sub.origin)
+        and (sub.type_filter is None or sub.type_filter(e.type))
+    ]
+
+
+async def resume(
+    gw: Gateway,
+    sub: Subscriber,
+    patterns: Sequence[str],
+    cursor: str | None,
+    gap_reason: str | None,
+    emit: Emit,
+) -> None:
+    """Send what ``patterns`` missed after ``cursor``, then go live from exactly there.
+
+    Phase 1 replays history up to the head without holding live events. Phase 2 waits
+    for the hub to reach that point, attaches (the hub says where live delivery
+    begins) and replays the few events in between while live ones are held back.
+    """
+    if cursor is None:
+        gw.hub.attach(sub, patterns)
+        return
+    after: str | None = None if gap_reason else cursor
+    while True:
+        page = await gw.log.history(patterns, after, PAGE)
+        if page.entries:
+            await emit(visible(sub, page.entries))
+            after = page.entries[-1].id
+        if page.next is None:
+            break
+        after = page.next
+    if after is not None:
+        await gw.hub.reached(after)
+    sub.hold += 1
+    try:
+        upto = gw.hub.attach(sub, patterns)
+        while after is None or parse_id(after) < parse_id(upto):
+            page = await gw.log.history(patterns, after, PAGE, until=upto)
+            if page.entries:
+                await emit(visible(sub, page.entries))
+                after = page.entries[-1].id
+            if page.next is None:
+                break
+            after = page.next
+    finally:
+        sub.release()
+
+
+def expire_at(sub: Subscriber, principal: Principal) -> asyncio.TimerHandle | None:
+    """Close the stream when its token expires: the client must come back with a new one."""
+    if principal.exp is None:
+        return None
+    loop = asyncio.get_running_loop()
+    delay = max(0.0, principal.exp - time.time())
+    return loop.call_later(delay, sub.close, "token_expired")
+
+
+class EventStream(Response):
+    """``text/event-stream`` of live events, resumed from a cursor."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        gw: Gateway,
+        principal: Principal,
+        patterns: Sequence[str],
+        cursor: str | None,
+        gap_reason: str | None,
+        sub: Subscriber,
+        on_open: Callable[[Subscriber], Awaitable[None]] | None = None,
+        on_close: Callable[[Subscriber], None] | None = None,
+    ) -> None:
+        self.gw = gw
+        self.principal = principal
+        self.patterns = list(patterns)
+        self.cursor = cursor
+        self.gap_reason = gap_reason
+        self.sub = sub
+        self.on_open = on_open
+        self.on_close = on_close
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sub, gw = self.sub, self.gw
+        settings = gw.settings
+        timeout = settings.send_timeout_seconds
+
+        async def write(data: bytes | str) -> None:
+            body = data if isinstance(data, bytes) else data.encode()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        async def emit(entries: list[Entry]) -> None:
+            if entries and not sub.closed:
+                frames = b"".join(event_frame(e.id, with_id(e.id, e.body)) for e in entries)
+                await sub.send(write, frames, timeout)
+                metrics.EVENTS_SENT.inc(len(entries))
+
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                ],
+            }
+        )
+        watcher = asyncio.create_task(_watch_disconnect(receive, sub))
+        expiry = expire_at(sub, self.principal)
+        metrics.STREAMS_OPEN.labels("sse").inc()
+        try:
+            head = PREAMBLE + (gap_frame(self.gap_reason) if self.gap_reason else b"")
+            await sub.send(write, head, timeout)
+            if self.on_open is not None:
+                await self.on_open(sub)
+            await resume(gw, sub, self.patterns, self.cursor, self.gap_reason, emit)
+            await sub.pump(
+                write, keepalive=KEEPALIVE, every=settings.keepalive_seconds, timeout=timeout
+            )
+        except Exception as exc:
+            # the stream has begun: all we can say is goodbye; the client resumes by id
+            sub.close(f"error: {type(exc).__name__}")
+        finally:
+            metrics.STREAMS_OPEN.labels("sse").dec()
+            gw.hub.detach(sub)
+            if self.on_close is not None:
+                self.on_close(sub)
+            watcher.cancel()
+            if expiry is not None:
+                expiry.cancel()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _watch_disconnect(receive: Receive, sub: Subscriber) -> None:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            sub.close("disconnected")
+            return

@@ -1,0 +1,3 @@
+from notify.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""The event log port: what the gateway and producers need from the store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from notify.events import Draft
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored event as read back: its id, channel, type, origin and id-less body.
+
+    Channel, type and origin are stored beside the body so readers route and filter
+    without parsing JSON.
+    """
+
+    id: str
+    channel: str
+    type: str
+    origin: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    entries: list[Entry]
+    next: str | None
+    gap: bool = False
+
+
+class EventLog(Protocol):
+    async def append(
+        self, drafts: Sequence[Draft], *, idempotency_key: str | None = None
+    ) -> list[tuple[str, str]]:
+        """Store the drafts atomically; return (id, channel) per draft.
+
+        With an idempotency key already used, returns the first call's answer and
+        stores nothing.
+        """
+        ...
+
+    async def history(
+        self, patterns: Sequence[str], after: str | None, limit: int, until: str | None = None
+    ) -> Page: ...
+
+    async def position(self, patterns: Sequence[str], cursor: str) -> str | None: ...
+
+    async def tail(self, after: str, count: int, block_ms: int) -> list[Entry]: ...
+
+    async def head(self) -> str: ...

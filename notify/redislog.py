@@ -1,0 +1,282 @@
+"""The event log on Redis Streams (adapter).
+
+Every event takes its id from one global stream (``keys.LOG``), which gateways tail
+and dispatchers read as a consumer group. The same entry is stored under the same
+id in its channel's own stream (``keys.channel_stream``), in the same Lua call, so
+one cursor resumes any set of channels: exact channels read their own stream,
+patterns read the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, ResponseError
+
+from notify import keys
+from notify.channels import PatternIndex, is_wildcard
+from notify.errors import StoreUnavailable
+from notify.events import Draft, format_id, parse_id
+from notify.log import Entry, Page
+
+IDEMPOTENCY_SECONDS = 86400
+SCAN_BUDGET = 20_000
+"""Log entries one history call may scan for a pattern before handing back a cursor."""
+
+APPEND_LUA = """
+if KEYS[2] ~= '' then
+  local prior = redis.call('GET', KEYS[2])
+  if prior then return prior end
+end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cutoff = tostring(now_ms - tonumber(ARGV[1])) .. '-0'
+local out = {}
+local n = (#ARGV - 5) / 4
+for i = 1, n do
+  local base = 5 + 4 * (i - 1)
+  local c, t, o, b = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  local id = redis.call('XADD', KEYS[1], '*', 'c', c, 't', t, 'o', o, 'b', b)
+  local ck = KEYS[2 + i]
+  redis.call('XADD', ck, 'MAXLEN', '~', ARGV[3], id, 'c', c, 't', t, 'o', o, 'b', b)
+  redis.call('XTRIM', ck, 'MINID', '~', cutoff)
+  redis.call('EXPIRE', ck, ARGV[4])
+  out[i] = {id, c}
+end
+redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])
+redis.call('XTRIM', KEYS[1], 'MINID', '~', cutoff)
+local encoded = cjson.encode(out)
+if KEYS[2] ~= '' then
+  redis.call('SET', KEYS[2], encoded, 'EX', ARGV[5])
+end
+return encoded
+"""
+
+TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+
+
+def _is_capacity_error(exc: ResponseError) -> bool:
+    text = str(exc)
+    return text.startswith(("OOM", "LOADING", "MASTERDOWN", "MISCONF", "NOREPLICAS"))
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Redis failures that mean "try again later" become StoreUnavailable."""
+    try:
+        yield
+    except TRANSIENT as exc:
+        raise StoreUnavailable(f"event store unavailable: {type(exc).__name__}") from exc
+    except ResponseError as exc:
+        if _is_capacity_error(exc):
+            raise StoreUnavailable(f"event store refused the write: {exc}") from exc
+        raise
+    except OSError as exc:
+        raise StoreUnavailable(f"event store unavailable: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    seconds: int
+    max_events: int
+    channel_max_events: int
+
+    def append_args(self, drafts: Sequence[Draft]) -> list[Any]:
+        args: list[Any] = [
+            self.seconds * 1000,
+            self.max_events,
+            self.channel_max_events,
+            self.seconds + 60,
+            IDEMPOTENCY_SECONDS,
+        ]
+        for d in drafts:
+            args += [d.channel, d.type, d.origin, d.body]
+        return args
+
+
+def append_keys(drafts: Sequence[Draft], idem_key: str | None) -> list[str]:
+    return [keys.LOG, idem_key or "", *(keys.channel_stream(d.channel) for d in drafts)]
+
+
+def decode_append(raw: bytes | str) -> list[tuple[str, str]]:
+    pairs = orjson.loads(raw)
+    return [(str(i), str(c)) for i, c in pairs]
+
+
+def entry_from(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry:
+    return Entry(
+        id=raw_id.decode() if isinstance(raw_id, bytes) else raw_id,
+        channel=fields[b"c"].decode(),
+        type=fields[b"t"].decode(),
+        origin=fields.get(b"o", b"").decode(),
+        body=fields[b"b"],
+    )
+
+
+def _exclusive(after: str | None) -> str:
+    return "-" if after is None else "(" + after
+
+
+class RedisEventLog:
+    """EventLog on a redis.asyncio client (created with ``decode_responses=False``)."""
+
+    def __init__(self, client: aioredis.Redis, retention: Retention) -> None:
+        self._r = client
+        self._retention = retention
+        self._script = client.register_script(APPEND_LUA)
+
+    async def append(
+        self,
+        drafts: Sequence[Draft],
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[tuple[str, str]]:
+        args = self._retention.append_args(drafts)
+        with translated():
+            raw = await self._script(keys=append_keys(drafts, idempotency_key), args=args)
+        return decode_append(raw)
+
+    async def head(self) -> str:
+        with translated():
+            last: Any = await self._r.xrevrange(keys.LOG, "+", "-", count=1)
+        return str(last[0][0].decode()) if last else "0-0"
+
+    async def tail(self, after: str, count: int, block_ms: int) -> list[Entry]:
+        with translated():
+            got: Any = await self._r.xread({keys.LOG: after}, count=count, block=block_ms)
+        if not got:
+            return []
+        return [entry_from(i, f) for i, f in got[0][1]]
+
+    async def history(
+        self, patterns: Sequence[str], after: str | None, limit: int, until: str | None = None
+    ) -> Page:
+        """Events matching ``patterns`` after ``after`` (exclusive) up to ``until``
+        (inclusive), oldest first. ``next`` is where to continue, None at the end."""
+        if after is not None:
+            parse_id(after)
+        with translated():
+            if any(is_wildcard(p) for p in patterns) or len(patterns) > 16:
+                return await self._scan_log(patterns, after, limit, until or "+")
+            return await self._read_channels(patterns, after, limit, until or "+")
+
+    async def _read_channels(
+        self, channels: Sequence[str], after: str | None, limit: int, until: str
+    ) -> Page:
+        pipe = self._r.pipeline(transaction=False)
+        for ch in dict.fromkeys(channels):
+            pipe.xrange(keys.channel_stream(ch), _exclusive(after), until, count=limit)
+        results: list[Any] = await pipe.execute()
+        more = any(len(r) >= limit for r in results)
+        merged = sorted(
+            (entry_from(i, f) for r in results for i, f in r), key=lambda e: parse_id(e.id)
+        )
+        if len(merged) > limit:
+            merged, more = merged[:limit], True
+        return Page(merged, merged[-1].id if more and merged else None)
+
+    async def _scan_log(
+        self, patterns: Sequence[str], after: str | None, limit: int, until: str
+    ) -> Page:
+        index: PatternIndex[str] = PatternIndex()
+        for p in patterns:
+            index.add(p, p)
+        found: list[Entry] = []
+        cursor = after
+        scanned = 0
+        while scanned < SCAN_BUDGET:
+            chunk: Any = await self._r.xrange(keys.LOG, _exclusive(cursor), until, count=1000)
+            if not chunk:
+                return Page(found, None)
+            for raw_id, fields in chunk:
+                scanned += 1
+                entry = entry_from(raw_id, fields)
+                cursor = entry.id
+                if next(index.match(entry.channel), None) is not None:
+                    found.append(entry)
+                    if len(found) == limit:
+                        return Page(found, entry.id)
+            if len(chunk) < 1000:
+                return Page(found, None)
+        return Page(found, cursor)
+
+    async def position(self, patterns: Sequence[str], cursor: str) -> str | None:
+        """Why a resume from ``cursor`` cannot be gapless, or None when it can.
+
+        ``history_expired``: events after the cursor were trimmed; ``unknown_cursor``:
+        the cursor is ahead of everything this log ever held (the store lost data).
+        """
+        at = parse_id(cursor)
+        with translated():
+            log = await self._info(keys.LOG)
+            if log is None or at > parse_id(log["last"]):
+                return "unknown_cursor" if at > (0, 0) else None
+            log_trimmed = at < parse_id(log["deleted"])
+            if any(is_wildcard(p) for p in patterns):
+                return "history_expired" if log_trimmed else None
+            for ch in dict.fromkeys(patterns):
+                info = await self._info(keys.channel_stream(ch))
+                if info is not None and at < parse_id(info["deleted"]):
+                    return "history_expired"
+                # nothing kept after the cursor here: it may have expired with the channel's
+                # stream, which can only have happened if the log trimmed past it too
+                if (info is None or parse_id(info["first"]) > at) and log_trimmed:
+                    return "history_expired"
+            return None
+
+    async def _info(self, key: str) -> dict[str, Any] | None:
+        try:
+            raw = await self._r.xinfo_stream(key)
+        except ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                return None
+            raise
+        first = raw.get("first-entry")
+        deleted = raw.get("max-deleted-entry-id", b"0-0")
+        last = raw.get("last-generated-id", b"0-0")
+
+        def text(v: Any) -> str:
+            return v.decode() if isinstance(v, bytes) else str(v)
+
+        return {
+            "first": text(first[0]) if first else text(last),
+            "deleted": text(deleted),
+            "last": text(last),
+        }
+
+
+def next_after(entry_id: str) -> str:
+    ms, seq = parse_id(entry_id)
+    return format_id((ms, seq + 1))
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str, *, block_ms: int = 0) -> AsyncIterator[aioredis.Redis]:
+    """A client whose socket timeout outlives a blocking read of ``block_ms``."""
+    client = aioredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=(block_ms / 1000 + 10) if block_ms else 10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+__all__ = ["NoScriptError", "RedisEventLog", "Retention", "connect", "translated"]

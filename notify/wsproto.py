@@ -1,0 +1,94 @@
+"""WebSocket messages of notify (pure): parsing client frames, building replies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from notify.channels import validate_pattern
+from notify.errors import InvalidInput
+from notify.events import parse_id
+
+OPS = ("subscribe", "unsubscribe", "publish", "ping")
+MAX_CHANNELS = 100
+MAX_REF = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    op: str
+    ref: str | int | None
+    body: dict[str, Any]
+
+
+def parse(text: str | bytes) -> Frame:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput("frame is not valid JSON", field="frame") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput("frame must be a JSON object", field="frame")
+    ref = value.get("ref")
+    if ref is not None and not (
+        (isinstance(ref, str) and len(ref) <= MAX_REF)
+        or (isinstance(ref, int) and not isinstance(ref, bool))
+    ):
+        raise InvalidInput(f"ref must be a string of at most {MAX_REF} characters", field="ref")
+    op = value.get("op")
+    if op not in OPS:
+        raise WithRef(
+            ref, InvalidInput(f"unknown op {op!r}; use one of {', '.join(OPS)}", field="op")
+        )
+    return Frame(op=op, ref=ref, body=value)
+
+
+class WithRef(Exception):
+    """An error that knows which request it answers."""
+
+    def __init__(self, ref: str | int | None, error: Exception) -> None:
+        super().__init__(str(error))
+        self.ref = ref
+        self.error = error
+
+
+def channels(frame: Frame) -> list[str]:
+    raw = frame.body.get("channels")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CHANNELS:
+        raise InvalidInput(
+            f"channels must be a list of 1-{MAX_CHANNELS} patterns", field="channels"
+        )
+    return [validate_pattern(c, field=f"channels[{i}]") for i, c in enumerate(raw)]
+
+
+def cursor(frame: Frame) -> str | None:
+    value = frame.body.get("last_event_id")
+    if value is None:
+        return None
+    parse_id(value)
+    assert isinstance(value, str)
+    return value
+
+
+def ok(ref: str | int | None, **extra: Any) -> str:
+    return orjson.dumps({"op": "ok", "ref": ref, **extra}).decode()
+
+
+def pong(ref: str | int | None) -> str:
+    return orjson.dumps({"op": "pong", "ref": ref}).decode()
+
+
+def error(ref: str | int | None, status: int, detail: str, field: str | None = None) -> str:
+    body: dict[str, Any] = {"op": "error", "ref": ref, "status": status, "detail": detail}
+    if field is not None:
+        body["field"] = field
+    return orjson.dumps(body).decode()
+
+
+def gap(reason: str) -> str:
+    return orjson.dumps({"op": "gap", "reason": reason}).decode()
+
+
+def event(envelope: bytes) -> str:
+    return '{"op":"event","event":' + envelope.decode() + "}"
