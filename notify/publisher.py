@@ -151,7 +151,14 @@ class Publisher(_Config):
         return await self._async.publish(channel, type, data, origin=origin)
 
     def close(self) -> None:
+        """Close the synchronous connection; after ``apublish``, use ``aclose``."""
         self._client.close()
+
+    async def aclose(self) -> None:
+        self._client.close()
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
 
     def __enter__(self) -> Publisher:
         return self

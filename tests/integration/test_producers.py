@@ -1,0 +1,117 @@
+"""The Python producer API and the command line, against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from notify import AsyncPublisher, Publisher
+from notify.errors import InvalidChannel, InvalidEvent, StoreUnavailable, TooLarge
+from tests.integration.clients import sse
+from tests.support.factories import TokenMaker
+from tests.support.procs import Gateway, child_env
+from tests.support.redis import RedisServer
+
+
+def history(gw: Gateway, token: str, channel: str) -> list[dict[str, object]]:
+    import httpx
+
+    r = httpx.get(
+        f"{gw.base_url}/v1/events",
+        params={"channel": channel},
+        headers={"Authorization": f"Bearer {token}"},
+        trust_env=False,
+    )
+    events: list[dict[str, object]] = r.json()["events"]
+    return events
+
+
+def test_sync_publisher_writes_what_streams_and_history_read(
+    redis_server: RedisServer, gateway: Gateway, make_token: TokenMaker
+) -> None:
+    token = make_token(subscribe=[">"])
+    with Publisher(redis_server.url) as pub:
+        first = pub.publish("jobs.done", "job.finished", {"job": 1}, origin="cron")
+        batch = pub.publish_many(
+            [{"channel": "jobs.done", "type": "t", "data": i} for i in range(3)]
+        )
+        with pytest.raises(InvalidChannel):
+            pub.publish("jobs..x", "t", 1)
+        with pytest.raises(InvalidEvent):
+            pub.publish("jobs", "bad type", 1)
+        with pytest.raises(TooLarge):
+            pub.publish("jobs", "t", "x" * 70000)
+        with pytest.raises(InvalidEvent):
+            pub.publish("jobs", "t", {1, 2})
+    events = history(gateway, token, "jobs.*")
+    assert [e["id"] for e in events] == [first, *batch]
+    assert events[0]["origin"] == "cron" and events[0]["data"] == {"job": 1}
+
+
+@pytest.mark.asyncio
+async def test_async_publisher_reaches_a_live_stream(
+    redis_server: RedisServer, gateway: Gateway, make_token: TokenMaker
+) -> None:
+    token = make_token(subscribe=[">"])
+    async with sse(gateway.base_url, ["a.>"], token) as s, AsyncPublisher(redis_server.url) as pub:
+        event_id = await pub.publish("a.b", "t", [1, 2])
+        frame = await s.next()
+        assert frame.id == event_id and frame.json["data"] == [1, 2]
+    sync = Publisher(redis_server.url)
+    try:
+        assert await sync.apublish("a.c", "t", None)
+    finally:
+        await sync.aclose()
+
+
+def test_publisher_reports_a_dead_store() -> None:
+    with Publisher("redis://127.0.0.1:1/0") as pub, pytest.raises(StoreUnavailable):
+        pub.publish("x", "t", 1)
+
+
+def notify_cli(*args: str, env: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "notify", *args],
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_token_publish_tail(
+    redis_server: RedisServer, gateway: Gateway, jwt_secret: str
+) -> None:
+    env: dict[str, object] = {"NOTIFY_REDIS_URL": redis_server.url, "NOTIFY_JWT_SECRET": jwt_secret}
+    minted = notify_cli("token", "--sub", "ops", "--subscribe", "cli.>", env=env)
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "notify", "tail", "cli.>", "--count", "2"],
+        env=child_env(env),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        asyncio.run(asyncio.sleep(1.0))
+        one = notify_cli("publish", "cli.a", "t", '{"k": 1}', env=env)
+        assert one.returncode == 0, one.stderr
+        two = notify_cli("publish", "cli.b", "t", env=env)
+        out, _ = tail.communicate(timeout=30)
+    finally:
+        tail.kill()
+        tail.wait()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [e["id"] for e in lines] == [one.stdout.strip(), two.stdout.strip()]
+    assert lines[0]["data"] == {"k": 1} and lines[1]["data"] is None
+    assert [e["id"] for e in history(gateway, token, "cli.>")] == [e["id"] for e in lines]
+    bad = notify_cli("publish", "cli..a", "t", env=env)
+    assert bad.returncode == 1 and "invalid channel" in bad.stderr
+    bad_json = notify_cli("publish", "cli.a", "t", "{nope", env=env)
+    assert bad_json.returncode == 2 and "JSON" in bad_json.stderr
+    bad_setting = notify_cli("publish", "cli.a", "t", env={**env, "NOTIFY_MAX_QUEUED": "lots"})
+    assert bad_setting.returncode == 2 and "NOTIFY_MAX_QUEUED" in bad_setting.stderr
