@@ -7,7 +7,10 @@ import contextlib
 import importlib
 from collections.abc import AsyncIterator
 
+import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -36,6 +39,10 @@ def build_gateway(settings: Settings) -> Gateway:
         socket_connect_timeout=5,
         health_check_interval=30,
         max_connections=256,
+        # a pooled connection that died with a Redis restart is re-dialled once,
+        # instead of failing the first request after the restart
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=3),
+        retry_on_error=[redis.exceptions.ConnectionError],
     )
     log = RedisEventLog(
         client,

@@ -20,7 +20,7 @@ from notify.errors import InvalidCursor, InvalidEvent, TooLarge
 TYPE_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 MAX_ORIGIN = 128
 MAX_ID_OVERHEAD = len('"id":"18446744073709551615-18446744073709551615",')
-_ID_RE = re.compile(r"(\d{1,20})-(\d{1,20})")
+_ID_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _U64 = 2**64 - 1
 EVENT_FIELDS = frozenset({"channel", "type", "data", "origin"})
 

@@ -79,7 +79,7 @@ def translated() -> Iterator[None]:
     try:
         yield
     except TRANSIENT as exc:
-        raise StoreUnavailable(f"event store unavailable: {type(exc).__name__}") from exc
+        raise StoreUnavailable(f"event store unavailable: {type(exc).__name__}: {exc}") from exc
     except ResponseError as exc:
         if _is_capacity_error(exc):
             raise StoreUnavailable(f"event store refused the write: {exc}") from exc
@@ -216,46 +216,57 @@ class RedisEventLog:
     async def position(self, patterns: Sequence[str], cursor: str) -> str | None:
         """Why a resume from ``cursor`` cannot be gapless, or None when it can.
 
-        ``history_expired``: events after the cursor were trimmed; ``unknown_cursor``:
-        the cursor is ahead of everything this log ever held (the store lost data).
+        ``history_expired``: events after the cursor may have been trimmed;
+        ``unknown_cursor``: the cursor is ahead of everything this log ever held (the
+        store lost data). Redis does not record which ids trimming removed, only that
+        it removed some before the first kept entry, so a cursor that is exactly the
+        last trimmed event also reports a gap; the replay that follows is still exact.
         """
         at = parse_id(cursor)
         with translated():
             log = await self._info(keys.LOG)
-            if log is None or at > parse_id(log["last"]):
+            if log is None:
                 return "unknown_cursor" if at > (0, 0) else None
-            log_trimmed = at < parse_id(log["deleted"])
+            if at > log.last:
+                return "unknown_cursor"
+            log_lost = log.trimmed and at < log.first
             if any(is_wildcard(p) for p in patterns):
-                return "history_expired" if log_trimmed else None
+                return "history_expired" if log_lost else None
             for ch in dict.fromkeys(patterns):
                 info = await self._info(keys.channel_stream(ch))
-                if info is not None and at < parse_id(info["deleted"]):
+                if info is not None and info.trimmed and at < info.first:
                     return "history_expired"
-                # nothing kept after the cursor here: it may have expired with the channel's
-                # stream, which can only have happened if the log trimmed past it too
-                if (info is None or parse_id(info["first"]) > at) and log_trimmed:
+                # a channel stream that expired whole (idle past retention) leaves no
+                # trace of itself; only the log can tell that its time was trimmed
+                if (info is None or at < info.first) and log_lost:
                     return "history_expired"
             return None
 
-    async def _info(self, key: str) -> dict[str, Any] | None:
+    async def _info(self, key: str) -> StreamInfo | None:
         try:
             raw = await self._r.xinfo_stream(key)
         except ResponseError as exc:
             if "no such key" in str(exc).lower():
                 return None
             raise
-        first = raw.get("first-entry")
-        deleted = raw.get("max-deleted-entry-id", b"0-0")
-        last = raw.get("last-generated-id", b"0-0")
+        last = parse_id(_text(raw.get("last-generated-id", b"0-0")))
+        first_entry = raw.get("first-entry")
+        first = parse_id(_text(first_entry[0])) if first_entry else (last[0], last[1] + 1)
+        trimmed = int(raw.get("entries-added", 0)) > int(raw.get("length", 0))
+        return StreamInfo(first=first, last=last, trimmed=trimmed)
 
-        def text(v: Any) -> str:
-            return v.decode() if isinstance(v, bytes) else str(v)
 
-        return {
-            "first": text(first[0]) if first else text(last),
-            "deleted": text(deleted),
-            "last": text(last),
-        }
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    first: tuple[int, int]
+    """The first kept id (or just past the last one when the stream is empty)."""
+    last: tuple[int, int]
+    trimmed: bool
+    """Whether anything was ever removed from the stream."""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def next_after(entry_id: str) -> str:

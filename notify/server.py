@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 from typing import Any
 
 import uvicorn
@@ -60,12 +64,16 @@ def create() -> object:
 
 
 def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> None:
+    """One process per worker, each with its own hub, sharing the port via SO_REUSEPORT
+    (the kernel spreads connections); the parent restarts a worker that dies."""
+    if workers > 1:
+        supervise(host, port, workers, access_log)
+        return
     config = uvicorn.Config(
         "notify.server:create",
         factory=True,
         host=host,
         port=port,
-        workers=workers,
         loop="uvloop",
         http="httptools",
         ws="websockets-sansio",
@@ -77,11 +85,40 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
         backlog=4096,
         proxy_headers=True,
     )
-    server = GatewayServer(config)
-    if workers > 1:
-        sock = config.bind_socket()
-        from uvicorn.supervisors import Multiprocess
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    GatewayServer(config).run(sockets=[sock])
 
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
-    else:
-        server.run()
+
+def supervise(host: str, port: int, workers: int, access_log: bool) -> None:
+    argv = [sys.executable, "-m", "notify", "serve", "--host", host, "--port", str(port)]
+    if access_log:
+        argv.append("--access-log")
+    children = [subprocess.Popen(argv) for _ in range(workers)]
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        for i, child in enumerate(children):
+            if child.poll() is not None and not stopping:
+                logging.getLogger("notify.server").warning(
+                    "gateway worker %d exited with %s; restarting", child.pid, child.returncode
+                )
+                children[i] = subprocess.Popen(argv)
+        time.sleep(0.5)
+    for child in children:
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()

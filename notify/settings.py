@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from notify.errors import ConfigError
 
@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     email_from: str = "notify@localhost"
     public_url: str = "http://127.0.0.1:8000"
     allow_private_targets: bool = False
-    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    # NoDecode: the variable is a comma-separated list, not JSON
+    retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout_seconds: float = Field(15.0, gt=0)
     webhook_target_rate: float = Field(100.0, ge=0)
     webhook_max_connections: int = Field(100, ge=1, le=10_000)

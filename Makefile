@@ -1,0 +1,67 @@
+# notify — developer and CI entry points.
+#
+#   make test    system deps (apt, only when missing) + venv + lint + the whole test suite
+#   make lint    ruff check, ruff format --check, mypy --strict
+#   make run     the whole stack on this machine (`notify dev`)
+#   make bench   bench/run.sh, when present
+#
+# `make test` works on a fresh clone as root with only python3 installed.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# apt-get runs as root, or through sudo for everyone else.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: venv deps lint test run bench clean
+
+venv: $(STAMP)
+
+# Rebuilt when pyproject.toml changes; `python3 -m venv` needs ensurepip (python3-venv on Debian).
+$(STAMP): pyproject.toml
+	@if ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+		echo "installing python3-venv"; \
+		$(APT_GET) update -q && $(APT_GET) install -y -q python3-venv; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+# System binaries the real-server tests need; apt-get runs only when one is missing.
+deps:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	{ command -v prometheus-alertmanager >/dev/null 2>&1 \
+		|| [ -x /usr/bin/prometheus-alertmanager ]; } || missing="$$missing prometheus-alertmanager"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(APT_GET) update -q; \
+		$(APT_GET) install -y -q $$missing; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict
+
+test: deps venv lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+run: $(STAMP)
+	@command -v redis-server >/dev/null 2>&1 || { $(APT_GET) update -q && $(APT_GET) install -y -q redis-server; }
+	$(BIN)/notify dev
+
+bench: $(STAMP)
+	@if [ -f bench/run.sh ]; then bash bench/run.sh; else echo "no bench/run.sh yet"; fi
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

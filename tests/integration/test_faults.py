@@ -1,0 +1,148 @@
+"""Real faults: Redis stopped and restarted under open streams, clients that stop
+reading, gateways killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.integration.clients import publish, publish_batch, sse
+from tests.support.factories import GatewayFactory, RedisFactory, TokenMaker
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_redis_restart_under_open_streams_loses_nothing(
+    redis_factory: RedisFactory, gateway_factory: GatewayFactory, make_token: TokenMaker
+) -> None:
+    redis = redis_factory(appendonly=True, appendfsync="always")
+    gw = gateway_factory(redis_url=redis.url)
+    token = make_token(publish=[">"], subscribe=[">"])
+    async with sse(gw.base_url, ["f.>"], token) as s:
+        before = await asyncio.to_thread(
+            publish_batch,
+            gw.base_url,
+            token,
+            [{"channel": "f.a", "type": "t", "data": i} for i in range(5)],
+        )
+        assert [f.id for f in await s.events(5)] == before
+        await asyncio.to_thread(redis.stop)
+        async with httpx.AsyncClient(base_url=gw.base_url, trust_env=False) as c:
+            down = await c.post(
+                "/v1/events",
+                json={"channel": "f.a", "type": "t", "data": 0},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert down.status_code == 503 and int(down.headers["Retry-After"]) >= 1
+            assert down.headers["content-type"] == "application/problem+json"
+            assert (await c.get("/readyz")).status_code == 503
+        await asyncio.to_thread(redis.restart)
+        after = await asyncio.to_thread(
+            publish_batch,
+            gw.base_url,
+            token,
+            [{"channel": "f.b", "type": "t", "data": i} for i in range(5)],
+        )
+        assert [f.id for f in await s.events(5, timeout=20)] == after
+    async with httpx.AsyncClient(base_url=gw.base_url, trust_env=False) as c:
+        assert (await c.get("/readyz")).status_code == 200
+        history = (
+            await c.get(
+                "/v1/events",
+                params={"channel": "f.>"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        ).json()
+    assert [e["id"] for e in history["events"]] == before + after
+
+
+def _raw_stream(port: int, token: str, cursor: str | None = None) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    headers = f"Last-Event-ID: {cursor}\r\n" if cursor else ""
+    sock.sendall(
+        f"GET /v1/stream?channel=slow&token={token} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode()
+    )
+    return sock
+
+
+def _drain(sock: socket.socket, timeout: float) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        pass
+    sock.close()
+    return data
+
+
+BATCHES = 40  # of 10 events of 50 kB: 20 MB, more than loopback socket buffers hold
+
+
+async def test_slow_consumer_is_disconnected_then_resumes_losing_nothing(
+    gateway_factory: GatewayFactory, make_token: TokenMaker
+) -> None:
+    gw = gateway_factory(NOTIFY_MAX_QUEUED="20", NOTIFY_SEND_TIMEOUT_SECONDS="2")
+    token = make_token(publish=[">"], subscribe=[">"])
+    async with sse(gw.base_url, ["slow"], token) as healthy:
+        stalled = _raw_stream(gw.port, token)
+        await asyncio.sleep(0.3)
+        blob = "x" * 50000
+        ids: list[str] = []
+        reading = asyncio.create_task(healthy.events(BATCHES * 10, timeout=60))
+        for _ in range(BATCHES):  # more than the stalled socket's buffers hold
+            ids += await asyncio.to_thread(
+                publish_batch,
+                gw.base_url,
+                token,
+                [{"channel": "slow", "type": "t", "data": blob} for _ in range(10)],
+            )
+        # the healthy client, reading as it should, is not held back by the stalled one
+        assert [f.id for f in await reading] == ids
+    received = await asyncio.to_thread(_drain, stalled, 3.0)
+    first = re.findall(rb"\nid: ([0-9]+-[0-9]+)\n", b"\n" + received)
+    got = [i.decode() for i in first]
+    assert len(got) < len(ids), "the stalled client should have been cut off"
+    assert got == ids[: len(got)]
+    async with httpx.AsyncClient(base_url=gw.base_url, trust_env=False) as c:
+        text = (await c.get("/metrics")).text
+    assert re.search(r"notify_slow_consumer_disconnects_total [1-9]", text)
+    cursor = got[-1] if got else None
+    async with sse(gw.base_url, ["slow"], token, last_event_id=cursor) as again:
+        rest = [f.id for f in await again.events(len(ids) - len(got), timeout=30)]
+    assert got + rest == ids
+
+
+async def test_gateway_killed_and_restarted_client_resumes(
+    gateway_factory: GatewayFactory, make_token: TokenMaker
+) -> None:
+    a = gateway_factory()
+    b = gateway_factory()
+    token = make_token(publish=[">"], subscribe=[">"])
+    async with sse(a.base_url, ["k"], token) as s:
+        first = await asyncio.to_thread(publish, b.base_url, token, "k")
+        assert (await s.next()).id == first
+        await asyncio.to_thread(a.kill)
+        with pytest.raises((EOFError, httpx.RemoteProtocolError, httpx.ReadError)):
+            await s.next()
+    meanwhile = [await asyncio.to_thread(publish, b.base_url, token, "k") for _ in range(3)]
+    await asyncio.to_thread(a.start)
+    async with sse(a.base_url, ["k"], token, last_event_id=first) as s:
+        assert [f.id for f in await s.events(3)] == meanwhile
+
+
+async def test_expired_token_closes_stream(gateway: object, make_token: TokenMaker) -> None:
+    from tests.support.procs import Gateway
+
+    assert isinstance(gateway, Gateway)
+    token = make_token(subscribe=[">"], ttl=2)
+    started = time.monotonic()
+    async with sse(gateway.base_url, ["e"], token) as s:
+        assert await s.until_closed(timeout=10) == []
+    assert time.monotonic() - started < 8

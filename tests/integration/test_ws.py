@@ -1,0 +1,120 @@
+"""The WebSocket transport against a real gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import websockets
+
+from tests.integration.clients import publish, publish_batch, ws, ws_recv
+from tests.support.factories import TokenMaker
+from tests.support.procs import Gateway
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_subscribe_receive_unsubscribe(gateway: Gateway, make_token: TokenMaker) -> None:
+    token = make_token(publish=[">"], subscribe=["orders.>"])
+    async with ws(gateway.base_url, token) as conn:
+        await conn.send(json.dumps({"op": "subscribe", "ref": "1", "channels": ["orders.*"]}))
+        assert await ws_recv(conn) == {"op": "ok", "ref": "1"}
+        event_id = await asyncio.to_thread(publish, gateway.base_url, token, "orders.eu", "t", 7)
+        message = await ws_recv(conn)
+        assert message["op"] == "event"
+        assert message["event"]["id"] == event_id and message["event"]["data"] == 7
+        await conn.send(json.dumps({"op": "unsubscribe", "ref": "2", "channels": ["orders.*"]}))
+        assert await ws_recv(conn) == {"op": "ok", "ref": "2"}
+        await asyncio.to_thread(publish, gateway.base_url, token, "orders.eu", "t", 8)
+        await conn.send(json.dumps({"op": "ping", "ref": "3"}))
+        assert await ws_recv(conn) == {"op": "pong", "ref": "3"}
+
+
+async def test_publish_on_socket_is_not_echoed(gateway: Gateway, make_token: TokenMaker) -> None:
+    token = make_token(publish=[">"], subscribe=[">"])
+    async with ws(gateway.base_url, token) as mine, ws(gateway.base_url, token) as theirs:
+        for conn in (mine, theirs):
+            await conn.send(json.dumps({"op": "subscribe", "ref": 1, "channels": ["room"]}))
+            assert (await ws_recv(conn))["op"] == "ok"
+        await mine.send(
+            json.dumps(
+                {"op": "publish", "ref": "p", "channel": "room", "type": "t", "data": {"x": 1}}
+            )
+        )
+        ack = await ws_recv(mine)
+        assert ack["op"] == "ok" and ack["ref"] == "p" and ack["id"]
+        got = await ws_recv(theirs)
+        assert got["event"]["id"] == ack["id"] and got["event"]["data"] == {"x": 1}
+        await mine.send(json.dumps({"op": "ping", "ref": "after"}))
+        assert await ws_recv(mine) == {"op": "pong", "ref": "after"}  # and no echo before it
+
+
+async def test_resume_on_subscribe(gateway: Gateway, make_token: TokenMaker) -> None:
+    token = make_token(publish=[">"], subscribe=[">"])
+    ids = await asyncio.to_thread(
+        publish_batch,
+        gateway.base_url,
+        token,
+        [{"channel": "r.1" if i % 2 else "r.2", "type": "t", "data": i} for i in range(6)],
+    )
+    async with ws(gateway.base_url, token) as conn:
+        await conn.send(
+            json.dumps({"op": "subscribe", "ref": 1, "channels": ["r.1"], "last_event_id": ids[1]})
+        )
+        assert (await ws_recv(conn))["op"] == "ok"
+        live = await asyncio.to_thread(publish, gateway.base_url, token, "r.1")
+        got = [(await ws_recv(conn))["event"]["id"] for _ in range(3)]
+        assert got == [ids[3], ids[5], live]
+
+
+async def test_errors_keep_socket_open_and_garbage_closes_it(
+    gateway: Gateway, make_token: TokenMaker
+) -> None:
+    token = make_token(publish=["mine"], subscribe=["mine"])
+    async with ws(gateway.base_url, token) as conn:
+        cases = [
+            ("not json", None, 422),
+            (json.dumps([1]), None, 422),
+            (json.dumps({"op": "fly", "ref": "a"}), "a", 422),
+            (json.dumps({"op": "subscribe", "ref": "b", "channels": "x"}), "b", 422),
+            (json.dumps({"op": "subscribe", "ref": "c", "channels": ["a..b"]}), "c", 422),
+            (json.dumps({"op": "subscribe", "ref": "d", "channels": ["secret"]}), "d", 403),
+            (
+                json.dumps(
+                    {"op": "subscribe", "ref": "e", "channels": ["mine"], "last_event_id": "nope"}
+                ),
+                "e",
+                400,
+            ),
+            (
+                json.dumps(
+                    {"op": "publish", "ref": "f", "channel": "other", "type": "t", "data": 1}
+                ),
+                "f",
+                403,
+            ),
+            (json.dumps({"op": "publish", "ref": "g", "channel": "mine", "type": "t"}), "g", 422),
+        ]
+        for text, ref, status in cases:
+            await conn.send(text)
+            reply = await ws_recv(conn)
+            assert reply["op"] == "error" and reply["ref"] == ref and reply["status"] == status
+            assert reply["detail"]
+        await conn.send(b"\x00binary")
+        assert (await ws_recv(conn))["status"] == 422
+        await conn.send(json.dumps({"op": "ping", "ref": "alive"}))
+        assert await ws_recv(conn) == {"op": "pong", "ref": "alive"}
+        for _ in range(10):
+            await conn.send("garbage")
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            for _ in range(11):
+                await ws_recv(conn)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+
+
+async def test_bad_token_is_refused(gateway: Gateway) -> None:
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with ws(gateway.base_url, "bad-token"):
+            pass
+    assert info.value.response.status_code == 401
