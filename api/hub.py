@@ -28,7 +28,7 @@ log = logging.getLogger("notify.hub")
 
 Kind = Literal["sse", "ws"]
 Sender = Callable[[bytes | str], Awaitable[None]]
-TypeFilter = Callable[[str], bool]
+EntryFilter = Callable[[Entry], bool]
 
 
 class Subscriber:
@@ -37,6 +37,7 @@ class Subscriber:
     __slots__ = (
         "_deadline",
         "_wake",
+        "accept",
         "buf",
         "closed",
         "hold",
@@ -46,7 +47,6 @@ class Subscriber:
         "patterns",
         "reason",
         "stamp",
-        "type_filter",
     )
 
     def __init__(
@@ -54,12 +54,12 @@ class Subscriber:
         kind: Kind,
         max_queued: int,
         origin: str | None = None,
-        type_filter: TypeFilter | None = None,
+        accept: EntryFilter | None = None,
     ) -> None:
         self.kind: Kind = kind
         self.max_queued = max_queued
         self.origin = origin or None
-        self.type_filter = type_filter
+        self.accept = accept
         self.patterns: set[str] = set()
         self.buf: list[bytes | str] = []
         self.closed = False
@@ -251,7 +251,7 @@ class Hub:
                 sub.stamp = entry  # a connection with overlapping patterns gets it once
                 if sub.origin is not None and sub.origin == entry.origin:
                     continue
-                if sub.type_filter is not None and not sub.type_filter(entry.type):
+                if sub.accept is not None and not sub.accept(entry):
                     continue
                 if envelope is None:
                     envelope = with_id(entry.id, entry.body)

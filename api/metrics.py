@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -19,3 +21,41 @@ SLOW_CONSUMERS = Counter(
     registry=REGISTRY,
 )
 READER_UP = Gauge("notify_reader_up", "1 while the event log reader runs", registry=REGISTRY)
+
+
+def delivery_text(fields: Mapping[bytes | str, bytes | str]) -> bytes:
+    """Prometheus text for the delivery counters the workers keep in Redis (a hash of
+    ``{sink}:{outcome}``, ``latency:{sink}:{le}`` and ``latency_sum_ms:{sink}``)."""
+    outcomes: list[str] = []
+    buckets: dict[str, list[tuple[float, str, int]]] = {}
+    sums: dict[str, float] = {}
+    for raw_name, raw_value in sorted(fields.items()):
+        name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
+        value = int(raw_value)
+        parts = name.split(":")
+        if parts[0] == "latency" and len(parts) == 3:
+            le = float("inf") if parts[2] == "+Inf" else float(parts[2])
+            buckets.setdefault(parts[1], []).append((le, parts[2], value))
+        elif parts[0] == "latency_sum_ms" and len(parts) == 2:
+            sums[parts[1]] = value / 1000
+        elif len(parts) == 2:
+            outcomes.append(
+                f'notify_deliveries_total{{sink="{parts[0]}",outcome="{parts[1]}"}} {value}'
+            )
+    lines = [
+        "# HELP notify_deliveries_total Delivery attempts by sink and outcome, all workers",
+        "# TYPE notify_deliveries_total counter",
+        *outcomes,
+        "# HELP notify_delivery_latency_seconds Time from publish to delivery, all workers",
+        "# TYPE notify_delivery_latency_seconds histogram",
+    ]
+    for sink, rows in sorted(buckets.items()):
+        count = 0
+        for _, label, value in sorted(rows):
+            lines.append(
+                f'notify_delivery_latency_seconds_bucket{{sink="{sink}",le="{label}"}} {value}'
+            )
+            count = max(count, value)
+        lines.append(f'notify_delivery_latency_seconds_sum{{sink="{sink}"}} {sums.get(sink, 0.0)}')
+        lines.append(f'notify_delivery_latency_seconds_count{{sink="{sink}"}} {count}')
+    return ("\n".join(lines) + "\n").encode()

@@ -27,8 +27,7 @@ def visible(sub: Subscriber, entries: list[Entry]) -> list[Entry]:
     return [
         e
         for e in entries
-        if (sub.origin is None or e.origin != sub.origin)
-        and (sub.type_filter is None or sub.type_filter(e.type))
+        if (sub.origin is None or e.origin != sub.origin) and (sub.accept is None or sub.accept(e))
     ]
 
 

@@ -3,6 +3,7 @@ Celery worker on one machine, with a generated secret and ready-to-use tokens.""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -26,6 +27,13 @@ def _answers(host: str, port: int) -> bool:
             return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _start_redis(port: int) -> subprocess.Popen[bytes]:
@@ -73,6 +81,21 @@ def run(port: int = 8000, workers: int = 1) -> int:
     env["NOTIFY_DEV"] = "1"
     env.setdefault("NOTIFY_ALLOW_PRIVATE_TARGETS", "1")
     env.setdefault("NOTIFY_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    mail_note = f"smtp      {env.get('NOTIFY_SMTP_URL', 'smtp://localhost:25')}"
+    if "NOTIFY_SMTP_URL" not in env and importlib.util.find_spec("aiosmtpd") is not None:
+        # a local SMTP server that prints every message here, so email subscriptions work
+        smtp_port = _free_port()
+        children.append(
+            (
+                "smtp",
+                subprocess.Popen(
+                    [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"],
+                    env=env,
+                ),
+            )
+        )
+        env["NOTIFY_SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}?starttls=false"
+        mail_note = f"smtp      {env['NOTIFY_SMTP_URL']} (mail is printed here)"
     me = [sys.executable, "-m", "notify"]
     roles = [
         ("gateway", [*me, "serve", "--port", str(port)]),
@@ -90,6 +113,7 @@ def run(port: int = 8000, workers: int = 1) -> int:
 notify dev is running
   gateway   {base}   (docs {base}/docs)
   redis     {env["NOTIFY_REDIS_URL"]}
+  {mail_note}
   secret    NOTIFY_JWT_SECRET={secret}
 
   admin token:  {admin}

@@ -1,6 +1,7 @@
 """Every Redis key notify uses, in one place."""
 
-PREFIX = "notify:"
+PREFIX = "notify:{n}:"
+"""One hash tag for every key: multi-key Lua scripts work on Redis Cluster too."""
 
 LOG = PREFIX + "log"
 """The global event log (a Redis stream); every event takes its id here."""
@@ -64,6 +65,26 @@ REPLAY_GROUP = "replayers"
 
 DELIVERY_METRICS = PREFIX + "metrics:deliveries"
 """Hash of delivery counters and latency buckets, written by workers, read by /metrics."""
+
+
+def digest_window(subscription_id: str) -> str:
+    """Hash: the open digest window of an email subscription (``opened_ms``, ``closes_ms``)."""
+    return f"{PREFIX}digest:win:{subscription_id}"
+
+
+def digest_events(subscription_id: str) -> str:
+    """Hash: event id -> envelope, the events of the open digest window."""
+    return f"{PREFIX}digest:events:{subscription_id}"
+
+
+DIGEST_DUE = PREFIX + "digest:due"
+"""Sorted set of subscription ids with an open digest window, scored by its closing time (ms)."""
+
+ALERTS = PREFIX + "alerts"
+"""Hash: alert key (subscription, alertname, channel) -> the alert's last state (JSON)."""
+
+ALERTS_DUE = PREFIX + "alerts:due"
+"""Sorted set of alert keys scored by when the alert is next re-sent to Alertmanager (ms)."""
 
 CELERY_PREFIX = PREFIX + "celery:"
 """Prefix of every key the Celery broker (kombu) writes."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from notify.errors import ConfigError
+from notify.smtpurl import parse_sender, parse_smtp_url
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
@@ -30,7 +32,6 @@ class Settings(BaseSettings):
     keepalive_seconds: float = Field(15.0, gt=0)
     send_timeout_seconds: float = Field(10.0, gt=0)
     publish_rate: float | None = Field(None, gt=0)
-    max_streams_per_subject: int | None = Field(None, ge=1)
     cors_origins: str = ""
 
     smtp_url: str = "smtp://localhost:25"
@@ -49,6 +50,15 @@ class Settings(BaseSettings):
     dispatch_claim_idle_seconds: float = Field(30.0, gt=0)
     broker_visibility_seconds: int = Field(3600, ge=10)
     max_subscriptions_per_user: int = Field(1000, ge=1)
+
+    # email and monitoring sinks
+    smtp_timeout_seconds: float | None = Field(None, gt=0)  # None: the webhook timeout
+    smtp_max_connections: int = Field(4, ge=1, le=100)
+    email_templates: Path | None = None
+    unsubscribe_secret: SecretStr | None = None  # None: derived from NOTIFY_JWT_SECRET
+    digest_max_events: int = Field(1000, ge=1, le=100_000)
+    alert_resend_seconds: float = Field(60.0, gt=0)
+    alert_max_age_seconds: float = Field(86400.0, gt=0)
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -76,7 +86,44 @@ class Settings(BaseSettings):
             raise ValueError(
                 "NOTIFY_DELIVERY_LEASE_SECONDS must exceed NOTIFY_WEBHOOK_TIMEOUT_SECONDS by 1 s"
             )
+        if self.delivery_lease_seconds < self.smtp_timeout + 1:
+            raise ValueError(
+                "NOTIFY_DELIVERY_LEASE_SECONDS must exceed NOTIFY_SMTP_TIMEOUT_SECONDS by 1 s"
+            )
         return self
+
+    @property
+    def smtp_timeout(self) -> float:
+        """One SMTP attempt's deadline: waiting for a connection, connecting, sending."""
+        if self.smtp_timeout_seconds is None:
+            return self.webhook_timeout_seconds
+        return self.smtp_timeout_seconds
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str) -> str:
+        parse_smtp_url(value)
+        return value
+
+    @field_validator("email_from")
+    @classmethod
+    def _check_email_from(cls, value: str) -> str:
+        parse_sender(value)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("unsubscribe_secret")
+    @classmethod
+    def _check_unsubscribe_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
 
     @field_validator("jwt_secret")
     @classmethod

@@ -8,6 +8,8 @@ from starlette.responses import JSONResponse, Response
 
 from api import metrics
 from api.deps import GatewayDep
+from notify import keys
+from notify.errors import StoreUnavailable
 from notify.redislog import translated
 
 router = APIRouter(tags=["operations"])
@@ -39,5 +41,13 @@ async def readyz(gw: GatewayDep) -> Response:
 
 @router.get("/metrics")
 async def prometheus(gw: GatewayDep) -> Response:
+    """Prometheus text: this gateway's own metrics, then the delivery metrics that all
+    workers keep in Redis (left out while Redis is unreachable)."""
     metrics.READER_UP.set(1 if gw.hub.running else 0)
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(metrics.REGISTRY)
+    try:
+        with translated():
+            fields = await gw.redis.hgetall(keys.DELIVERY_METRICS)
+    except StoreUnavailable:
+        fields = {}
+    return Response(body + metrics.delivery_text(fields), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,102 @@
+"""/v1/deliveries: every delivery record with its attempts, and manual retry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from api.deps import Auth, SettingsDep, Store
+from api.routes.subscriptions import owned
+from notify.auth import Principal
+from notify.errors import Conflict, InvalidInput, NotFound
+from notify.ledger import Ledger
+from notify.settings import Settings
+from notify.store import SubscriptionStore
+
+router = APIRouter(tags=["deliveries"])
+SCAN_BUDGET = 2000
+"""Records one listing may look at when filtering by status before handing a cursor."""
+
+Status = Literal["pending", "delivered", "failed"]
+
+
+def ledger(redis: Any, settings: Settings) -> Ledger:
+    return Ledger(
+        redis,
+        lease_s=settings.delivery_lease_seconds,
+        retention_s=settings.delivery_retention_seconds,
+    )
+
+
+def parse_cursor(value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    ms, _, ident = value.partition(":")
+    if not ms.isdigit() or not ident:
+        raise InvalidInput("cursor must be a value returned as 'next'", field="cursor")
+    return int(ms), ident
+
+
+@router.get("/v1/deliveries")
+async def list_(
+    principal: Auth,
+    redis: Store,
+    settings: SettingsDep,
+    subscription: Annotated[str, Query(max_length=64)],
+    status: Status | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
+) -> dict[str, Any]:
+    """A subscription's deliveries, newest first. ``next`` continues the listing; with a
+    status filter a page may hold fewer than ``limit`` items and still have a ``next``."""
+    await owned(SubscriptionStore(redis), principal, subscription)
+    book = ledger(redis, settings)
+    before = parse_cursor(cursor)
+    found: list[dict[str, Any]] = []
+    scanned = 0
+    exhausted = False
+    while len(found) < limit and scanned < SCAN_BUDGET:
+        rows = await book.page(subscription, before=before, count=200)
+        if not rows:
+            exhausted = True
+            break
+        scanned += len(rows)
+        records = {r["id"]: r for r in await book.get_many([i for _, i in rows])}
+        for row in rows:
+            before = row
+            record = records.get(row[1])
+            if record is not None and status in (None, record["status"]):
+                found.append(record)
+                if len(found) == limit:
+                    break
+    if before is None or exhausted or not await book.page(subscription, before=before, count=1):
+        return {"deliveries": found, "next": None}
+    return {"deliveries": found, "next": f"{before[0]}:{before[1]}"}
+
+
+async def visible(
+    redis: Any, settings: Settings, principal: Principal, delivery_id: str
+) -> dict[str, Any]:
+    record = await ledger(redis, settings).get(delivery_id)
+    if record is None or (record["user"] != principal.sub and not principal.admin):
+        raise NotFound("no such delivery")
+    return record
+
+
+@router.get("/v1/deliveries/{delivery_id}")
+async def read(
+    delivery_id: str, principal: Auth, redis: Store, settings: SettingsDep
+) -> dict[str, Any]:
+    return await visible(redis, settings, principal, delivery_id)
+
+
+@router.post("/v1/deliveries/{delivery_id}/retry", status_code=202)
+async def retry(
+    delivery_id: str, principal: Auth, redis: Store, settings: SettingsDep
+) -> dict[str, Any]:
+    """Start a failed delivery over with a fresh retry schedule (sent within a second)."""
+    await visible(redis, settings, principal, delivery_id)
+    if not await ledger(redis, settings).retry(delivery_id):
+        raise Conflict("only a failed delivery can be retried")
+    return await visible(redis, settings, principal, delivery_id)

@@ -1,0 +1,205 @@
+"""/v1/subscriptions: a user's standing orders, and their secrets and replays."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from api.deps import Auth, SettingsDep, Store
+from api.routes.publish import read_json
+from notify.auth import Principal
+from notify.errors import Conflict, InvalidInput, NotFound
+from notify.events import parse_id
+from notify.store import SubscriptionStore
+from notify.subscriptions import (
+    Subscription,
+    parse_create,
+    parse_patch,
+    sink_kind_change,
+)
+from notify.webhooks import new_secret
+
+router = APIRouter(tags=["subscriptions"])
+MAX_BODY = 64 * 1024
+SINK_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"type": "object", "properties": {"kind": {"const": "web"}}, "required": ["kind"]},
+        {
+            "type": "object",
+            "properties": {
+                "kind": {"const": "email"},
+                "to": {"type": "string", "format": "email"},
+                "digest_seconds": {"type": "integer", "minimum": 0, "maximum": 86400},
+            },
+            "required": ["kind", "to"],
+        },
+        {
+            "type": "object",
+            "properties": {"kind": {"const": "webhook"}, "url": {"type": "string"}},
+            "required": ["kind", "url"],
+        },
+        {
+            "type": "object",
+            "properties": {"kind": {"const": "monitoring"}, "url": {"type": "string"}},
+            "required": ["kind", "url"],
+        },
+    ]
+}
+SUBSCRIPTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["channel", "sink"],
+    "properties": {
+        "channel": {"type": "string", "example": "orders.*"},
+        "types": {"type": "array", "items": {"type": "string"}, "example": ["order.*"]},
+        "sink": SINK_SCHEMA,
+        "user": {"type": "string", "description": "admin only: create for this user"},
+    },
+}
+
+
+def body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def owned(store: SubscriptionStore, principal: Principal, sub_id: str) -> Subscription:
+    """The subscription, if the caller may see it; 404 otherwise, so ids do not leak."""
+    sub = await store.get(sub_id)
+    if sub is None or (sub.user != principal.sub and not principal.admin):
+        raise NotFound("no such subscription")
+    return sub
+
+
+@router.post("/v1/subscriptions", status_code=201, openapi_extra=body_doc(SUBSCRIPTION_SCHEMA))
+async def create(
+    request: Request, principal: Auth, redis: Store, settings: SettingsDep
+) -> Response:
+    """Create a subscription. A webhook's signing secret is in this answer only."""
+    draft = parse_create(
+        await read_json(request, MAX_BODY), allow_private=settings.allow_private_targets
+    )
+    user = principal.acting_for(draft.user)
+    principal.require_read(draft.channel)
+    secret = new_secret() if draft.sink["kind"] == "webhook" else None
+    sub = await SubscriptionStore(redis).create(
+        draft, user, limit=settings.max_subscriptions_per_user, secret=secret
+    )
+    body = sub.public()
+    if secret:
+        body["secret"] = secret
+    return json(body, 201, headers={"Location": f"/v1/subscriptions/{sub.id}"})
+
+
+@router.get("/v1/subscriptions")
+async def list_(
+    principal: Auth,
+    redis: Store,
+    user: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """The caller's subscriptions (an admin may name another ``user``)."""
+    who = principal.acting_for(user)
+    subs = await SubscriptionStore(redis).for_user(who)
+    return {"subscriptions": [s.public() for s in subs]}
+
+
+@router.get("/v1/subscriptions/{sub_id}")
+async def read(sub_id: str, principal: Auth, redis: Store) -> dict[str, Any]:
+    return (await owned(SubscriptionStore(redis), principal, sub_id)).public()
+
+
+@router.patch(
+    "/v1/subscriptions/{sub_id}",
+    openapi_extra=body_doc(
+        {
+            "type": "object",
+            "properties": {
+                "channel": {"type": "string"},
+                "types": {"type": "array", "items": {"type": "string"}},
+                "sink": SINK_SCHEMA,
+                "enabled": {"type": "boolean"},
+            },
+        }
+    ),
+)
+async def patch(
+    sub_id: str, request: Request, principal: Auth, redis: Store, settings: SettingsDep
+) -> dict[str, Any]:
+    """Change the pattern, types or sink settings, or enable/disable."""
+    store = SubscriptionStore(redis)
+    current = await owned(store, principal, sub_id)
+    change = parse_patch(
+        await read_json(request, MAX_BODY), allow_private=settings.allow_private_targets
+    )
+    sink_kind_change(current, change)
+    if change.channel is not None:
+        principal.require_read(change.channel)
+
+    def apply(sub: Subscription) -> Subscription:
+        out = sub
+        if change.channel is not None:
+            out = replace(out, channel=change.channel)
+        if change.types is not None:
+            out = replace(out, types=change.types)
+        if change.sink is not None:
+            out = replace(out, sink=change.sink)
+        if change.enabled is not None:
+            out = replace(out, enabled=change.enabled, disabled_reason=None)
+        return out
+
+    return (await store.update(sub_id, apply)).public()
+
+
+@router.delete("/v1/subscriptions/{sub_id}", status_code=204)
+async def delete(sub_id: str, principal: Auth, redis: Store) -> Response:
+    store = SubscriptionStore(redis)
+    await owned(store, principal, sub_id)
+    await store.delete(sub_id)
+    return Response(status_code=204)
+
+
+@router.post("/v1/subscriptions/{sub_id}/rotate-secret")
+async def rotate_secret(sub_id: str, principal: Auth, redis: Store) -> dict[str, Any]:
+    """A new signing secret; the previous one keeps signing beside it for 24 hours."""
+    store = SubscriptionStore(redis)
+    current = await owned(store, principal, sub_id)
+    if current.kind != "webhook":
+        raise Conflict("only webhook subscriptions have a signing secret")
+    secret = new_secret()
+    now = float(await store.server_ms()) / 1000
+    sub = await store.update(sub_id, lambda s: s.rotated(secret, now))
+    return {**sub.public(), "secret": secret}
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/replay",
+    status_code=202,
+    openapi_extra=body_doc(
+        {"type": "object", "required": ["after"], "properties": {"after": {"type": "string"}}}
+    ),
+)
+async def replay(sub_id: str, request: Request, principal: Auth, redis: Store) -> dict[str, Any]:
+    """Deliver again every retained event after ``after`` that the subscription matches.
+
+    Each (subscription, event) keeps its one delivery record and id: a delivered or
+    failed record is reset to pending, a missing one is created.
+    """
+    store = SubscriptionStore(redis)
+    sub = await owned(store, principal, sub_id)
+    if sub.kind == "web":
+        raise Conflict("a web feed is resumed with last_event_id, not replayed")
+    principal.require_read(sub.channel)
+    raw = await read_json(request, MAX_BODY)
+    if not isinstance(raw, dict) or set(raw) - {"after"}:
+        raise InvalidInput('body must be {"after": "<event id>"}', field="after")
+    after = raw.get("after")
+    parse_id(after, field="after")
+    assert isinstance(after, str)
+    request_ = await store.request_replay(sub.id, after)
+    return {"replay": request_.id, "subscription": sub.id, "after": after, "until": request_.until}
+
+
+def json(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")

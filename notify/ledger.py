@@ -1,0 +1,341 @@
+"""The Redis adapter for delivery records, their attempts, the due set and target rates.
+
+Every pending delivery sits in the due set (``keys.RETRY_DUE``) scored by when some
+process should next look at it: when it is created (now + lease, in case its Celery
+task is lost), when a worker claims it (now + lease, in case the worker dies), and
+when an attempt fails (the retry time). The sweeper re-enqueues whatever falls due, so
+the broker never holds a delay and no crash strands a delivery. All times come from
+the Redis clock (``TIME`` inside the scripts), so workers' clocks need not agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from notify import keys
+from notify.retry import as_datetime
+from notify.routing import Delivery
+from notify.store import text
+
+MAX_ATTEMPTS_KEPT = 50
+_NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+# KEYS: dlv, attempts, sub index, due. ARGV: id, sub, user, kind, event_id, channel, type,
+# body, lease_ms, retention_ms, replay. Returns 1 created/reset, 2 exists pending, 0 final.
+_CREATE = (
+    _NOW
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status then
+  if status == 'pending' then return 2 end
+  if ARGV[11] ~= '1' then return 0 end
+  redis.call('HSET', KEYS[1], 'status', 'pending', 'attempt_count', 0, 'body', ARGV[8],
+    'next_ms', now)
+  -- 'digest': a replayed event goes into a new digest window (notify.digests)
+  redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'done_ms', 'digest')
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
+else
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'subscription', ARGV[2], 'user', ARGV[3],
+    'kind', ARGV[4], 'event_id', ARGV[5], 'channel', ARGV[6], 'type', ARGV[7],
+    'body', ARGV[8], 'status', 'pending', 'attempt_count', 0, 'created_ms', now, 'next_ms', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[10]))
+end
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[9]), ARGV[1])
+return 1
+"""
+)
+
+# KEYS: dlv, due. ARGV: id, lease_ms, token.
+# Returns {1, fields...} claimed, {0} gone or final, {-1} leased elsewhere, {-2} not yet due.
+_CLAIM = (
+    _NOW
+    + """
+local f = redis.call('HMGET', KEYS[1], 'status', 'lease_until', 'next_ms')
+if f[1] ~= 'pending' then redis.call('ZREM', KEYS[2], ARGV[1]) return {0} end
+if f[2] and tonumber(f[2]) > now then return {-1} end
+if f[3] and tonumber(f[3]) > now then return {-2} end
+redis.call('HSET', KEYS[1], 'lease', ARGV[3], 'lease_until', now + tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+local v = redis.call('HMGET', KEYS[1], 'subscription', 'user', 'kind', 'event_id', 'body',
+  'attempt_count')
+return {1, v[1], v[2], v[3], v[4], v[5], v[6]}
+"""
+)
+
+# KEYS: dlv, attempts, due. ARGV: id, token, outcome, attempt json ('' = none), delay_ms,
+# retention_s, kept. A success is recorded even by a worker whose lease lapsed: the
+# receiver has the event. Other outcomes only count from the lease holder.
+_FINISH = (
+    _NOW
+    + """
+local f = redis.call('HMGET', KEYS[1], 'status', 'lease')
+if not f[1] then return 0 end
+if ARGV[4] ~= '' then
+  redis.call('RPUSH', KEYS[2], ARGV[4])
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[7]), -1)
+end
+local outcome = ARGV[3]
+local final = false
+if outcome == 'delivered' and f[1] == 'pending' then
+  redis.call('HSET', KEYS[1], 'status', 'delivered', 'done_ms', now)
+  final = true
+elseif f[1] ~= 'pending' or f[2] ~= ARGV[2] then
+  return 0
+elseif outcome == 'failed' then
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'done_ms', now)
+  final = true
+else
+  redis.call('HSET', KEYS[1], 'next_ms', now + tonumber(ARGV[5]))
+  redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[1])
+end
+if outcome ~= 'deferred' then redis.call('HINCRBY', KEYS[1], 'attempt_count', 1) end
+if final then
+  redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_ms')
+  if outcome == 'delivered' then redis.call('HDEL', KEYS[1], 'body') end
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+end
+return 1
+"""
+)
+
+# KEYS: dlv, attempts, due. ARGV: id. A failed delivery starts over with a full schedule.
+_RETRY = (
+    _NOW
+    + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'pending', 'attempt_count', 0, 'next_ms', now)
+redis.call('HDEL', KEYS[1], 'done_ms', 'digest')
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+return 1
+"""
+)
+
+# KEYS: due. ARGV: count, lease_ms. Takes due ids and pushes them a lease ahead, so
+# concurrent sweepers never hand out the same id twice.
+_SWEEP = (
+    _NOW
+    + """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id) end
+return ids
+"""
+)
+
+# KEYS: target key. ARGV: rate per second, burst, wanted. GCRA: returns {granted, wait_ms}.
+_RATE = (
+    _NOW
+    + """
+local interval = 1000 / tonumber(ARGV[1])
+local burst = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local granted = math.floor((now + burst - tat) / interval)
+if granted < 0 then granted = 0 end
+if granted > tonumber(ARGV[3]) then granted = tonumber(ARGV[3]) end
+tat = tat + granted * interval
+if granted > 0 then
+  redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil(tat - now + burst) + 1000)
+end
+local wait = math.ceil(tat + interval - burst - now)
+if wait < 0 then wait = 0 end
+return {granted, wait}
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: str
+    subscription: str
+    user: str
+    kind: str
+    event_id: str
+    body: bytes
+    attempts_before: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    id: str
+    outcome: str  # delivered | retry | failed | deferred
+    attempt: dict[str, Any] | None
+    delay_s: float = 0.0
+
+
+class Ledger:
+    def __init__(self, redis: aioredis.Redis, *, lease_s: float, retention_s: int) -> None:
+        self._redis = redis
+        self._lease_ms = int(lease_s * 1000)
+        self._retention_s = retention_s
+        self._create = redis.register_script(_CREATE)
+        self._claim = redis.register_script(_CLAIM)
+        self._finish = redis.register_script(_FINISH)
+        self._retry = redis.register_script(_RETRY)
+        self._sweep = redis.register_script(_SWEEP)
+        self._rate = redis.register_script(_RATE)
+
+    async def create(
+        self,
+        items: Sequence[tuple[Delivery, str, str, bytes]],
+        *,
+        replay: bool = False,
+    ) -> list[str]:
+        """Create-if-absent one record per (delivery, channel, type, envelope); return the
+        ids that need a task (new, reset by a replay, or still pending)."""
+        if not items:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for d, channel, type_, body in items:
+            await self._create(
+                keys=[
+                    keys.delivery(d.id),
+                    keys.delivery_attempts(d.id),
+                    keys.subscription_deliveries(d.subscription),
+                    keys.RETRY_DUE,
+                ],
+                args=[
+                    d.id, d.subscription, d.user, d.kind, d.event_id, channel, type_, body,
+                    self._lease_ms, self._retention_s * 1000, "1" if replay else "0",
+                ],
+                client=pipe,
+            )  # fmt: skip
+        results = await pipe.execute()
+        return [item[0].id for item, r in zip(items, results, strict=True) if int(r) in (1, 2)]
+
+    async def claim(self, ids: Sequence[str], token: str) -> list[Claimed]:
+        pipe = self._redis.pipeline(transaction=False)
+        for i in ids:
+            await self._claim(
+                keys=[keys.delivery(i), keys.RETRY_DUE],
+                args=[i, self._lease_ms, token],
+                client=pipe,
+            )
+        out: list[Claimed] = []
+        for i, r in zip(ids, await pipe.execute(), strict=True):
+            if int(r[0]) == 1:
+                sub, user, kind, event_id, body, count = r[1:]
+                raw = body if isinstance(body, bytes) else str(body).encode()
+                out.append(
+                    Claimed(i, text(sub), text(user), text(kind), text(event_id), raw, int(count))
+                )
+        return out
+
+    async def finish(self, token: str, results: Sequence[Finish]) -> None:
+        if not results:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for f in results:
+            await self._finish(
+                keys=[keys.delivery(f.id), keys.delivery_attempts(f.id), keys.RETRY_DUE],
+                args=[
+                    f.id,
+                    token,
+                    f.outcome,
+                    orjson.dumps(f.attempt) if f.attempt else "",
+                    int(f.delay_s * 1000),
+                    self._retention_s,
+                    MAX_ATTEMPTS_KEPT,
+                ],
+                client=pipe,
+            )
+        await pipe.execute()
+
+    async def retry(self, delivery_id: str) -> bool:
+        done = await self._retry(
+            keys=[keys.delivery(delivery_id), keys.delivery_attempts(delivery_id), keys.RETRY_DUE],
+            args=[delivery_id],
+        )
+        return bool(done)
+
+    async def sweep(self, count: int) -> list[str]:
+        ids = await self._sweep(keys=[keys.RETRY_DUE], args=[count, self._lease_ms])
+        return [text(i) for i in ids]
+
+    async def acquire(self, target: str, rate: float, wanted: int) -> tuple[int, float]:
+        """Take up to ``wanted`` requests from the target's shared budget (bursts of
+        twice the rate); return how many were granted and seconds until the next one."""
+        granted, wait_ms = await self._rate(
+            keys=[keys.target_rate(target)], args=[rate, max(2 * rate, 1), wanted]
+        )
+        return int(granted), int(wait_ms) / 1000
+
+    async def count_metrics(self, counts: dict[str, int]) -> None:
+        if counts:
+            pipe = self._redis.pipeline(transaction=False)
+            for name, n in counts.items():
+                pipe.hincrby(keys.DELIVERY_METRICS, name, n)
+            await pipe.execute()
+
+    async def get(self, delivery_id: str) -> dict[str, Any] | None:
+        found = await self.get_many([delivery_id])
+        return found[0] if found else None
+
+    async def get_many(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        pipe = self._redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(keys.delivery(i))
+            pipe.lrange(keys.delivery_attempts(i), 0, -1)
+        replies = await pipe.execute()
+        out = []
+        for n in range(0, len(replies), 2):
+            fields, attempts = replies[n], replies[n + 1]
+            if fields:
+                out.append(view({text(k): v for k, v in fields.items()}, attempts))
+        return out
+
+    async def page(
+        self, subscription_id: str, *, before: tuple[int, str] | None, count: int
+    ) -> list[tuple[int, str]]:
+        """(created_ms, id) of a subscription's deliveries, newest first, after a cursor."""
+        top: str | int = "+inf" if before is None else before[0]
+        rows: Any = await self._redis.zrevrangebyscore(
+            keys.subscription_deliveries(subscription_id),
+            top,
+            "-inf",
+            start=0,
+            num=count + 64,
+            withscores=True,
+        )
+        out = []
+        for member, score in rows:
+            item = (int(score), text(member))
+            # members that share the cursor's millisecond sort by id, descending
+            if before is None or item < before:
+                out.append(item)
+        return out[:count]
+
+
+def view(fields: dict[str, Any], attempts: Sequence[Any]) -> dict[str, Any]:
+    """The API view of a stored delivery."""
+    next_ms = fields.get("next_ms")
+    status = text(fields["status"])
+    return {
+        "id": text(fields["id"]),
+        "subscription": text(fields["subscription"]),
+        "user": text(fields["user"]),
+        "kind": text(fields["kind"]),
+        "event_id": text(fields["event_id"]),
+        "channel": text(fields["channel"]),
+        "type": text(fields["type"]),
+        "status": status,
+        "attempts": [orjson.loads(a) for a in attempts],
+        "next_attempt_at": iso(int(next_ms)) if next_ms and status == "pending" else None,
+        "created_at": iso(int(fields["created_ms"])),
+        "finished_at": iso(int(fields["done_ms"])) if fields.get("done_ms") else None,
+    }
+
+
+def iso(ms: int) -> str:
+    return as_datetime(ms / 1000).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"

@@ -1,0 +1,93 @@
+"""Which network addresses a webhook may reach (pure).
+
+A target is refused when the address actually connected to is not a public unicast
+address. IPv6 forms that embed an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64,
+6to4) are judged by the IPv4 address they carry, so ``::ffff:127.0.0.1`` is loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Final
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
+_SIXTOFOUR: Final = ipaddress.IPv6Network("2002::/16")
+_IPV4_COMPATIBLE: Final = ipaddress.IPv6Network("::/96")
+# ranges the standard library does not flag, or flags differently across versions
+_EXTRA_V4: Final = (
+    (ipaddress.IPv4Network("100.64.0.0/10"), "private"),  # carrier-grade NAT
+    (ipaddress.IPv4Network("192.0.0.0/24"), "reserved"),  # IETF protocol assignments
+    (ipaddress.IPv4Network("198.18.0.0/15"), "reserved"),  # benchmarking
+    (ipaddress.IPv4Network("0.0.0.0/8"), "unspecified"),  # "this network"
+)
+_EXTRA_V6: Final = (
+    (ipaddress.IPv6Network("fc00::/7"), "private"),  # unique local
+    (ipaddress.IPv6Network("fec0::/10"), "private"),  # deprecated site-local
+    (ipaddress.IPv6Network("2001:db8::/32"), "reserved"),  # documentation
+    (ipaddress.IPv6Network("100::/64"), "reserved"),  # discard-only
+)
+
+
+def parse(value: str) -> IPAddress | None:
+    """The address in ``value`` (brackets and a zone index allowed), or None for names."""
+    text = value.strip("[]").split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _SIXTOFOUR:
+        return address.sixtofour
+    if address in _IPV4_COMPATIBLE and int(address) > 1:
+        # deprecated ::a.b.c.d; ::/128 and ::1 are handled as themselves
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def classify(address: IPAddress) -> str | None:
+    """Why ``address`` is refused ("loopback", "private", ...), or None when it is public."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _NAT64_LOCAL:
+            return "private"
+        inner = embedded_v4(address)
+        if inner is not None:
+            return classify(inner)
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast:
+        return "multicast"
+    extra = _EXTRA_V4 if isinstance(address, ipaddress.IPv4Address) else _EXTRA_V6
+    for network, reason in extra:
+        if address in network:
+            return reason
+    if address.is_reserved:
+        return "reserved"
+    if address.is_private:
+        return "private"
+    if not address.is_global:
+        return "reserved"
+    return None
+
+
+def refusal(address: str, allow_private: bool) -> str | None:
+    """A human reason to refuse connecting to ``address``, or None to allow it."""
+    if allow_private:
+        return None
+    parsed = parse(address)
+    if parsed is None:
+        return f"{address!r} is not an IP address"
+    reason = classify(parsed)
+    return f"{parsed} is a {reason} address" if reason else None

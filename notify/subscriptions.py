@@ -1,0 +1,299 @@
+"""Subscriptions: the model, sink configurations and their validation (pure).
+
+A subscription says: events on channels matching ``channel``, of types matching
+``types`` (empty = all), published after the subscription was created, go to ``sink``.
+Validation errors name the offending field (``sink.url``, ``types[2]``).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from email_validator import EmailNotValidError, validate_email
+
+from notify import ssrf
+from notify.channels import STAR, TAIL, matches, validate_pattern
+from notify.errors import InvalidInput
+
+KINDS = ("web", "email", "webhook", "monitoring")
+MAX_TYPES = 32
+MAX_URL = 2048
+MAX_DIGEST_SECONDS = 86400
+ROTATION_OVERLAP_SECONDS = 86400
+_TYPE_SEGMENT = re.compile(r"[A-Za-z0-9_:\-]{1,128}")
+_SINK_FIELDS: dict[str, frozenset[str]] = {
+    "web": frozenset({"kind"}),
+    "email": frozenset({"kind", "to", "digest_seconds"}),
+    "webhook": frozenset({"kind", "url"}),
+    "monitoring": frozenset({"kind", "url"}),
+}
+CREATE_FIELDS = frozenset({"channel", "types", "sink", "user"})
+PATCH_FIELDS = frozenset({"channel", "types", "sink", "enabled"})
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    value: str
+    expires_at: float | None = None  # Unix seconds; None for the current secret
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    user: str
+    channel: str
+    types: tuple[str, ...]
+    sink: Mapping[str, Any]
+    since_ms: int  # events whose id time is at or after this are routed to it
+    created_at: str
+    updated_at: str
+    enabled: bool = True
+    disabled_reason: str | None = None
+    secrets: tuple[Secret, ...] = field(default=(), repr=False)
+
+    @property
+    def kind(self) -> str:
+        return str(self.sink["kind"])
+
+    def wants(self, event_type: str) -> bool:
+        return not self.types or any(matches(p, event_type) for p in self.types)
+
+    def signing_secrets(self, now: float) -> list[str]:
+        return [s.value for s in self.secrets if s.expires_at is None or s.expires_at > now]
+
+    def rotated(self, new: str, now: float) -> Subscription:
+        kept = [
+            Secret(
+                s.value, now + ROTATION_OVERLAP_SECONDS if s.expires_at is None else s.expires_at
+            )
+            for s in self.secrets
+            if s.expires_at is None or s.expires_at > now
+        ]
+        return replace(self, secrets=(Secret(new), *kept))
+
+    def public(self) -> dict[str, Any]:
+        """The API view: never holds a secret."""
+        return {
+            "id": self.id,
+            "user": self.user,
+            "channel": self.channel,
+            "types": list(self.types),
+            "sink": dict(self.sink),
+            "enabled": self.enabled,
+            "disabled_reason": self.disabled_reason,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    def dumps(self) -> bytes:
+        stored = self.public()
+        stored["since_ms"] = self.since_ms
+        stored["secrets"] = [[s.value, s.expires_at] for s in self.secrets]
+        return orjson.dumps(stored)
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> Subscription:
+        value = orjson.loads(raw)
+        return cls(
+            id=value["id"],
+            user=value["user"],
+            channel=value["channel"],
+            types=tuple(value["types"]),
+            sink=value["sink"],
+            since_ms=int(value["since_ms"]),
+            created_at=value["created_at"],
+            updated_at=value["updated_at"],
+            enabled=bool(value["enabled"]),
+            disabled_reason=value.get("disabled_reason"),
+            secrets=tuple(Secret(v, e) for v, e in value.get("secrets", [])),
+        )
+
+
+def new_id() -> str:
+    # lowercase base32 keeps ids URL- and channel-segment-safe
+    return "sub_" + base64.b32encode(secrets.token_bytes(15)).decode().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A validated creation request."""
+
+    channel: str
+    types: tuple[str, ...]
+    sink: dict[str, Any]
+    user: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    channel: str | None = None
+    types: tuple[str, ...] | None = None
+    sink: dict[str, Any] | None = None
+    enabled: bool | None = None
+
+
+def _require_object(raw: object, name: str | None) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("must be a JSON object", field=name)
+    return raw
+
+
+def _reject_unknown(raw: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}", field=prefix + str(unknown[0]))
+
+
+def parse_create(raw: object, *, allow_private: bool) -> Draft:
+    body = _require_object(raw, None)
+    _reject_unknown(body, CREATE_FIELDS)
+    if "channel" not in body:
+        raise InvalidInput("channel is required", field="channel")
+    if "sink" not in body:
+        raise InvalidInput("sink is required", field="sink")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise InvalidInput("user must be a string", field="user")
+    return Draft(
+        channel=validate_pattern(body["channel"], field="channel"),
+        types=validate_types(body.get("types")),
+        sink=validate_sink(body["sink"], allow_private=allow_private),
+        user=user,
+    )
+
+
+def parse_patch(raw: object, *, allow_private: bool) -> Patch:
+    body = _require_object(raw, None)
+    _reject_unknown(body, PATCH_FIELDS)
+    enabled = body.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise InvalidInput("enabled must be true or false", field="enabled")
+    return Patch(
+        channel=validate_pattern(body["channel"], field="channel") if "channel" in body else None,
+        types=validate_types(body["types"]) if "types" in body else None,
+        sink=validate_sink(body["sink"], allow_private=allow_private) if "sink" in body else None,
+        enabled=enabled,
+    )
+
+
+def validate_types(raw: object, name: str = "types") -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidInput("types must be a list of type patterns", field=name)
+    if len(raw) > MAX_TYPES:
+        raise InvalidInput(f"at most {MAX_TYPES} type patterns", field=name)
+    return tuple(dict.fromkeys(validate_type_pattern(v, f"{name}[{i}]") for i, v in enumerate(raw)))
+
+
+def validate_type_pattern(raw: object, name: str) -> str:
+    problem = "a type pattern is 1-128 characters of dot-separated [A-Za-z0-9_:-], '*' or '>'"
+    if not isinstance(raw, str) or not 0 < len(raw) <= 128:
+        raise InvalidInput(problem, field=name)
+    segments = raw.split(".")
+    for i, seg in enumerate(segments):
+        if seg == STAR or (seg == TAIL and i == len(segments) - 1):
+            continue
+        if not _TYPE_SEGMENT.fullmatch(seg):
+            raise InvalidInput(problem, field=name)
+    return raw
+
+
+def validate_sink(raw: object, *, allow_private: bool, name: str = "sink") -> dict[str, Any]:
+    sink = _require_object(raw, name)
+    kind = sink.get("kind")
+    if kind not in KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field=f"{name}.kind")
+    _reject_unknown(sink, _SINK_FIELDS[kind], prefix=f"{name}.")
+    if kind == "web":
+        return {"kind": "web"}
+    if kind == "email":
+        digest = sink.get("digest_seconds", 0)
+        if (
+            not isinstance(digest, int)
+            or isinstance(digest, bool)
+            or not 0 <= digest <= MAX_DIGEST_SECONDS
+        ):
+            raise InvalidInput(
+                f"digest_seconds must be an integer from 0 to {MAX_DIGEST_SECONDS}",
+                field=f"{name}.digest_seconds",
+            )
+        return {
+            "kind": "email",
+            "to": validate_address(sink.get("to"), f"{name}.to"),
+            "digest_seconds": digest,
+        }
+    url = validate_url(sink.get("url"), f"{name}.url", allow_private=allow_private)
+    return {"kind": kind, "url": url}
+
+
+def validate_address(raw: object, name: str) -> str:
+    if not isinstance(raw, str) or not raw or len(raw) > 254:
+        raise InvalidInput("an email address is required", field=name)
+    try:
+        checked = validate_email(raw, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"not a valid email address: {exc}", field=name) from exc
+    return str(checked.normalized)
+
+
+def validate_url(raw: object, name: str, *, allow_private: bool) -> str:
+    """An absolute http(s) URL without credentials or fragment.
+
+    Literal addresses and ``localhost`` are refused here for a clear early error; the
+    binding check is made by the sink on the address it actually connects to.
+    """
+    if not isinstance(raw, str) or not raw:
+        raise InvalidInput("a URL is required", field=name)
+    if len(raw) > MAX_URL:
+        raise InvalidInput(f"URL is longer than {MAX_URL} characters", field=name)
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise InvalidInput("URL must not contain spaces or control characters", field=name)
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"not a valid URL: {exc}", field=name) from exc
+    if parts.scheme not in ("http", "https"):
+        raise InvalidInput("URL scheme must be http or https", field=name)
+    host = parts.hostname
+    if not host:
+        raise InvalidInput("URL must name a host", field=name)
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput("credentials in the URL are not supported", field=name)
+    if parts.fragment:
+        raise InvalidInput("URL must not have a fragment", field=name)
+    if port == 0:
+        raise InvalidInput("URL port must be 1-65535", field=name)
+    address = ssrf.parse(host)
+    if address is None:
+        try:
+            host.encode("idna")
+        except UnicodeError as exc:
+            raise InvalidInput("URL host is not a valid name", field=name) from exc
+    if not allow_private:
+        if address is not None and (reason := ssrf.classify(address)):
+            raise InvalidInput(f"URL targets a {reason} address", field=name)
+        if host == "localhost" or host.endswith(".localhost"):
+            raise InvalidInput("URL targets a loopback address", field=name)
+    return raw
+
+
+def sink_kind_change(current: Subscription, patch: Patch) -> None:
+    if patch.sink is not None and patch.sink["kind"] != current.kind:
+        raise InvalidInput(
+            "a subscription's sink kind cannot change; create a new subscription",
+            field="sink.kind",
+        )
+
+
+def routed(subscriptions: Sequence[Subscription]) -> list[Subscription]:
+    """The subscriptions that take part in routing."""
+    return [s for s in subscriptions if s.enabled]

@@ -1,0 +1,119 @@
+"""The monitoring sink: events as alerts, POSTed to Prometheus Alertmanager (API v2).
+
+Each delivery records the alert's new state first (``notify.alerts.decide``: an event
+older than the recorded one is dropped as superseded), then POSTs the one alert to
+``{url}/api/v2/alerts``. The dispatcher's AlertResender re-POSTs firing alerts from
+that record so Alertmanager does not resolve them by its ``resolve_timeout``.
+Connections go through the SSRF guard (sinks.transport), as webhooks do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from notify import alerts
+from notify.alertbook import AlertBook
+from notify.errors import PermanentDeliveryError, TransientDeliveryError
+from notify.events import now_rfc3339
+from notify.retry import parse_retry_after
+from sinks.base import RESPONSE_EXCERPT, Job, Receipt
+from sinks.transport import GuardedTransport, TargetRefused
+from sinks.webhook import read_capped
+
+USER_AGENT = "notify-alerts/1.0"
+_CAS_TRIES = 8
+
+
+class AlertmanagerClient:
+    def __init__(self, *, timeout: float, allow_private: bool, max_connections: int = 20) -> None:
+        self._timeout = timeout
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30,
+        )
+        self._client = httpx.AsyncClient(
+            transport=GuardedTransport(allow_private=allow_private, limits=limits),
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(timeout),
+            headers={"user-agent": USER_AGENT},
+        )
+
+    async def post(self, url: str, batch: Sequence[dict[str, Any]]) -> Receipt:
+        """POST alerts; 2xx is a Receipt, 4xx (but 408/429) permanent, the rest transient."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.send(
+                    self._client.build_request(
+                        "POST",
+                        alerts.endpoint(url),
+                        content=orjson.dumps(list(batch)),
+                        headers={"content-type": "application/json"},
+                    ),
+                    stream=True,
+                )
+                try:
+                    head = await read_capped(response)
+                finally:
+                    await response.aclose()
+        except TimeoutError as exc:
+            raise TransientDeliveryError(f"timed out after {self._timeout:g} s") from exc
+        except httpx.TimeoutException as exc:
+            raise TransientDeliveryError(f"timed out: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            if isinstance(exc.__cause__, TargetRefused):
+                raise PermanentDeliveryError(str(exc.__cause__)) from exc
+            raise TransientDeliveryError(f"{type(exc).__name__}: {exc}"[:200]) from exc
+        status = response.status_code
+        excerpt = head[:RESPONSE_EXCERPT].decode("utf-8", "replace") or None
+        if 200 <= status < 300:
+            return Receipt(status, excerpt)
+        detail = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
+        if 400 <= status < 500 and status not in (408, 429):
+            raise PermanentDeliveryError(detail, status_code=status)
+        retry_after = parse_retry_after(response.headers.get("retry-after"), 0.0)
+        raise TransientDeliveryError(detail, status_code=status, retry_after=retry_after)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class MonitoringSink:
+    kind = "monitoring"
+
+    def __init__(self, client: AlertmanagerClient, book: AlertBook) -> None:
+        self._client = client
+        self._book = book
+
+    def target(self, job: Job) -> str | None:
+        parts = urlsplit(str(job.subscription.sink["url"]))
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+    async def deliver(self, job: Job) -> Receipt:
+        sub = job.subscription
+        url = str(sub.sink["url"])
+        event = orjson.loads(job.event)
+        seen = alerts.observe(event, subscription=sub.id, user=sub.user, now=now_rfc3339())
+        for _ in range(_CAS_TRIES):
+            found = await self._book.get(seen.key)
+            raw, previous = found if found else (None, None)
+            record = alerts.decide(previous, seen, subscription=sub.id, url=url)
+            if record is None:
+                later = previous["event"] if previous else "?"
+                return Receipt(None, f"superseded by event {later}; not sent")
+            if await self._book.put(seen.key, raw, record):
+                break
+        else:
+            raise TransientDeliveryError("the alert is being changed concurrently")
+        return await self._client.post(url, [record["alert"]])
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

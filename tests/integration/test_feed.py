@@ -1,0 +1,67 @@
+"""GET /v1/feed follows the caller's web subscriptions live, without reconnecting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from tests.integration.clients import SSE, publish
+from tests.support.factories import TokenMaker
+from tests.support.procs import Gateway
+
+EFFECT_SECONDS = 1.0  # the spec's bound on a subscription change reaching open feeds
+
+
+@asynccontextmanager
+async def feed(base_url: str, token: str) -> AsyncIterator[SSE]:
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=30, trust_env=False) as client,
+        client.stream("GET", "/v1/feed", params={"token": token}) as response,
+    ):
+        assert response.status_code == 200
+        yield SSE(response, response.aiter_lines())
+
+
+async def test_feed_follows_subscription_changes(gateway: Gateway, make_token: TokenMaker) -> None:
+    token = make_token("alice", publish=[">"], subscribe=["orders.>", "alerts.>"])
+    base = gateway.base_url
+
+    def send(channel: str, type_: str = "t") -> str:
+        return publish(base, token, channel, type_)
+
+    async with httpx.AsyncClient(
+        base_url=base, headers={"authorization": f"Bearer {token}"}, trust_env=False
+    ) as api:
+        orders = await api.post(
+            "/v1/subscriptions", json={"channel": "orders.eu", "sink": {"kind": "web"}}
+        )
+        async with feed(base, token) as stream:
+            first = await asyncio.to_thread(send, "orders.eu")
+            assert (await stream.next()).id == first
+
+            created = await api.post(
+                "/v1/subscriptions",
+                json={"channel": "alerts.*", "types": ["alert.fired"], "sink": {"kind": "web"}},
+            )
+            assert created.status_code == 201
+            await asyncio.sleep(EFFECT_SECONDS)
+            await asyncio.to_thread(send, "alerts.db", "alert.resolved")  # filtered by type
+            fired = await asyncio.to_thread(send, "alerts.db", "alert.fired")
+            assert (await stream.next()).id == fired
+
+            assert (await api.delete(f"/v1/subscriptions/{orders.json()['id']}")).status_code == 204
+            await asyncio.sleep(EFFECT_SECONDS)
+            await asyncio.to_thread(send, "orders.eu")  # no longer followed
+            marker = await asyncio.to_thread(send, "alerts.x", "alert.fired")
+            assert (await stream.next()).id == marker
+
+            patched = await api.patch(
+                f"/v1/subscriptions/{created.json()['id']}", json={"types": None}
+            )
+            assert patched.status_code == 200
+            await asyncio.sleep(EFFECT_SECONDS)
+            any_type = await asyncio.to_thread(send, "alerts.db", "alert.resolved")
+            assert (await stream.next()).id == any_type

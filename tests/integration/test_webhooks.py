@@ -1,0 +1,157 @@
+"""Webhook delivery end to end: real gateway, dispatcher, Celery worker and receiver."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from standardwebhooks import Webhook
+
+from tests.integration.delivery_stack import Stack
+from tests.support.webhook_receiver import Answer, Receiver
+
+
+def webhook(stack: Stack, receiver: Receiver, path: str, channel: str = "orders.>") -> str:
+    sub = stack.subscribe(channel, {"kind": "webhook", "url": receiver.url(path)})
+    assert sub["secret"].startswith("whsec_")
+    receiver.trust(path, sub["secret"])
+    return str(sub["id"])
+
+
+def test_event_is_delivered_signed(stack: Stack, receiver: Receiver) -> None:
+    sub = webhook(stack, receiver, "/hook")
+    event_id = stack.publish("orders.eu", "order.created", {"order": 17})
+    [got] = receiver.wait("/hook", 1)
+    assert got.verified is True
+    assert got.headers["content-type"] == "application/json"
+    body = got.body
+    assert body.startswith(b'{"id":"' + event_id.encode() + b'","channel":"orders.eu"')
+    [record] = stack.wait_status(sub, "delivered")
+    assert record["id"] == got.webhook_id
+    assert record["event_id"] == event_id
+    assert record["attempts"][0]["status_code"] == 200
+    metrics = stack.client.get("/metrics").text
+    assert 'notify_deliveries_total{sink="webhook",outcome="delivered"} 1' in metrics
+    assert 'notify_delivery_latency_seconds_count{sink="webhook"} 1' in metrics
+
+
+def test_500_then_200_is_retried_under_the_same_id(stack: Stack, receiver: Receiver) -> None:
+    sub = webhook(stack, receiver, "/flaky")
+    receiver.answer("/flaky", Answer(500), Answer(502, body=b"x" * 100_000))
+    stack.publish("orders.eu")
+    got = receiver.wait("/flaky", 3)
+    assert len({r.webhook_id for r in got}) == 1
+    assert all(r.verified for r in got)
+    [record] = stack.wait_status(sub, "delivered")
+    assert [a["outcome"] for a in record["attempts"]] == ["retry", "retry", "delivered"]
+    assert [a["status_code"] for a in record["attempts"]] == [500, 502, 200]
+    assert len(record["attempts"][1]["error"]) < 300  # a huge answer is not stored
+
+
+def test_410_disables_the_subscription(stack: Stack, receiver: Receiver) -> None:
+    sub = webhook(stack, receiver, "/gone")
+    receiver.answer("/gone", default=Answer(410))
+    stack.publish("orders.eu")
+    [record] = stack.wait_status(sub, "failed")
+    assert record["attempts"][-1]["status_code"] == 410
+    state = stack.client.get(f"/v1/subscriptions/{sub}").json()
+    assert state["enabled"] is False
+    assert "410" in state["disabled_reason"]
+    stack.publish("orders.eu")
+    time.sleep(1.0)
+    assert len(receiver.at("/gone")) == 1
+    assert len(stack.deliveries(sub)) == 1
+
+
+def test_429_honours_retry_after(stack: Stack, receiver: Receiver) -> None:
+    sub = webhook(stack, receiver, "/busy")
+    receiver.answer("/busy", Answer(429, headers=(("retry-after", "2"),)))
+    stack.publish("orders.eu")
+    first, second = receiver.wait("/busy", 2, timeout=15)
+    assert second.at - first.at >= 1.9  # not the 0.2 s of the schedule
+    [record] = stack.wait_status(sub, "delivered")
+    assert record["attempts"][0]["status_code"] == 429
+
+
+def test_a_hanging_receiver_times_out_and_is_retried(stack: Stack, receiver: Receiver) -> None:
+    sub = webhook(stack, receiver, "/hang")
+    receiver.answer("/hang", Answer(200, delay=5))
+    stack.publish("orders.eu")
+    [record] = stack.wait_status(sub, "delivered")
+    first, second = record["attempts"]
+    assert first["outcome"] == "retry"
+    assert "timed out" in first["error"]
+    assert 900 <= first["duration_ms"] < 2500
+    assert second["outcome"] == "delivered"
+
+
+def test_exhausted_retries_fail_then_manual_retry(stack: Stack, receiver: Receiver) -> None:
+    sub = webhook(stack, receiver, "/down")
+    receiver.answer("/down", default=Answer(500))
+    stack.publish("orders.eu")
+    [record] = stack.wait_status(sub, "failed")
+    assert len(record["attempts"]) == 4  # the first try and three retries
+    assert record["next_attempt_at"] is None
+    receiver.answer("/down", default=Answer(204))
+    r = stack.client.post(f"/v1/deliveries/{record['id']}/retry")
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "pending"
+    [done] = stack.wait_status(sub, "delivered")
+    assert done["id"] == record["id"]
+    assert done["attempts"][-1]["status_code"] == 204
+    assert stack.client.post(f"/v1/deliveries/{record['id']}/retry").status_code == 409
+    assert len({r.webhook_id for r in receiver.at("/down")}) == 1
+
+
+def test_replay_redelivers_under_the_same_ids(stack: Stack, receiver: Receiver) -> None:
+    before = stack.publish("orders.eu", data={"n": 0})  # older than the subscription
+    sub = webhook(stack, receiver, "/replay")
+    ids = [stack.publish("orders.eu", data={"n": n}) for n in range(1, 4)]
+    receiver.wait("/replay", 3)
+    delivered = stack.wait_status(sub, "delivered", 3)
+    assert {d["event_id"] for d in delivered} == set(ids)
+    r = stack.client.post(f"/v1/subscriptions/{sub}/replay", json={"after": before})
+    assert r.status_code == 202, r.text
+    got = receiver.wait("/replay", 6)
+    assert {g.webhook_id for g in got} == {d["id"] for d in delivered}
+    r = stack.client.post(f"/v1/subscriptions/{sub}/replay", json={"after": "0-0"})
+    assert r.status_code == 202
+    receiver.wait("/replay", 10)
+    records = stack.wait_status(sub, "delivered", 4)
+    assert sorted(d["event_id"] for d in records) == sorted([before, *ids])
+    bad = stack.client.post(f"/v1/subscriptions/{sub}/replay", json={"after": "yesterday"})
+    assert bad.status_code == 400
+    assert bad.json()["field"] == "after"
+
+
+def test_rotation_signs_with_old_and_new_secrets(stack: Stack, receiver: Receiver) -> None:
+    created = stack.subscribe("orders.>", {"kind": "webhook", "url": receiver.url("/rot")})
+    old = created["secret"]
+    r = stack.client.post(f"/v1/subscriptions/{created['id']}/rotate-secret")
+    assert r.status_code == 200, r.text
+    new = r.json()["secret"]
+    assert new != old and new.startswith("whsec_")
+    assert "secret" not in stack.client.get(f"/v1/subscriptions/{created['id']}").json()
+    stack.publish("orders.eu")
+    [got] = receiver.wait("/rot", 1)
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):
+        Webhook(secret).verify(got.body, got.headers)
+
+
+def test_each_subscription_gets_its_own_record(stack: Stack, receiver: Receiver) -> None:
+    a = webhook(stack, receiver, "/a", "orders.*")
+    webhook(stack, receiver, "/b", "orders.eu")
+    typed = stack.subscribe(
+        "orders.>", {"kind": "webhook", "url": receiver.url("/typed")}, types=["order.paid"]
+    )
+    stack.publish("orders.eu", "order.created")
+    stack.publish("orders.us", "order.paid")
+    receiver.wait("/a", 2)
+    receiver.wait("/b", 1)
+    receiver.wait("/typed", 1)
+    time.sleep(0.5)
+    assert len(receiver.at("/b")) == 1
+    assert json.loads(receiver.at("/typed")[0].body)["type"] == "order.paid"
+    assert len(stack.wait_status(a, "delivered", 2)) == 2
+    assert len(stack.wait_status(typed["id"], "delivered")) == 1

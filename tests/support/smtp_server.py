@@ -1,0 +1,127 @@
+"""A real SMTP server (aiosmtpd) on a free loopback port, run in a thread.
+
+Tests script its answers per recipient (``"451 4.3.0 Try again later"`` once, say)
+and read every message it was sent, parsed, including the ones it refused, with the
+SMTP session each came over.
+"""
+
+from __future__ import annotations
+
+import email
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from tests.support.ports import free_port
+
+OK = "250 2.0.0 OK: queued"
+
+
+@dataclass
+class Mail:
+    sender: str
+    recipients: list[str]
+    raw: bytes
+    message: EmailMessage
+    answer: str
+    session: int
+    at: float
+
+    @property
+    def accepted(self) -> bool:
+        return self.answer.startswith("2")
+
+    def header(self, name: str) -> str:
+        return str(self.message[name] or "")
+
+    def text(self) -> str:
+        part = self.message.get_body(("plain",))
+        return str(part.get_content()).replace("\r\n", "\n") if part else ""
+
+    def html(self) -> str:
+        part = self.message.get_body(("html",))
+        return str(part.get_content()).replace("\r\n", "\n") if part else ""
+
+    def attachments(self) -> dict[str, bytes]:
+        return {
+            str(p.get_filename()): bytes(p.get_content()) for p in self.message.iter_attachments()
+        }
+
+
+class Handler:
+    def __init__(self, server: SmtpServer) -> None:
+        self._server = server
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return self._server.received_data(session, envelope)
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mails: list[Mail] = []
+        self.scripts: dict[str, deque[str]] = defaultdict(deque)
+        self._sessions: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._controller = Controller(Handler(self), hostname="127.0.0.1", port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?starttls=false"
+
+    def start(self) -> SmtpServer:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def answer(self, recipient: str, *answers: str) -> None:
+        """Answer the next DATA commands for ``recipient`` with these replies, then 250."""
+        with self._lock:
+            self.scripts[recipient.lower()].extend(answers)
+
+    def received_data(self, session: Any, envelope: Any) -> str:
+        raw = bytes(envelope.content)
+        recipients = [str(r) for r in envelope.rcpt_tos]
+        with self._lock:
+            script = self.scripts[recipients[0].lower()] if recipients else deque()
+            answer = script.popleft() if script else OK
+            number = self._sessions.setdefault(id(session), len(self._sessions))
+            parsed = email.message_from_bytes(raw, policy=default_policy)
+            assert isinstance(parsed, EmailMessage)
+            self.mails.append(
+                Mail(str(envelope.mail_from), recipients, raw, parsed, answer, number, time.time())
+            )
+        return answer
+
+    @property
+    def sessions(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def accepted(self, recipient: str | None = None) -> list[Mail]:
+        with self._lock:
+            return [
+                m
+                for m in self.mails
+                if m.accepted and (recipient is None or recipient.lower() in m.recipients)
+            ]
+
+    def wait(self, count: int, recipient: str | None = None, timeout: float = 15.0) -> list[Mail]:
+        """At least ``count`` accepted mails (to ``recipient``); fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.accepted(recipient)
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{len(self.accepted(recipient))} of {count} mails arrived in {timeout} s"
+        )

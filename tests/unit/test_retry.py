@@ -1,0 +1,68 @@
+"""Retry schedule maths: attempts, jitter bounds, Retry-After."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from notify.retry import JITTER, MAX_RETRY_AFTER, next_delay, parse_retry_after
+from notify.settings import DEFAULT_RETRY_SCHEDULE
+
+SCHEDULE = DEFAULT_RETRY_SCHEDULE  # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
+
+
+@pytest.mark.parametrize("attempts", range(1, len(SCHEDULE) + 1))
+def test_delay_stays_within_jitter(attempts: int) -> None:
+    rng = random.Random(attempts)
+    base = SCHEDULE[attempts - 1]
+    delays = [next_delay(SCHEDULE, attempts, rng=rng) for _ in range(500)]
+    assert all(d is not None and base * (1 - JITTER) <= d <= base * (1 + JITTER) for d in delays)
+    spread = [d for d in delays if d is not None]
+    assert max(spread) - min(spread) > base * JITTER  # jitter is actually applied
+
+
+@pytest.mark.parametrize(
+    ("schedule", "attempts", "left"),
+    [
+        ((1, 1, 1), 1, True),
+        ((1, 1, 1), 3, True),
+        ((1, 1, 1), 4, False),  # "1,1,1" means four attempts in all
+        ((), 1, False),
+        (SCHEDULE, 7, True),
+        (SCHEDULE, 8, False),
+    ],
+)
+def test_attempts_run_out(schedule: tuple[float, ...], attempts: int, left: bool) -> None:
+    assert (next_delay(schedule, attempts) is not None) is left
+
+
+def test_retry_after_replaces_the_delay_but_uses_an_attempt() -> None:
+    assert next_delay(SCHEDULE, 1, retry_after=42) == 42
+    assert next_delay(SCHEDULE, 1, retry_after=10**9) == MAX_RETRY_AFTER
+    assert next_delay((1,), 2, retry_after=1) is None
+
+
+def test_attempts_start_at_one() -> None:
+    with pytest.raises(ValueError):
+        next_delay(SCHEDULE, 0)
+
+
+NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("120", 120.0),
+        (" 3 ", 3.0),
+        ("Tue, 14 Nov 2023 22:13:50 GMT", 30.0),
+        ("Tue, 14 Nov 2023 22:00:00 GMT", 0.0),  # in the past: now
+        ("soon", None),
+        ("-5", None),
+        ("99999999999", MAX_RETRY_AFTER),
+    ],
+)
+def test_parse_retry_after(header: str | None, expected: float | None) -> None:
+    assert parse_retry_after(header, NOW) == expected

@@ -1,0 +1,146 @@
+"""Subscription validation (fields named in errors), storage form and secret rotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from notify.errors import InvalidInput
+from notify.subscriptions import (
+    ROTATION_OVERLAP_SECONDS,
+    Secret,
+    Subscription,
+    parse_create,
+    parse_patch,
+    validate_url,
+)
+
+WEB = {"kind": "web"}
+
+
+@pytest.mark.parametrize(
+    ("sink", "expected"),
+    [
+        (WEB, WEB),
+        (
+            {"kind": "email", "to": "A@Example.com"},
+            {"kind": "email", "to": "A@example.com", "digest_seconds": 0},
+        ),
+        (
+            {"kind": "email", "to": "a@example.com", "digest_seconds": 60},
+            {"kind": "email", "to": "a@example.com", "digest_seconds": 60},
+        ),
+        (
+            {"kind": "webhook", "url": "https://h.example.com/x?y=1"},
+            {"kind": "webhook", "url": "https://h.example.com/x?y=1"},
+        ),
+        (
+            {"kind": "monitoring", "url": "http://alertmanager:9093"},
+            {"kind": "monitoring", "url": "http://alertmanager:9093"},
+        ),
+    ],
+)
+def test_valid_sinks(sink: dict[str, Any], expected: dict[str, Any]) -> None:
+    draft = parse_create({"channel": "a.>", "sink": sink}, allow_private=False)
+    assert draft.sink == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([], None),
+        ({"channel": "a", "sink": {"kind": "sms"}}, "sink.kind"),
+        ({"channel": "a", "sink": {}}, "sink.kind"),
+        ({"channel": "a", "sink": "web"}, "sink"),
+        ({"channel": "a", "sink": {"kind": "web", "extra": 1}}, "sink.extra"),
+        ({"channel": "a", "sink": {"kind": "email", "to": "nobody"}}, "sink.to"),
+        (
+            {"channel": "a", "sink": {"kind": "email", "to": "a@b.c", "digest_seconds": True}},
+            "sink.digest_seconds",
+        ),
+        (
+            {"channel": "a", "sink": {"kind": "email", "to": "a@b.c", "digest_seconds": 86401}},
+            "sink.digest_seconds",
+        ),
+        ({"channel": "a", "sink": {"kind": "webhook", "url": "javascript:alert(1)"}}, "sink.url"),
+        (
+            {"channel": "a", "sink": {"kind": "webhook", "url": "https://x.example/#frag"}},
+            "sink.url",
+        ),
+        ({"channel": "a", "sink": {"kind": "webhook", "url": "https://x.example:0/"}}, "sink.url"),
+        (
+            {"channel": "a", "sink": {"kind": "webhook", "url": "https://x.example:99999/"}},
+            "sink.url",
+        ),
+        ({"channel": "a", "sink": {"kind": "webhook", "url": "http://[fe80::1]/"}}, "sink.url"),
+        ({"channel": "a", "sink": {"kind": "webhook", "url": "http://api.localhost/"}}, "sink.url"),
+        ({"channel": "a", "sink": {"kind": "webhook", "url": "https://x.example/a b"}}, "sink.url"),
+        ({"channel": "a", "sink": {"kind": "webhook", "url": 7}}, "sink.url"),
+        ({"channel": "a..b", "sink": WEB}, "channel"),
+        ({"channel": ">.a", "sink": WEB}, "channel"),
+        ({"channel": "a", "sink": WEB, "types": ["ok", ">.x"]}, "types[1]"),
+        ({"channel": "a", "sink": WEB, "types": ["x" * 129]}, "types[0]"),
+        ({"channel": "a", "sink": WEB, "types": ["t"] * 33}, "types"),
+        ({"channel": "a", "sink": WEB, "user": 5}, "user"),
+    ],
+)
+def test_invalid_creation_names_the_field(body: Any, field: str | None) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_create(body, allow_private=False)
+    assert info.value.field == field
+
+
+def test_private_targets_allowed_when_configured() -> None:
+    url = "http://127.0.0.1:8080/hook"
+    assert validate_url(url, "sink.url", allow_private=True) == url
+    with pytest.raises(InvalidInput):
+        validate_url(url, "sink.url", allow_private=False)
+
+
+def test_types_are_deduplicated_in_order() -> None:
+    draft = parse_create(
+        {"channel": "a", "sink": WEB, "types": ["b.*", "a", "b.*"]}, allow_private=False
+    )
+    assert draft.types == ("b.*", "a")
+
+
+def test_patch() -> None:
+    patch = parse_patch({"enabled": False, "types": None}, allow_private=False)
+    assert patch.enabled is False and patch.types == () and patch.channel is None
+    with pytest.raises(InvalidInput) as info:
+        parse_patch({"enabled": "no"}, allow_private=False)
+    assert info.value.field == "enabled"
+    with pytest.raises(InvalidInput) as info:
+        parse_patch({"id": "x"}, allow_private=False)
+    assert info.value.field == "id"
+
+
+def make(secrets: tuple[Secret, ...] = (Secret("whsec_AAAA"),)) -> Subscription:
+    return Subscription(
+        id="sub_x",
+        user="alice",
+        channel="a.>",
+        types=("t.*",),
+        sink={"kind": "webhook", "url": "https://x.example/"},
+        since_ms=5,
+        created_at="c",
+        updated_at="u",
+        secrets=secrets,
+    )
+
+
+def test_storage_round_trip_keeps_secrets_but_the_view_does_not() -> None:
+    sub = make()
+    assert Subscription.loads(sub.dumps()) == sub
+    assert "secret" not in str(sub.public())
+
+
+def test_rotation_keeps_the_old_secret_for_a_day() -> None:
+    now = 1000.0
+    rotated = make().rotated("whsec_BBBB", now)
+    assert rotated.signing_secrets(now) == ["whsec_BBBB", "whsec_AAAA"]
+    later = now + ROTATION_OVERLAP_SECONDS
+    assert rotated.signing_secrets(later) == ["whsec_BBBB"]
+    again = rotated.rotated("whsec_CCCC", later + 1)
+    assert [s.value for s in again.secrets] == ["whsec_CCCC", "whsec_BBBB"]

@@ -1,0 +1,63 @@
+"""Standard Webhooks signing on exact bytes."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import pytest
+from standardwebhooks import Webhook
+
+from notify import webhooks
+
+# The Standard Webhooks reference vector (the standardwebhooks library's own test).
+SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+SPEC_TIMESTAMP = 1614265330
+SPEC_BODY = b'{"test": 2432232314}'
+SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_spec_vector() -> None:
+    assert webhooks.signature(SPEC_SECRET, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY) == SPEC_SIGNATURE
+
+
+def test_prefix_and_padding_are_optional() -> None:
+    bare = SPEC_SECRET.removeprefix("whsec_")
+    assert webhooks.signature(bare, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY) == SPEC_SIGNATURE
+
+
+def test_headers_sign_with_every_secret_in_order() -> None:
+    other = webhooks.new_secret()
+    got = webhooks.headers([other, SPEC_SECRET], SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+    first, second = got["webhook-signature"].split(" ")
+    assert second == SPEC_SIGNATURE
+    assert first == webhooks.signature(other, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+    assert got["webhook-id"] == SPEC_ID
+    assert got["webhook-timestamp"] == "1614265330"
+    assert got["content-type"] == "application/json"
+
+
+def test_signature_covers_the_exact_body_bytes() -> None:
+    spaced = webhooks.signature(SPEC_SECRET, SPEC_ID, SPEC_TIMESTAMP, b'{"test":2432232314}')
+    assert spaced != SPEC_SIGNATURE
+
+
+def test_new_secrets_are_random_and_long_enough() -> None:
+    a, b = webhooks.new_secret(), webhooks.new_secret()
+    assert a != b
+    assert a.startswith("whsec_")
+    assert len(base64.b64decode(a.removeprefix("whsec_"))) >= 24
+
+
+def test_the_reference_library_verifies_our_headers() -> None:
+    secret = webhooks.new_secret()
+    body = '{"id":"1-0","channel":"a","type":"t","data":"é"}'.encode()
+    now = int(datetime.now(UTC).timestamp())
+    Webhook(secret).verify(body, webhooks.headers([secret], "msg_x", now, body))
+
+
+@pytest.mark.parametrize("bad", ["whsec_", "whsec_%%%", ""])
+def test_bad_secrets_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        webhooks.secret_key(bad)

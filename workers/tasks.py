@@ -1,0 +1,135 @@
+"""Celery tasks: thin shells around the Deliverer.
+
+Each worker process builds its own runtime on first use, after the fork: an event
+loop, a Redis client and the sinks (with their keep-alive HTTP pool) that live as long
+as the process, so connections are reused across tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import redis.asyncio as aioredis
+from celery import Celery
+
+from notify.alertbook import AlertBook
+from notify.digests import DigestStore
+from notify.ledger import Ledger
+from notify.settings import Settings
+from notify.smtpurl import parse_sender, parse_smtp_url
+from notify.store import SubscriptionStore
+from notify.unsubscribe import key_from
+from sinks import email
+from sinks.base import Sink
+from sinks.monitoring import AlertmanagerClient, MonitoringSink
+from sinks.web import WebSink
+from sinks.webhook import WebhookSink
+from workers.celery_app import DELIVER
+from workers.deliverer import Deliverer
+
+log = logging.getLogger("notify.worker")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        # httpx logs every request at INFO: far too much at a thousand a second
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        self.pid = os.getpid()
+        self.loop = new_loop()
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url,
+            decode_responses=False,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        sinks: dict[str, Sink] = {
+            "web": WebSink(),
+            "webhook": WebhookSink(
+                timeout=settings.webhook_timeout_seconds,
+                allow_private=settings.allow_private_targets,
+                max_connections=settings.webhook_max_connections,
+            ),
+            "monitoring": MonitoringSink(
+                AlertmanagerClient(
+                    timeout=settings.webhook_timeout_seconds,
+                    allow_private=settings.allow_private_targets,
+                ),
+                AlertBook(self.redis, resend_s=settings.alert_resend_seconds),
+            ),
+        }
+        mailer = email_sink(settings, self.redis)
+        if mailer is not None:
+            sinks["email"] = mailer
+        self.deliverer = Deliverer(
+            settings,
+            Ledger(
+                self.redis,
+                lease_s=settings.delivery_lease_seconds,
+                retention_s=settings.delivery_retention_seconds,
+            ),
+            SubscriptionStore(self.redis),
+            sinks,
+        )
+
+    def deliver(self, ids: list[str]) -> None:
+        counts = self.loop.run_until_complete(self.deliverer.run(ids))
+        log.debug("batch of %d: %s", len(ids), dict(counts))
+
+
+def email_sink(settings: Settings, redis: aioredis.Redis) -> email.EmailSink | None:
+    """The email sink, or None (with a warning) when no secret can sign unsubscribe
+    links: its deliveries then wait for a worker that has one."""
+    key = key_from(
+        settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None,
+        settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+    )
+    if key is None:
+        log.warning(
+            "email deliveries are left to other workers: set NOTIFY_JWT_SECRET or "
+            "NOTIFY_UNSUBSCRIBE_SECRET to sign unsubscribe links"
+        )
+        return None
+    return email.build(
+        target=parse_smtp_url(settings.smtp_url),
+        sender=parse_sender(settings.email_from),
+        templates_dir=settings.email_templates,
+        public_url=settings.public_url,
+        unsubscribe_key=key,
+        digests=DigestStore(
+            redis,
+            lease_s=settings.delivery_lease_seconds,
+            retention_s=settings.delivery_retention_seconds,
+        ),
+        timeout=settings.smtp_timeout,
+        max_connections=settings.smtp_max_connections,
+        digest_max_events=settings.digest_max_events,
+    )
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is an optional speed-up
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+_runtime: Runtime | None = None
+
+
+def runtime(settings: Settings) -> Runtime:
+    global _runtime
+    # a runtime inherited through fork shares sockets with the parent: build anew
+    if _runtime is None or _runtime.pid != os.getpid():
+        _runtime = Runtime(settings)
+    return _runtime
+
+
+def register(app: Celery, settings: Settings) -> None:
+    @app.task(name=DELIVER, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+    def deliver(ids: list[str]) -> None:
+        # a failure here leaves the deliveries in the due set: the sweeper re-sends them
+        runtime(settings).deliver([str(i) for i in ids])
