@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# notify benchmarks: `make bench` or `bash bench/run.sh [a b c d e]`.
+# The server under test is pinned to CPU 0, Redis and every load process to CPU 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+PY=.venv/bin/python
+if [ ! -x "$PY" ]; then
+  echo "no .venv: run 'make venv' first" >&2
+  exit 1
+fi
+command -v redis-server >/dev/null || { echo "redis-server is needed (apt-get install redis-server)" >&2; exit 1; }
+command -v taskset >/dev/null || echo "warning: no taskset; processes will not be pinned" >&2
+
+# wrk drives the ingest scenario; installed through apt when missing and we may.
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; } \
+      || echo "warning: could not install wrk; ingest is skipped" >&2
+  else
+    echo "warning: wrk not installed; ingest is skipped" >&2
+  fi
+fi
+
+# The naive peer lives in its own venv: broadcaster 0.3.1 needs redis-py 7.4.
+PEER=bench/.peer-venv
+if [ ! -x "$PEER/bin/uvicorn" ]; then
+  python3 -m venv "$PEER"
+  "$PEER/bin/pip" install -q fastapi 'uvicorn[standard]' sse-starlette \
+    'broadcaster==0.3.1' 'redis==7.4.*'
+fi
+
+echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+exec "$PY" bench/scenarios.py "$@"
