@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.clients import publish, publish_batch, sse
 from tests.support.factories import GatewayFactory, RedisFactory, TokenMaker
+from tests.support.procs import Gateway
 
 pytestmark = pytest.mark.asyncio
 
@@ -137,12 +138,25 @@ async def test_gateway_killed_and_restarted_client_resumes(
         assert [f.id for f in await s.events(3)] == meanwhile
 
 
-async def test_expired_token_closes_stream(gateway: object, make_token: TokenMaker) -> None:
-    from tests.support.procs import Gateway
-
-    assert isinstance(gateway, Gateway)
+async def test_expired_token_closes_stream(gateway: Gateway, make_token: TokenMaker) -> None:
     token = make_token(subscribe=[">"], ttl=2)
     started = time.monotonic()
     async with sse(gateway.base_url, ["e"], token) as s:
         assert await s.until_closed(timeout=10) == []
     assert time.monotonic() - started < 8
+
+
+async def test_graceful_shutdown_ends_open_streams_promptly(
+    gateway: Gateway, make_token: TokenMaker
+) -> None:
+    token = make_token(publish=[">"], subscribe=[">"])
+    async with sse(gateway.base_url, ["bye"], token) as s:
+        first = await asyncio.to_thread(publish, gateway.base_url, token, "bye")
+        assert (await s.next()).id == first
+        started = time.monotonic()
+        code = await asyncio.to_thread(gateway.terminate, 20.0)
+        assert await s.until_closed(timeout=10) == []
+    # uvicorn re-raises the signal it handled once shutdown is complete
+    assert code in (0, -15), gateway.log_tail()
+    assert "Application shutdown complete" in gateway.log_text()
+    assert time.monotonic() - started < 5

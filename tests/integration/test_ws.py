@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 import websockets
+from websockets.typing import Origin
 
 from tests.integration.clients import publish, publish_batch, ws, ws_recv
-from tests.support.factories import TokenMaker
+from tests.support.factories import GatewayFactory, TokenMaker
 from tests.support.procs import Gateway
 
 pytestmark = pytest.mark.asyncio
@@ -118,3 +120,42 @@ async def test_bad_token_is_refused(gateway: Gateway) -> None:
         async with ws(gateway.base_url, "bad-token"):
             pass
     assert info.value.response.status_code == 401
+
+
+async def test_origin_is_checked_against_the_cors_list(
+    gateway_factory: GatewayFactory, make_token: TokenMaker
+) -> None:
+    gw = gateway_factory(NOTIFY_CORS_ORIGINS="https://app.example")
+    token = make_token(subscribe=[">"])
+    url = gw.base_url.replace("http://", "ws://") + f"/v1/ws?token={token}"
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with websockets.connect(url, origin=Origin("https://evil.example")):
+            pass
+    assert info.value.response.status_code == 403
+    async with websockets.connect(url, origin=Origin("https://app.example")) as conn:
+        await conn.send(json.dumps({"op": "ping", "ref": 1}))
+        assert await ws_recv(conn) == {"op": "pong", "ref": 1}
+    async with httpx.AsyncClient(base_url=gw.base_url, trust_env=False) as client:
+        allowed = await client.get("/healthz", headers={"Origin": "https://app.example"})
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        other = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+async def test_query_tokens_and_secrets_never_reach_the_log(
+    gateway: Gateway, make_token: TokenMaker, jwt_secret: str
+) -> None:
+    token = make_token(subscribe=[">"])
+    async with ws(gateway.base_url, token) as conn:
+        await conn.send(json.dumps({"op": "ping", "ref": 1}))
+        await ws_recv(conn)
+    with pytest.raises(websockets.InvalidStatus):
+        async with ws(gateway.base_url, token + "x"):
+            pass
+    async with httpx.AsyncClient(base_url=gateway.base_url, trust_env=False) as client:
+        await client.get("/v1/events", params={"channel": "x", "token": token})
+    await asyncio.sleep(0.5)
+    text = gateway.log_text()
+    assert "WebSocket /v1/ws?token=[redacted]" in text  # the line is there, the token not
+    assert token not in text and token.split(".")[2] not in text
+    assert jwt_secret not in text
