@@ -57,7 +57,11 @@ def build_gateway(settings: Settings) -> Gateway:
         settings=settings,
         redis=client,
         log=log,
-        hub=Hub(log),
+        hub=Hub(
+            log,
+            keepalive_seconds=settings.keepalive_seconds,
+            send_timeout_seconds=settings.send_timeout_seconds,
+        ),
         verifier=Verifier(secret=secret, public_key=settings.jwt_public_key),
         limiter=RateLimiter(client, settings.publish_rate),
     )
@@ -71,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         gw = build_gateway(settings)
         app.state.gateway = gw
         reader = asyncio.create_task(gw.hub.run(), name="notify-reader")
+        keeper = asyncio.create_task(gw.hub.housekeep(), name="notify-housekeeping")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await gw.hub.started.wait()
@@ -78,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             gw.hub.close_all("shutdown")
+            await stop(keeper)
             await stop(reader)
             await gw.redis.aclose()
 

@@ -14,20 +14,31 @@ from notify.errors import Unauthenticated
 from notify.settings import Settings
 
 
-def get_gateway(conn: HTTPConnection) -> Gateway:
+async def get_gateway(conn: HTTPConnection) -> Gateway:
+    return gateway_of(conn)
+
+
+def gateway_of(conn: HTTPConnection) -> Gateway:
     gw: Gateway = conn.app.state.gateway
     return gw
 
 
-def get_redis(conn: HTTPConnection) -> aioredis.Redis:
-    return get_gateway(conn).redis
+# dependencies are `async def` so FastAPI runs them on the event loop, not in a thread
 
 
-def get_settings(conn: HTTPConnection) -> Settings:
-    return get_gateway(conn).settings
+async def get_redis(conn: HTTPConnection) -> aioredis.Redis:
+    return gateway_of(conn).redis
 
 
-def authenticate(conn: HTTPConnection) -> Principal:
+async def get_settings(conn: HTTPConnection) -> Settings:
+    return gateway_of(conn).settings
+
+
+async def authenticate(conn: HTTPConnection) -> Principal:
+    return principal_of(conn)
+
+
+def principal_of(conn: HTTPConnection) -> Principal:
     """Bearer header, else the ``notify_token`` cookie, else the ``token`` query
     parameter. A bad token is refused; it never falls back to a weaker source."""
     token = pick_token(
@@ -37,7 +48,7 @@ def authenticate(conn: HTTPConnection) -> Principal:
     )
     if token is None:
         raise Unauthenticated("no token: send 'Authorization: Bearer <token>'")
-    principal = get_gateway(conn).verifier.verify(token)
+    principal = gateway_of(conn).verifier.verify(token)
     conn.state.principal = principal
     return principal
 

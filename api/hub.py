@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from api import metrics
 from notify.channels import PatternIndex
@@ -22,9 +23,10 @@ from notify.errors import StoreUnavailable
 from notify.events import parse_id, with_id
 from notify.log import Entry
 from notify.redislog import RedisEventLog
-from notify.sse import event_frame
+from notify.sse import KEEPALIVE, event_frame
 
 log = logging.getLogger("notify.hub")
+now = time.monotonic
 
 Kind = Literal["sse", "ws"]
 Sender = Callable[[bytes | str], Awaitable[None]]
@@ -32,20 +34,28 @@ EntryFilter = Callable[[Entry], bool]
 
 
 class Subscriber:
-    """One live connection's side of the hub: patterns, a bounded buffer, a wake-up."""
+    """One live connection's side of the hub: patterns, a bounded buffer, a wake-up.
+
+    Timers are not per connection: the hub's housekeeping task sends keepalives to
+    idle connections and cuts writes that outlive the send timeout, so a wake-up costs
+    one future and a write costs no timer at all.
+    """
 
     __slots__ = (
-        "_deadline",
-        "_wake",
+        "_sender",
+        "_waiter",
         "accept",
         "buf",
         "closed",
         "hold",
+        "keepalive",
         "kind",
+        "last_write",
         "max_queued",
         "origin",
         "patterns",
         "reason",
+        "sending_since",
         "stamp",
     )
 
@@ -60,14 +70,23 @@ class Subscriber:
         self.max_queued = max_queued
         self.origin = origin or None
         self.accept = accept
+        # WebSocket peers are kept alive by the server's protocol pings
+        self.keepalive = KEEPALIVE if kind == "sse" else None
         self.patterns: set[str] = set()
         self.buf: list[bytes | str] = []
         self.closed = False
         self.reason = ""
         self.hold = 0
         self.stamp: object = None
-        self._wake = asyncio.Event()
-        self._deadline: asyncio.Timeout | None = None
+        self.last_write = 0.0
+        self.sending_since = 0.0
+        self._waiter: asyncio.Future[None] | None = None
+        self._sender: asyncio.Task[Any] | None = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def push(self, frame: bytes | str) -> None:
         buf = self.buf
@@ -76,7 +95,7 @@ class Subscriber:
             self.close("slow_consumer")
             metrics.SLOW_CONSUMERS.inc()
         elif not self.hold:
-            self._wake.set()
+            self._wake()
 
     def close(self, reason: str) -> None:
         if self.closed:
@@ -84,56 +103,53 @@ class Subscriber:
         self.closed = True
         self.reason = reason
         self.buf = []
-        if self._deadline is not None:
+        if self.sending_since and self._sender is not None:
             # a writer stuck on a peer that stopped reading gives up now
-            self._deadline.reschedule(asyncio.get_running_loop().time())
-        self._wake.set()
+            self._sender.cancel()
+        self._wake()
 
     def release(self) -> None:
         self.hold -= 1
         if not self.hold and self.buf:
-            self._wake.set()
+            self._wake()
 
-    async def send(self, send: Sender, data: bytes | str, timeout: float) -> None:
-        """One write with a deadline; a deadline hit means the peer is too slow."""
+    async def send(self, send: Sender, data: bytes | str) -> None:
+        """One write. If the connection is closed meanwhile (slow consumer, send
+        timeout, shutdown) the write is abandoned and the connection stays closed."""
+        if self.closed:
+            return
+        task = asyncio.current_task()
+        self._sender = task
+        self.sending_since = now()
         try:
-            async with asyncio.timeout(timeout) as deadline:
-                self._deadline = deadline
-                await send(data)
-        except TimeoutError:
-            if not self.closed:
-                metrics.SLOW_CONSUMERS.inc()
-            self.close(self.reason or "slow_consumer")
+            await send(data)
+        except asyncio.CancelledError:
+            if self.closed and task is not None and task.uncancel() == 0:
+                return  # our own close() abandoned this write
+            raise
         finally:
-            self._deadline = None
+            self.sending_since = 0.0
+            self._sender = None
+        self.last_write = now()
 
-    async def pump(
-        self, send: Sender, *, keepalive: bytes | str | None, every: float, timeout: float
-    ) -> None:
+    async def pump(self, send: Sender) -> None:
         """Drain the buffer until closed: everything pending goes out in one write."""
-        wake = self._wake
+        loop = asyncio.get_running_loop()
         while not self.closed:
             if not self.buf or self.hold:
-                wake.clear()
+                self._waiter = loop.create_future()
                 try:
-                    async with asyncio.timeout(every):
-                        await wake.wait()
-                except TimeoutError:
-                    if keepalive is not None and not self.closed:
-                        await self.send(send, keepalive, timeout)
-                    continue
-                if self.closed or self.hold or not self.buf:
-                    continue
+                    await self._waiter
+                finally:
+                    self._waiter = None
+                continue
             frames, self.buf = self.buf, []
             if self.kind == "sse":
-                await self.send(send, b"".join(frames), timeout)  # type: ignore[arg-type]
-                metrics.EVENTS_SENT.inc(len(frames))
+                await self.send(send, b"".join(frames))  # type: ignore[arg-type]
             else:
                 for frame in frames:
-                    if self.closed:
-                        break
-                    await self.send(send, frame, timeout)
-                metrics.EVENTS_SENT.inc(len(frames))
+                    await self.send(send, frame)
+            metrics.sent(len(frames))
 
 
 ACTIVE: weakref.WeakSet[Hub] = weakref.WeakSet()
@@ -147,7 +163,11 @@ class Hub:
         *,
         block_ms: int = 5000,
         batch: int = 1000,
+        keepalive_seconds: float = 15.0,
+        send_timeout_seconds: float = 10.0,
     ) -> None:
+        self._keepalive = keepalive_seconds
+        self._send_timeout = send_timeout_seconds
         self._log = log
         self._block_ms = block_ms
         self._batch = batch
@@ -161,6 +181,11 @@ class Hub:
         ACTIVE.add(self)
 
     # --- connections -----------------------------------------------------------
+
+    def track(self, sub: Subscriber) -> None:
+        """Count a connection in (keepalives, send deadline, shutdown) before it is
+        attached to any pattern, so its catch-up writes are watched too."""
+        self.subscribers.add(sub)
 
     def attach(self, sub: Subscriber, patterns: Iterable[str]) -> str:
         """Start live delivery of ``patterns`` to ``sub``; returns the position after
@@ -196,6 +221,27 @@ class Hub:
     def close_all(self, reason: str) -> None:
         for sub in list(self.subscribers):
             sub.close(reason)
+
+    async def housekeep(self) -> None:
+        """Keepalives for idle connections and the send deadline for busy ones, for
+        every connection of the process from one task."""
+        period = min(1.0, self._keepalive / 2, self._send_timeout / 2)
+        while True:
+            await asyncio.sleep(period)
+            self.sweep(now())
+
+    def sweep(self, at: float) -> None:
+        idle_before = at - self._keepalive
+        stuck_before = at - self._send_timeout
+        for sub in list(self.subscribers):
+            if sub.closed:
+                continue
+            if sub.sending_since:
+                if sub.sending_since < stuck_before:
+                    metrics.SLOW_CONSUMERS.inc()
+                    sub.close("slow_consumer")
+            elif sub.keepalive is not None and sub.last_write < idle_before and not sub.buf:
+                sub.push(sub.keepalive)
 
     # --- the reader ------------------------------------------------------------
 

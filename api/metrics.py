@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -14,7 +16,23 @@ EVENTS_PUBLISHED = Counter(
 STREAMS_OPEN = Gauge(
     "notify_streams_open", "Live stream connections", ["transport"], registry=REGISTRY
 )
-EVENTS_SENT = Counter("notify_events_sent", "Events written to live connections", registry=REGISTRY)
+_sent = [0]
+
+
+def sent(n: int) -> None:
+    """Count events written to live connections (a plain integer on the hot path,
+    read by the collector at scrape time)."""
+    _sent[0] += n
+
+
+class _SentCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "notify_events_sent", "Events written to live connections", value=_sent[0]
+        )
+
+
+REGISTRY.register(_SentCollector())
 SLOW_CONSUMERS = Counter(
     "notify_slow_consumer_disconnects",
     "Connections closed because they fell behind their queue limit",

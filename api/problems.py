@@ -11,7 +11,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from notify.errors import PROBLEM_BASE, NotifyError, RateLimited, StoreUnavailable
@@ -83,6 +83,11 @@ def install(app: FastAPI) -> None:
         log.warning("redis unavailable: %s", type(exc).__name__)
         return from_error(StoreUnavailable("event store unavailable"))
 
+    async def client_gone(_: Request, exc: Exception) -> Response:
+        # the client hung up while sending its body: nobody is left to answer
+        log.debug("client disconnected mid-request")
+        return Response(status_code=400)
+
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
         return problem(500, "internal", "Internal error", "an unexpected error occurred")
@@ -92,4 +97,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(redis.exceptions.ConnectionError, redis_down)
     app.add_exception_handler(redis.exceptions.TimeoutError, redis_down)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)

@@ -17,7 +17,7 @@ from api.state import Gateway
 from notify.auth import Principal
 from notify.events import parse_id, with_id
 from notify.log import Entry
-from notify.sse import KEEPALIVE, PREAMBLE, event_frame, gap_frame
+from notify.sse import PREAMBLE, event_frame, gap_frame
 
 PAGE = 500
 Emit = Callable[[list[Entry]], Awaitable[None]]
@@ -111,8 +111,6 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sub, gw = self.sub, self.gw
-        settings = gw.settings
-        timeout = settings.send_timeout_seconds
 
         async def write(data: bytes | str) -> None:
             body = data if isinstance(data, bytes) else data.encode()
@@ -121,8 +119,8 @@ class EventStream(Response):
         async def emit(entries: list[Entry]) -> None:
             if entries and not sub.closed:
                 frames = b"".join(event_frame(e.id, with_id(e.id, e.body)) for e in entries)
-                await sub.send(write, frames, timeout)
-                metrics.EVENTS_SENT.inc(len(entries))
+                await sub.send(write, frames)
+                metrics.sent(len(entries))
 
         await send(
             {
@@ -135,18 +133,17 @@ class EventStream(Response):
                 ],
             }
         )
+        gw.hub.track(sub)
         watcher = asyncio.create_task(_watch_disconnect(receive, sub))
         expiry = expire_at(sub, self.principal)
         metrics.STREAMS_OPEN.labels("sse").inc()
         try:
             head = PREAMBLE + (gap_frame(self.gap_reason) if self.gap_reason else b"")
-            await sub.send(write, head, timeout)
+            await sub.send(write, head)
             if self.on_open is not None:
                 await self.on_open(sub)
             await resume(gw, sub, self.patterns, self.cursor, self.gap_reason, emit)
-            await sub.pump(
-                write, keepalive=KEEPALIVE, every=settings.keepalive_seconds, timeout=timeout
-            )
+            await sub.pump(write)
         except Exception as exc:
             # the stream has begun: all we can say is goodbye; the client resumes by id
             sub.close(f"error: {type(exc).__name__}")

@@ -61,14 +61,33 @@ class Principal:
         return self.exp is not None and (now if now is not None else time.time()) >= self.exp
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verifier:
-    """Checks tokens with an HS256 secret and/or an RS256 public key."""
+    """Checks tokens with an HS256 secret and/or an RS256 public key.
+
+    Verified tokens are remembered (until their ``exp``), so a client that sends the
+    same token with every request pays for the signature check once.
+    """
 
     secret: str | None = None
     public_key: str | None = None
+    cache_size: int = 10_000
+    _cache: dict[str, Principal] = field(default_factory=dict, repr=False)
 
     def verify(self, token: str) -> Principal:
+        known = self._cache.get(token)
+        if known is not None:
+            if not known.expired():
+                return known
+            del self._cache[token]
+            raise Unauthenticated("token expired")
+        principal = self._verify(token)
+        if len(self._cache) >= self.cache_size:
+            self._cache.clear()
+        self._cache[token] = principal
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         if not token:
             raise Unauthenticated("no token")
         try:

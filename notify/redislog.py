@@ -38,6 +38,7 @@ local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cutoff = tostring(now_ms - tonumber(ARGV[1])) .. '-0'
 local out = {}
+local touched = {}
 local n = (#ARGV - 5) / 4
 for i = 1, n do
   local base = 5 + 4 * (i - 1)
@@ -45,9 +46,13 @@ for i = 1, n do
   local id = redis.call('XADD', KEYS[1], '*', 'c', c, 't', t, 'o', o, 'b', b)
   local ck = KEYS[2 + i]
   redis.call('XADD', ck, 'MAXLEN', '~', ARGV[3], id, 'c', c, 't', t, 'o', o, 'b', b)
+  touched[ck] = true
+  out[i] = {id, c}
+end
+-- age trimming and expiry once per channel, not once per event
+for ck in pairs(touched) do
   redis.call('XTRIM', ck, 'MINID', '~', cutoff)
   redis.call('EXPIRE', ck, ARGV[4])
-  out[i] = {id, c}
 end
 redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])
 redis.call('XTRIM', KEYS[1], 'MINID', '~', cutoff)

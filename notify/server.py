@@ -58,9 +58,10 @@ class GatewayServer(uvicorn.Server):
 def create() -> object:
     """The ASGI app, built from the environment (uvicorn factory)."""
     from api.app import create_app
+    from api.fastpath import FastPaths
     from notify.settings import load
 
-    return create_app(load())
+    return FastPaths(create_app(load()))
 
 
 def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> None:

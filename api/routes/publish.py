@@ -13,7 +13,7 @@ from api.deps import Auth, GatewayDep
 from api.state import Gateway
 from notify import keys
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, TooLarge
-from notify.events import Draft, draft
+from notify.events import Draft, draft, now_rfc3339
 
 router = APIRouter(tags=["publish"])
 MAX_BATCH = 1000
@@ -151,7 +151,10 @@ async def publish_batch(
     if not isinstance(events, list) or not 1 <= len(events) <= MAX_BATCH:
         raise InvalidEvent(f"events must be a list of 1-{MAX_BATCH} events", field="events")
     limit = gw.settings.max_event_bytes
-    drafts = [draft(e, max_bytes=limit, prefix=f"events[{i}].") for i, e in enumerate(events)]
+    at = now_rfc3339()  # one clock reading for the whole batch
+    drafts = [
+        draft(e, max_bytes=limit, time=at, prefix=f"events[{i}].") for i, e in enumerate(events)
+    ]
     for i, d in enumerate(drafts):
         if not principal.can_publish(d.channel):
             raise Forbidden(f"token may not publish to {d.channel!r}", field=f"events[{i}].channel")

@@ -55,7 +55,23 @@ async def stream(
         str | None, Header(alias="Last-Event-ID", max_length=64)
     ] = None,
 ) -> EventStream:
-    """Live events on the given channels/patterns, resumable by `Last-Event-ID`."""
+    """Live events on the given channels/patterns, resumable by `Last-Event-ID`.
+
+    (Served by `api.fastpath` ahead of FastAPI's routing; this route documents it and
+    serves any request the fast path passes on.)"""
+    return await prepare(gw, principal, channel, last_event_id, origin, last_event_id_header)
+
+
+async def prepare(
+    gw: Gateway,
+    principal: Principal,
+    channel: list[str],
+    last_event_id: str | None,
+    origin: str | None,
+    last_event_id_header: str | None,
+) -> EventStream:
+    if origin is not None and len(origin) > MAX_ORIGIN:
+        raise InvalidInput(f"origin is longer than {MAX_ORIGIN} characters", field="origin")
     if not 1 <= len(channel) <= MAX_PATTERNS:
         raise InvalidInput(f"give 1-{MAX_PATTERNS} channel parameters", field="channel")
     patterns = [validate_pattern(c) for c in channel]

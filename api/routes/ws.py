@@ -10,7 +10,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from api import metrics
-from api.deps import authenticate, get_gateway
+from api.deps import gateway_of, principal_of
 from api.hub import Subscriber
 from api.problems import from_error
 from api.routes.publish import store
@@ -35,13 +35,13 @@ CLOSE_CODES = {
 
 @router.websocket("/v1/ws")
 async def websocket(ws: WebSocket) -> None:
-    gw = get_gateway(ws)
+    gw = gateway_of(ws)
     try:
         allowed = gw.settings.cors_origin_list
         origin = ws.headers.get("origin")
         if allowed and origin is not None and origin not in allowed and "*" not in allowed:
             raise Forbidden(f"origin {origin!r} is not allowed")
-        principal = authenticate(ws)
+        principal = principal_of(ws)
     except NotifyError as exc:
         await deny(ws, exc)
         return
@@ -61,26 +61,19 @@ async def deny(ws: WebSocket, exc: NotifyError) -> None:
 class Session:
     def __init__(self, gw: Gateway, ws: WebSocket, principal: Principal, sub: Subscriber):
         self.gw, self.ws, self.principal, self.sub = gw, ws, principal, sub
-        self.timeout = gw.settings.send_timeout_seconds
 
     async def write(self, data: bytes | str) -> None:
         await self.ws.send_text(data if isinstance(data, str) else data.decode())
 
     async def reply(self, text: str) -> None:
-        await self.sub.send(self.write, text, self.timeout)
+        await self.sub.send(self.write, text)
 
     async def run(self) -> None:
         sub = self.sub
         metrics.STREAMS_OPEN.labels("ws").inc()
         expiry = expire_at(sub, self.principal)
-        pump = asyncio.create_task(
-            sub.pump(
-                self.write,
-                keepalive=None,
-                every=self.gw.settings.keepalive_seconds,
-                timeout=self.timeout,
-            )
-        )
+        self.gw.hub.track(sub)
+        pump = asyncio.create_task(sub.pump(self.write))
         reader = asyncio.create_task(self.read())
         try:
             await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -163,7 +156,7 @@ class Session:
     async def emit(self, entries: list[Entry]) -> None:
         for e in entries:
             await self.reply(wsproto.event(with_id(e.id, e.body)))
-        metrics.EVENTS_SENT.inc(len(entries))
+        metrics.sent(len(entries))
 
     async def publish(self, frame: wsproto.Frame) -> None:
         body = frame.body

@@ -283,3 +283,18 @@ def test_pick_token_precedence(
 def test_pick_token_bad_scheme_is_not_skipped(authorization: str) -> None:
     with pytest.raises(Unauthenticated, match="Bearer"):
         pick_token(authorization, "cookie-token", "query-token")
+
+
+def test_a_cached_token_still_expires() -> None:
+    import time as _time
+
+    from notify.auth import Verifier, mint
+
+    secret = "s" * 40
+    verifier = Verifier(secret=secret)
+    token = mint(secret, "alice", ttl=1)
+    assert verifier.verify(token).sub == "alice"
+    assert verifier.verify(token).sub == "alice"  # from the cache
+    _time.sleep(1.1)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(token)
