@@ -12,6 +12,7 @@ from api import metrics
 from api.deps import Auth, GatewayDep
 from api.state import Gateway
 from notify import keys
+from notify.auth import Principal
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, TooLarge
 from notify.events import Draft, draft, now_rfc3339
 
@@ -99,7 +100,11 @@ async def publish(
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> Response:
     """Publish one event; `202` means it is stored in Redis."""
-    key = idempotency(idempotency_key)
+    return await publish_one(gw, principal, request)
+
+
+async def publish_one(gw: Gateway, principal: Principal, request: Request) -> Response:
+    key = idempotency(request.headers.get("idempotency-key"))
     raw = await read_json(request, gw.settings.max_event_bytes + 1024)
     d = draft(raw, max_bytes=gw.settings.max_event_bytes)
     principal.require_publish(d.channel)
@@ -143,7 +148,11 @@ async def publish_batch(
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> Response:
     """Publish 1-1000 events at once, all or nothing."""
-    key = idempotency(idempotency_key)
+    return await publish_many(gw, principal, request)
+
+
+async def publish_many(gw: Gateway, principal: Principal, request: Request) -> Response:
+    key = idempotency(request.headers.get("idempotency-key"))
     raw = await read_json(request, gw.settings.max_batch_bytes)
     if not isinstance(raw, dict) or set(raw) != {"events"}:
         raise InvalidEvent("body must be an object with exactly the field 'events'", field="events")
