@@ -49,13 +49,28 @@ def _check_segments(value: object, *, pattern: bool, field: str) -> list[str]:
     return segments
 
 
+# whole-name expressions answer the common (valid) case in one call; the segment
+# walk above runs only to explain a refusal
+_SEG = r"[A-Za-z0-9_@:\-]{1,64}"
+_CHANNEL = re.compile(rf"{_SEG}(?:\.{_SEG}){{0,15}}")
+_PATTERN = re.compile(rf"(?:{_SEG}|\*)(?:\.(?:{_SEG}|\*)){{0,15}}(?:\.>)?|>")
+
+
+def _valid_length_pattern(value: str) -> bool:
+    return len(value) <= MAX_LENGTH and value.count(".") < MAX_SEGMENTS
+
+
 def validate_channel(value: object, field: str = "channel") -> str:
+    if isinstance(value, str) and len(value) <= MAX_LENGTH and _CHANNEL.fullmatch(value):
+        return value
     _check_segments(value, pattern=False, field=field)
     assert isinstance(value, str)
     return value
 
 
 def validate_pattern(value: object, field: str = "channel") -> str:
+    if isinstance(value, str) and _valid_length_pattern(value) and _PATTERN.fullmatch(value):
+        return value
     _check_segments(value, pattern=True, field=field)
     assert isinstance(value, str)
     return value

@@ -59,7 +59,7 @@ def draft(
     """
     if not isinstance(raw, dict):
         raise InvalidEvent("an event must be a JSON object", field=prefix.rstrip(".") or None)
-    unknown = set(raw) - EVENT_FIELDS
+    unknown = raw.keys() - EVENT_FIELDS
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidEvent(f"unknown field {name!r}", field=prefix + name)
