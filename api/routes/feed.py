@@ -37,9 +37,12 @@ log = logging.getLogger("notify.feed")
 class Feed:
     """One open feed: the web subscriptions it follows and its hub subscriber."""
 
-    def __init__(self, gw: Gateway, principal: Principal, sub: Subscriber) -> None:
+    def __init__(
+        self, gw: Gateway, principal: Principal, sub: Subscriber, user: str | None = None
+    ) -> None:
         self.gw = gw
         self.principal = principal
+        self.user = user or principal.sub  # an admin may follow another user's feed
         self.sub = sub
         self.routes: list[Subscription] = []
 
@@ -48,7 +51,7 @@ class Feed:
         return {s.channel for s in self.routes}
 
     async def load(self) -> None:
-        found = await SubscriptionStore(self.gw.redis).web_subscriptions(self.principal.sub)
+        found = await SubscriptionStore(self.gw.redis).web_subscriptions(self.user)
         # a token that lost a right since the subscription was made loses its events too
         self.routes = [s for s in found if self.principal.can_read(s.channel)]
 
@@ -77,16 +80,16 @@ class Watcher:
         self.task: asyncio.Task[None] | None = None
 
     def add(self, feed: Feed) -> None:
-        self.feeds[feed.principal.sub].add(feed)
+        self.feeds[feed.user].add(feed)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self.run(), name="notify-feed-watcher")
 
     def remove(self, feed: Feed) -> None:
-        users = self.feeds.get(feed.principal.sub)
+        users = self.feeds.get(feed.user)
         if users is not None:
             users.discard(feed)
             if not users:
-                del self.feeds[feed.principal.sub]
+                del self.feeds[feed.user]
 
     async def run(self) -> None:
         store = SubscriptionStore(self.gw.redis)
@@ -131,6 +134,7 @@ async def feed(
     gw: GatewayDep,
     last_event_id: Annotated[str | None, Query(max_length=64)] = None,
     origin: Annotated[str | None, Query(max_length=MAX_ORIGIN)] = None,
+    user: Annotated[str | None, Query(max_length=64, description="admin only")] = None,
     last_event_id_header: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=64)
     ] = None,
@@ -138,7 +142,7 @@ async def feed(
     """Live events matching the caller's `web` subscriptions, resumable like `/v1/stream`."""
     cursor = cursor_of(last_event_id_header, last_event_id)
     sub = Subscriber("sse", gw.settings.max_queued, origin=origin)
-    current = Feed(gw, principal, sub)
+    current = Feed(gw, principal, sub, principal.acting_for(user))
     await current.load()
     sub.accept = current.accepts
     hub_watcher = watcher(conn, gw)

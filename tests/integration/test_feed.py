@@ -65,3 +65,31 @@ async def test_feed_follows_subscription_changes(gateway: Gateway, make_token: T
             await asyncio.sleep(EFFECT_SECONDS)
             any_type = await asyncio.to_thread(send, "alerts.db", "alert.resolved")
             assert (await stream.next()).id == any_type
+
+
+async def test_feed_resumes_and_admin_may_follow_another_user(
+    gateway: Gateway, make_token: TokenMaker
+) -> None:
+    bob = make_token("bob", publish=[">"], subscribe=["news.>"])
+    admin = make_token("root", admin=True)
+    base = gateway.base_url
+    async with httpx.AsyncClient(
+        base_url=base, headers={"authorization": f"Bearer {bob}"}, trust_env=False
+    ) as api:
+        made = await api.post(
+            "/v1/subscriptions", json={"channel": "news.*", "sink": {"kind": "web"}}
+        )
+        assert made.status_code == 201
+        refused = await api.get("/v1/feed", params={"user": "alice"})
+        assert refused.status_code == 403
+    first = await asyncio.to_thread(publish, base, bob, "news.a")
+    missed = [await asyncio.to_thread(publish, base, bob, c) for c in ("news.b", "other", "news.c")]
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=30, trust_env=False) as client,
+        client.stream(
+            "GET", "/v1/feed", params={"token": admin, "user": "bob", "last_event_id": first}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        stream = SSE(response, response.aiter_lines())
+        assert [f.id for f in await stream.events(2)] == [missed[0], missed[2]]
