@@ -63,7 +63,12 @@ def build_gateway(settings: Settings) -> Gateway:
             send_timeout_seconds=settings.send_timeout_seconds,
         ),
         verifier=Verifier(secret=secret, public_key=settings.jwt_public_key),
-        limiter=RateLimiter(client, settings.publish_rate),
+        limiter=RateLimiter(
+            client,
+            settings.publish_rate,
+            max_streams=settings.max_streams_per_subject,
+            auth_failures_per_minute=settings.auth_failures_per_minute,
+        ),
     )
 
 
@@ -75,7 +80,9 @@ def create_app(settings: Settings) -> FastAPI:
         gw = build_gateway(settings)
         app.state.gateway = gw
         reader = asyncio.create_task(gw.hub.run(), name="notify-reader")
-        keeper = asyncio.create_task(gw.hub.housekeep(), name="notify-housekeeping")
+        keeper = asyncio.create_task(
+            gw.hub.housekeep(renew=gw.limiter.renew_streams), name="notify-housekeeping"
+        )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await gw.hub.started.wait()

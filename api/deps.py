@@ -35,7 +35,16 @@ async def get_settings(conn: HTTPConnection) -> Settings:
 
 
 async def authenticate(conn: HTTPConnection) -> Principal:
-    return principal_of(conn)
+    """The caller's principal. Failures are counted per client address across all
+    gateways; an address over the limit is refused (429) before its token is read."""
+    gw = gateway_of(conn)
+    address = conn.client.host if conn.client else None
+    gw.limiter.check_address(address)
+    try:
+        return principal_of(conn)
+    except Unauthenticated:
+        await gw.limiter.auth_failed(address)
+        raise
 
 
 def principal_of(conn: HTTPConnection) -> Principal:

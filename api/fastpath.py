@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from api.deps import gateway_of, principal_of
+from api.deps import authenticate, gateway_of
 from api.problems import from_error, problem
 from api.routes.publish import publish_many, publish_one
 from api.routes.stream import prepare
@@ -65,7 +65,7 @@ class FastPaths:
         gw = gateway_of(request)
         send = with_cors(send, request.headers.get("origin"), gw.settings.cors_origin_list)
         try:
-            response = await handler(gw, principal_of(request), request)
+            response = await handler(gw, await authenticate(request), request)
         except NotifyError as exc:
             response = from_error(exc)
         except TRANSIENT:

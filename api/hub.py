@@ -31,6 +31,7 @@ now = time.monotonic
 Kind = Literal["sse", "ws"]
 Sender = Callable[[bytes | str], Awaitable[None]]
 EntryFilter = Callable[[Entry], bool]
+Renew = Callable[[list[tuple[str, str]]], Awaitable[None]]
 
 
 class Subscriber:
@@ -51,6 +52,7 @@ class Subscriber:
         "keepalive",
         "kind",
         "last_write",
+        "lease",
         "max_queued",
         "origin",
         "patterns",
@@ -80,6 +82,8 @@ class Subscriber:
         self.stamp: object = None
         self.last_write = 0.0
         self.sending_since = 0.0
+        self.lease: tuple[str, str] | None = None
+        """(subject, stream id) when concurrent streams per subject are limited."""
         self._waiter: asyncio.Future[None] | None = None
         self._sender: asyncio.Task[Any] | None = None
 
@@ -222,13 +226,19 @@ class Hub:
         for sub in list(self.subscribers):
             sub.close(reason)
 
-    async def housekeep(self) -> None:
+    async def housekeep(self, renew: Renew | None = None, renew_every: float = 20.0) -> None:
         """Keepalives for idle connections and the send deadline for busy ones, for
-        every connection of the process from one task."""
+        every connection of the process from one task; and the renewal of the
+        connections' leases (``renew``) every ``renew_every`` seconds."""
         period = min(1.0, self._keepalive / 2, self._send_timeout / 2)
+        renewed = now()
         while True:
             await asyncio.sleep(period)
-            self.sweep(now())
+            at = now()
+            self.sweep(at)
+            if renew is not None and at - renewed >= renew_every:
+                renewed = at
+                await renew([s.lease for s in self.subscribers if s.lease and not s.closed])
 
     def sweep(self, at: float) -> None:
         idle_before = at - self._keepalive

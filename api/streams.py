@@ -150,6 +150,8 @@ class EventStream(Response):
         finally:
             metrics.STREAMS_OPEN.labels("sse").dec()
             gw.hub.detach(sub)
+            if sub.lease is not None:
+                await gw.limiter.close_stream(*sub.lease)
             if self.on_close is not None:
                 self.on_close(sub)
             watcher.cancel()

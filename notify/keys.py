@@ -20,6 +20,17 @@ def publish_rate(subject: str) -> str:
     return f"{PREFIX}rate:pub:{subject}"
 
 
+def open_streams(subject: str) -> str:
+    """Sorted set of a subject's open streams (SSE, feed, WebSocket) on every gateway,
+    scored by when their lease runs out."""
+    return f"{PREFIX}streams:{subject}"
+
+
+def auth_failures(address: str) -> str:
+    """Failed authentications from one client address in the current minute."""
+    return f"{PREFIX}authfail:{address}"
+
+
 DISPATCH_GROUP = "dispatchers"
 """Consumer group on LOG read by the dispatchers."""
 

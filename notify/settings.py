@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     keepalive_seconds: float = Field(15.0, gt=0)
     send_timeout_seconds: float = Field(10.0, gt=0)
     publish_rate: float | None = Field(None, gt=0)
+    max_streams_per_subject: int | None = Field(None, ge=1)
+    auth_failures_per_minute: int = Field(60, ge=1)
     cors_origins: str = ""
 
     smtp_url: str = "smtp://localhost:25"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
@@ -37,6 +38,8 @@ async def open_stream(
 ) -> EventStream:
     # checked before the 200 goes out, so a dead store still answers 503
     gap = await gw.log.position(patterns, cursor) if cursor else None
+    sub.lease = (principal.sub, secrets.token_hex(8))
+    await gw.limiter.open_stream(*sub.lease)
     return EventStream(gw, principal, patterns, cursor, gap, sub)
 
 

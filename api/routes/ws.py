@@ -10,7 +10,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from api import metrics
-from api.deps import gateway_of, principal_of
+from api.deps import authenticate, gateway_of
 from api.hub import Subscriber
 from api.problems import from_error
 from api.routes.publish import store
@@ -41,14 +41,19 @@ async def websocket(ws: WebSocket) -> None:
         origin = ws.headers.get("origin")
         if allowed and origin is not None and origin not in allowed and "*" not in allowed:
             raise Forbidden(f"origin {origin!r} is not allowed")
-        principal = principal_of(ws)
+        principal = await authenticate(ws)
+        sub = Subscriber("ws", gw.settings.max_queued, origin="ws-" + secrets.token_hex(8))
+        sub.lease = (principal.sub, sub.origin or "")
+        await gw.limiter.open_stream(*sub.lease)
     except NotifyError as exc:
         await deny(ws, exc)
         return
     await ws.accept()
-    sub = Subscriber("ws", gw.settings.max_queued, origin="ws-" + secrets.token_hex(8))
     session = Session(gw, ws, principal, sub)
-    await session.run()
+    try:
+        await session.run()
+    finally:
+        await gw.limiter.close_stream(*sub.lease)
 
 
 async def deny(ws: WebSocket, exc: NotifyError) -> None:
