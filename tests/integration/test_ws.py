@@ -159,3 +159,16 @@ async def test_query_tokens_and_secrets_never_reach_the_log(
     assert "WebSocket /v1/ws?token=[redacted]" in text  # the line is there, the token not
     assert token not in text and token.split(".")[2] not in text
     assert jwt_secret not in text
+
+
+async def test_an_oversized_frame_closes_only_that_socket(
+    gateway: Gateway, make_token: TokenMaker
+) -> None:
+    token = make_token(publish=[">"], subscribe=[">"])
+    async with ws(gateway.base_url, token) as bystander, ws(gateway.base_url, token) as bad:
+        await bad.send("x" * (2 * 1024 * 1024))
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await ws_recv(bad)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        await bystander.send(json.dumps({"op": "ping", "ref": "ok"}))
+        assert await ws_recv(bystander) == {"op": "pong", "ref": "ok"}
