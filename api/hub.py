@@ -117,14 +117,18 @@ class Subscriber:
         if not self.hold and self.buf:
             self._wake()
 
-    async def send(self, send: Sender, data: bytes | str) -> None:
+    async def send(
+        self, send: Sender, data: bytes | str, task: asyncio.Task[Any] | None = None
+    ) -> None:
         """One write. If the connection is closed meanwhile (slow consumer, send
-        timeout, shutdown) the write is abandoned and the connection stays closed."""
+        timeout, shutdown) the write is abandoned and the connection stays closed.
+        ``task`` is the calling task, when the caller knows it (it saves a lookup)."""
         if self.closed:
             return
-        task = asyncio.current_task()
+        if task is None:
+            task = asyncio.current_task()
         self._sender = task
-        self.sending_since = now()
+        self.last_write = self.sending_since = now()
         try:
             await send(data)
         except asyncio.CancelledError:
@@ -134,11 +138,12 @@ class Subscriber:
         finally:
             self.sending_since = 0.0
             self._sender = None
-        self.last_write = now()
 
     async def pump(self, send: Sender) -> None:
         """Drain the buffer until closed: everything pending goes out in one write."""
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        sse = self.kind == "sse"
         while not self.closed:
             if not self.buf or self.hold:
                 self._waiter = loop.create_future()
@@ -148,11 +153,12 @@ class Subscriber:
                     self._waiter = None
                 continue
             frames, self.buf = self.buf, []
-            if self.kind == "sse":
-                await self.send(send, b"".join(frames))  # type: ignore[arg-type]
+            if sse:
+                data = frames[0] if len(frames) == 1 else b"".join(frames)  # type: ignore[arg-type]
+                await self.send(send, data, me)
             else:
                 for frame in frames:
-                    await self.send(send, frame)
+                    await self.send(send, frame, me)
             metrics.sent(len(frames))
 
 
