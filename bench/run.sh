@@ -12,6 +12,8 @@ if [ ! -x "$PY" ]; then
   exit 1
 fi
 command -v redis-server >/dev/null || { echo "redis-server is needed (apt-get install redis-server)" >&2; exit 1; }
+# `bash bench/run.sh chaos [--quick] [flags]`: the fault soak of issue 5 (bench/chaos.py).
+if [ "${1:-}" = chaos ]; then shift; exec "$PY" bench/chaos.py "$@"; fi
 command -v taskset >/dev/null || echo "warning: no taskset; processes will not be pinned" >&2
 
 # wrk drives the ingest scenario; installed through apt when missing and we may.

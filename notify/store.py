@@ -25,10 +25,15 @@ REPLAYS_MAXLEN = 10_000
 _CAS_TRIES = 8
 
 # KEYS: subs hash, user set, changes; ARGV: id, expected json ('' = absent), new json ('' =
-# delete), user, kind, maxlen
+# delete), user, kind, maxlen, per-user limit on creation (0 = none).
+# Returns 1 done, 0 the stored value changed meanwhile, -1 the user is at the limit.
 _CAS = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if (cur or '') ~= ARGV[2] then return 0 end
+local limit = tonumber(ARGV[7])
+if ARGV[2] == '' and limit > 0 and redis.call('SCARD', KEYS[2]) >= limit then
+  return -1
+end
 if ARGV[3] == '' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('SREM', KEYS[2], ARGV[1])
@@ -71,12 +76,22 @@ class SubscriptionStore:
         self._redis = redis
         self._cas = redis.register_script(_CAS)
 
-    async def _swap(self, sub: Subscription, old: bytes | str, new: bytes | str) -> bool:
-        done = await self._cas(
-            keys=[keys.SUBSCRIPTIONS, keys.user_subscriptions(sub.user), keys.SUBSCRIPTION_CHANGES],
-            args=[sub.id, old, new, sub.user, sub.kind, CHANGES_MAXLEN],
+    async def _swap(
+        self, sub: Subscription, old: bytes | str, new: bytes | str, limit: int = 0
+    ) -> bool:
+        done = int(
+            await self._cas(
+                keys=[
+                    keys.SUBSCRIPTIONS,
+                    keys.user_subscriptions(sub.user),
+                    keys.SUBSCRIPTION_CHANGES,
+                ],
+                args=[sub.id, old, new, sub.user, sub.kind, CHANGES_MAXLEN, limit],
+            )
         )
-        return bool(done)
+        if done < 0:
+            raise Conflict(f"a user may have at most {limit} subscriptions")
+        return done == 1
 
     async def server_ms(self) -> int:
         seconds, micros = await self._redis.time()
@@ -101,7 +116,9 @@ class SubscriptionStore:
             updated_at=now,
             secrets=(Secret(secret),) if secret else (),
         )
-        if not await self._swap(sub, "", sub.dumps()):
+        # the limit is checked again in the same Lua call that adds, so concurrent
+        # creations cannot overshoot it
+        if not await self._swap(sub, "", sub.dumps(), limit):
             raise Conflict("subscription id collision; try again")
         return sub
 
