@@ -15,6 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from api import problems
+from api.batcher import AppendBatcher
 from api.hub import Hub, stop
 from api.limits import RateLimiter
 from api.routes import history, ops, publish, stream, ws
@@ -63,6 +64,7 @@ def build_gateway(settings: Settings) -> Gateway:
             send_timeout_seconds=settings.send_timeout_seconds,
         ),
         verifier=Verifier(secret=secret, public_key=settings.jwt_public_key),
+        batcher=AppendBatcher(log),
         limiter=RateLimiter(
             client,
             settings.publish_rate,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from api.batcher import AppendBatcher
 from api.hub import Hub
 from api.limits import RateLimiter
 from notify.auth import Verifier
@@ -21,3 +22,4 @@ class Gateway:
     hub: Hub
     verifier: Verifier
     limiter: RateLimiter
+    batcher: AppendBatcher

@@ -78,9 +78,10 @@ async def store(
     gw: Gateway, subject: str, drafts: list[Draft], key: str | None
 ) -> list[tuple[str, str]]:
     await gw.limiter.take_publish(subject, len(drafts))
-    pairs = await gw.log.append(
-        drafts, idempotency_key=keys.idempotency(subject, key) if key else None
-    )
+    if key:
+        pairs = await gw.log.append(drafts, idempotency_key=keys.idempotency(subject, key))
+    else:
+        pairs = await gw.batcher.append(drafts)
     metrics.EVENTS_PUBLISHED.inc(len(drafts))
     return pairs
 

@@ -301,3 +301,32 @@ def test_no_secret_no_start(gateway_factory: GatewayFactory) -> None:
     assert proc2.wait(20) == 2
     proc2.kill()
     assert "NOTIFY_JWT_SECRET" in proc2.log_text()
+
+
+def test_concurrent_publishes_are_each_stored_once(gateway: Gateway, writer: str) -> None:
+    import asyncio as aio
+
+    async def burst() -> list[str]:
+        async with httpx.AsyncClient(
+            base_url=gateway.base_url,
+            trust_env=False,
+            timeout=30,
+            headers={"Authorization": f"Bearer {writer}"},
+            limits=httpx.Limits(max_connections=50),
+        ) as c:
+            replies = await aio.gather(
+                *(
+                    c.post("/v1/events", json={"channel": f"con.{n % 3}", "type": "t", "data": n})
+                    for n in range(300)
+                )
+            )
+        assert {r.status_code for r in replies} == {202}
+        return [r.json()["id"] for r in replies]
+
+    ids = aio.run(burst())
+    assert len(set(ids)) == 300
+    stored = history(gateway, writer, "con.*", limit=1000)["events"]
+    assert sorted(e["id"] for e in stored) == sorted(ids)
+    by_id = {e["id"]: e["data"] for e in stored}
+    assert sorted(by_id[i] for i in ids) == list(range(300))
+    assert [by_id[i] for i in ids] == list(range(300))  # each answer names its own event
