@@ -45,6 +45,13 @@ def build_gateway(settings: Settings) -> Gateway:
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=3),
         retry_on_error=[redis.exceptions.ConnectionError],
     )
+    reader = aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=False,
+        socket_timeout=15,
+        socket_connect_timeout=5,
+        max_connections=2,
+    )
     log = RedisEventLog(
         client,
         Retention(
@@ -52,6 +59,7 @@ def build_gateway(settings: Settings) -> Gateway:
             max_events=settings.history_max_events,
             channel_max_events=settings.channel_history_max_events,
         ),
+        reader=reader,
     )
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     return Gateway(
@@ -94,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
             gw.hub.close_all("shutdown")
             await stop(keeper)
             await stop(reader)
+            await gw.log.aclose()
             await gw.redis.aclose()
 
     app = FastAPI(

@@ -288,6 +288,12 @@ class Hub:
                 self.running = False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            except Exception:
+                # never let the one reader of the process die: log, back off, go on
+                log.exception("event reader failed; restarting it")
+                self.running = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _advance(self, event_id: str, *, force: bool = False) -> None:
         key = parse_id(event_id)

@@ -37,16 +37,27 @@ end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cutoff = tostring(now_ms - tonumber(ARGV[1])) .. '-0'
+-- the events come as one argument of netstrings (<length>:<bytes>, four per event:
+-- channel, type, origin, body), which costs the client far less than 4 arguments each
+local blob, pos = ARGV[7], 1
+local function take()
+  local colon = string.find(blob, ':', pos, true)
+  local len = tonumber(string.sub(blob, pos, colon - 1))
+  local value = string.sub(blob, colon + 1, colon + len)
+  pos = colon + len + 1
+  return value
+end
 local out = {}
 local touched = {}
-local n = (#ARGV - 5) / 4
-for i = 1, n do
-  local base = 5 + 4 * (i - 1)
-  local c, t, o, b = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
-  local id = redis.call('XADD', KEYS[1], '*', 'c', c, 't', t, 'o', o, 'b', b)
-  local ck = KEYS[2 + i]
-  redis.call('XADD', ck, 'MAXLEN', '~', ARGV[3], id, 'c', c, 't', t, 'o', o, 'b', b)
+local i = 0
+while pos <= #blob do
+  local c, ty, o, b = take(), take(), take(), take()
+  local id = redis.call('XADD', KEYS[1], '*', 'c', c, 't', ty, 'o', o, 'b', b)
+  -- every channel stream shares the log's hash tag, so it lives in the same slot
+  local ck = ARGV[6] .. c
+  redis.call('XADD', ck, 'MAXLEN', '~', ARGV[3], id, 'c', c, 't', ty, 'o', o, 'b', b)
   touched[ck] = true
+  i = i + 1
   out[i] = {id, c}
 end
 -- age trimming and expiry once per channel, not once per event
@@ -100,20 +111,30 @@ class Retention:
     channel_max_events: int
 
     def append_args(self, drafts: Sequence[Draft]) -> list[Any]:
-        args: list[Any] = [
+        return [
             self.seconds * 1000,
             self.max_events,
             self.channel_max_events,
             self.seconds + 60,
             IDEMPOTENCY_SECONDS,
+            keys.channel_stream(""),
+            pack(drafts),
         ]
-        for d in drafts:
-            args += [d.channel, d.type, d.origin, d.body]
-        return args
+
+
+def pack(drafts: Sequence[Draft]) -> bytes:
+    """The drafts as netstrings: channel, type, origin and body of each in turn."""
+    parts: list[bytes] = []
+    for d in drafts:
+        c, t, o = d.channel.encode(), d.type.encode(), d.origin.encode()
+        parts.append(
+            b"%d:%s%d:%s%d:%s%d:%s" % (len(c), c, len(t), t, len(o), o, len(d.body), d.body)
+        )
+    return b"".join(parts)
 
 
 def append_keys(drafts: Sequence[Draft], idem_key: str | None) -> list[str]:
-    return [keys.LOG, idem_key or "", *(keys.channel_stream(d.channel) for d in drafts)]
+    return [keys.LOG, idem_key or ""]
 
 
 def decode_append(raw: bytes | str) -> list[tuple[str, str]]:
@@ -131,6 +152,27 @@ def entry_from(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry:
     )
 
 
+_FIELD_ORDER = (b"c", b"t", b"o", b"b")
+
+
+def entry_from_flat(raw_id: bytes, fields: list[bytes]) -> Entry:
+    """An entry from the raw reply (field, value, field, value, ...): the fields come in
+    the order the append script writes them, so no dict is built for them."""
+    if tuple(fields[0::2]) != _FIELD_ORDER:
+        return entry_from(raw_id, dict(zip(fields[0::2], fields[1::2], strict=True)))
+    return Entry(
+        id=raw_id.decode(),
+        channel=fields[1].decode(),
+        type=fields[3].decode(),
+        origin=fields[5].decode(),
+        body=fields[7],
+    )
+
+
+def _raw_reply(response: Any, **_: Any) -> Any:
+    return response
+
+
 def _exclusive(after: str | None) -> str:
     return "-" if after is None else "(" + after
 
@@ -138,10 +180,26 @@ def _exclusive(after: str | None) -> str:
 class RedisEventLog:
     """EventLog on a redis.asyncio client (created with ``decode_responses=False``)."""
 
-    def __init__(self, client: aioredis.Redis, retention: Retention) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        retention: Retention,
+        reader: aioredis.Redis | None = None,
+    ) -> None:
+        """``reader``, when given, is a client of its own for the blocking ``tail``
+        (so it never holds a pooled connection that requests need); its XREAD replies
+        are left raw and parsed here, which is most of a busy reader's cost saved."""
         self._r = client
         self._retention = retention
         self._script = client.register_script(APPEND_LUA)
+        self._reader = reader
+        if reader is not None:
+            reader.set_response_callback("XREAD", _raw_reply)
+
+    async def aclose(self) -> None:
+        """Close the reader's own client (the shared one belongs to the caller)."""
+        if self._reader is not None:
+            await self._reader.aclose()
 
     async def append(
         self,
@@ -160,6 +218,16 @@ class RedisEventLog:
         return str(last[0][0].decode()) if last else "0-0"
 
     async def tail(self, after: str, count: int, block_ms: int) -> list[Entry]:
+        if self._reader is not None:
+            with translated():
+                raw: Any = await self._reader.execute_command(  # type: ignore[no-untyped-call]
+                    "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", keys.LOG, after
+                )
+            if not raw:
+                return []
+            # RESP3 answers a map of stream -> entries, RESP2 a list of pairs
+            entries = next(iter(raw.values())) if isinstance(raw, dict) else raw[0][1]
+            return [entry_from_flat(i, f) for i, f in entries]
         with translated():
             got: Any = await self._r.xread({keys.LOG: after}, count=count, block=block_ms)
         if not got:

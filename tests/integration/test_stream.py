@@ -204,3 +204,24 @@ async def test_two_gateways_share_one_redis(
         via_a = await asyncio.to_thread(publish, a.base_url, token, "shared", "t", "a")
         assert [f.id for f in await on_a.events(2)] == [via_b, via_a]
         assert [f.id for f in await on_b.events(2)] == [via_b, via_a]
+
+
+async def test_odd_but_valid_names_and_unicode_survive_the_round_trip(
+    gateway: Gateway, make_token: TokenMaker
+) -> None:
+    token = make_token(publish=[">"], subscribe=[">"])
+    channel = "a:1@b-c_d.9:9"
+    async with sse(gateway.base_url, [channel, "a:1@b-c_d.*"], token) as s:
+        event_id = await asyncio.to_thread(
+            publish,
+            gateway.base_url,
+            token,
+            channel,
+            "x:y.z-1_2",
+            {"€": "ü:\n"},
+            origin="tab-é:1",
+        )
+        frame = await s.next()
+    assert frame.id == event_id
+    assert frame.json["channel"] == channel and frame.json["type"] == "x:y.z-1_2"
+    assert frame.json["data"] == {"€": "ü:\n"} and frame.json["origin"] == "tab-é:1"
