@@ -52,57 +52,83 @@ return 1
 """
 )
 
-# KEYS: dlv, due. ARGV: id, lease_ms, token.
-# Returns {1, fields...} claimed, {0} gone or final, {-1} leased elsewhere, {-2} not yet due.
+# KEYS: due, dlv... ARGV: lease_ms, token, id... One entry per id:
+# {1, fields...} claimed, {0} gone or final, {-1} leased elsewhere, {-2} not yet due.
 _CLAIM = (
     _NOW
     + """
-local f = redis.call('HMGET', KEYS[1], 'status', 'lease_until', 'next_ms')
-if f[1] ~= 'pending' then redis.call('ZREM', KEYS[2], ARGV[1]) return {0} end
-if f[2] and tonumber(f[2]) > now then return {-1} end
-if f[3] and tonumber(f[3]) > now then return {-2} end
-redis.call('HSET', KEYS[1], 'lease', ARGV[3], 'lease_until', now + tonumber(ARGV[2]))
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
-local v = redis.call('HMGET', KEYS[1], 'subscription', 'user', 'kind', 'event_id', 'body',
-  'attempt_count')
-return {1, v[1], v[2], v[3], v[4], v[5], v[6]}
+local lease = tonumber(ARGV[1])
+local out = {}
+for n = 1, #KEYS - 1 do
+  local key, id = KEYS[n + 1], ARGV[n + 2]
+  local f = redis.call('HMGET', key, 'status', 'lease_until', 'next_ms')
+  if f[1] ~= 'pending' then
+    redis.call('ZREM', KEYS[1], id)
+    out[n] = {0}
+  elseif f[2] and tonumber(f[2]) > now then
+    out[n] = {-1}
+  elseif f[3] and tonumber(f[3]) > now then
+    out[n] = {-2}
+  else
+    redis.call('HSET', key, 'lease', ARGV[2], 'lease_until', now + lease)
+    redis.call('ZADD', KEYS[1], now + lease, id)
+    local v = redis.call('HMGET', key, 'subscription', 'user', 'kind', 'event_id', 'body',
+      'attempt_count')
+    out[n] = {1, v[1], v[2], v[3], v[4], v[5], v[6]}
+  end
+end
+return out
 """
 )
 
-# KEYS: dlv, attempts, due. ARGV: id, token, outcome, attempt json ('' = none), delay_ms,
-# retention_s, kept. A success is recorded even by a worker whose lease lapsed: the
+# KEYS: due, metrics, then dlv and attempts per delivery. ARGV: token, retention_s, kept,
+# metric count m, m (name, increment) pairs, then id, outcome, attempt json ('' = none),
+# delay_ms per delivery. A success is recorded even by a worker whose lease lapsed: the
 # receiver has the event. Other outcomes only count from the lease holder.
 _FINISH = (
     _NOW
     + """
-local f = redis.call('HMGET', KEYS[1], 'status', 'lease')
-if not f[1] then return 0 end
-if ARGV[4] ~= '' then
-  redis.call('RPUSH', KEYS[2], ARGV[4])
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[7]), -1)
+local token, retention, kept = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local m = tonumber(ARGV[4])
+for i = 0, m - 1 do
+  redis.call('HINCRBY', KEYS[2], ARGV[5 + 2 * i], ARGV[6 + 2 * i])
 end
-local outcome = ARGV[3]
-local final = false
-if outcome == 'delivered' and f[1] == 'pending' then
-  redis.call('HSET', KEYS[1], 'status', 'delivered', 'done_ms', now)
-  final = true
-elseif f[1] ~= 'pending' or f[2] ~= ARGV[2] then
-  return 0
-elseif outcome == 'failed' then
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'done_ms', now)
-  final = true
-else
-  redis.call('HSET', KEYS[1], 'next_ms', now + tonumber(ARGV[5]))
-  redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[1])
-end
-if outcome ~= 'deferred' then redis.call('HINCRBY', KEYS[1], 'attempt_count', 1) end
-if final then
-  redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_ms')
-  if outcome == 'delivered' then redis.call('HDEL', KEYS[1], 'body') end
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
+local base = 5 + 2 * m
+for n = 0, (#KEYS - 2) / 2 - 1 do
+  local dlv, attempts = KEYS[3 + 2 * n], KEYS[4 + 2 * n]
+  local a = base + 4 * n
+  local id, outcome, entry, delay = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local f = redis.call('HMGET', dlv, 'status', 'lease')
+  if f[1] then
+    if entry ~= '' then
+      redis.call('RPUSH', attempts, entry)
+      redis.call('LTRIM', attempts, -kept, -1)
+    end
+    local final = nil
+    if outcome == 'delivered' and f[1] == 'pending' then
+      redis.call('HSET', dlv, 'status', 'delivered', 'done_ms', now)
+      final = true
+    elseif f[1] ~= 'pending' or f[2] ~= token then
+      final = false
+    elseif outcome == 'failed' then
+      redis.call('HSET', dlv, 'status', 'failed', 'done_ms', now)
+      final = true
+    else
+      redis.call('HSET', dlv, 'next_ms', now + delay)
+      redis.call('HDEL', dlv, 'lease', 'lease_until')
+      redis.call('ZADD', KEYS[1], now + delay, id)
+    end
+    if final ~= false then
+      if outcome ~= 'deferred' then redis.call('HINCRBY', dlv, 'attempt_count', 1) end
+      if final then
+        redis.call('HDEL', dlv, 'lease', 'lease_until', 'next_ms')
+        if outcome == 'delivered' then redis.call('HDEL', dlv, 'body') end
+        redis.call('ZREM', KEYS[1], id)
+        redis.call('EXPIRE', dlv, retention)
+        redis.call('EXPIRE', attempts, retention)
+      end
+    end
+  end
 end
 return 1
 """
@@ -215,15 +241,15 @@ class Ledger:
         return [item[0].id for item, r in zip(items, results, strict=True) if int(r) in (1, 2)]
 
     async def claim(self, ids: Sequence[str], token: str) -> list[Claimed]:
-        pipe = self._redis.pipeline(transaction=False)
-        for i in ids:
-            await self._claim(
-                keys=[keys.delivery(i), keys.RETRY_DUE],
-                args=[i, self._lease_ms, token],
-                client=pipe,
-            )
+        """Lease every id that is pending, due and not leased elsewhere (one round trip)."""
+        if not ids:
+            return []
+        replies = await self._claim(
+            keys=[keys.RETRY_DUE, *(keys.delivery(i) for i in ids)],
+            args=[self._lease_ms, token, *ids],
+        )
         out: list[Claimed] = []
-        for i, r in zip(ids, await pipe.execute(), strict=True):
+        for i, r in zip(ids, replies, strict=True):
             if int(r[0]) == 1:
                 sub, user, kind, event_id, body, count = r[1:]
                 raw = body if isinstance(body, bytes) else str(body).encode()
@@ -232,25 +258,22 @@ class Ledger:
                 )
         return out
 
-    async def finish(self, token: str, results: Sequence[Finish]) -> None:
-        if not results:
+    async def finish(
+        self, token: str, results: Sequence[Finish], metrics: dict[str, int] | None = None
+    ) -> None:
+        """Record outcomes and attempts, and count ``metrics`` (one round trip)."""
+        counts = metrics or {}
+        if not results and not counts:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        keys_: list[str] = [keys.RETRY_DUE, keys.DELIVERY_METRICS]
+        args: list[bytes | str | int] = [token, self._retention_s, MAX_ATTEMPTS_KEPT, len(counts)]
+        for name, n in counts.items():
+            args += [name, n]
         for f in results:
-            await self._finish(
-                keys=[keys.delivery(f.id), keys.delivery_attempts(f.id), keys.RETRY_DUE],
-                args=[
-                    f.id,
-                    token,
-                    f.outcome,
-                    orjson.dumps(f.attempt) if f.attempt else "",
-                    int(f.delay_s * 1000),
-                    self._retention_s,
-                    MAX_ATTEMPTS_KEPT,
-                ],
-                client=pipe,
-            )
-        await pipe.execute()
+            keys_ += [keys.delivery(f.id), keys.delivery_attempts(f.id)]
+            entry = orjson.dumps(f.attempt) if f.attempt else ""
+            args += [f.id, f.outcome, entry, int(f.delay_s * 1000)]
+        await self._finish(keys=keys_, args=args)
 
     async def retry(self, delivery_id: str) -> bool:
         done = await self._retry(

@@ -1,6 +1,7 @@
 """The webhook sink: a signed POST of the event, per Standard Webhooks.
 
-One httpx client per worker process keeps connections alive per target. Redirects
+One HTTP/1.1 pool per worker process (``sinks.transport.HttpPool``) keeps connections
+alive per target and connects only to addresses the SSRF guard allowed. Redirects
 are not followed, the whole attempt (connect, send, read) has one deadline, and at
 most MAX_READ bytes of an answer are read, so a receiver that drips, floods or never
 closes costs a worker one timeout and nothing more.
@@ -10,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from notify import webhooks
 from notify.errors import PermanentDeliveryError, TargetGone, TransientDeliveryError
 from notify.retry import parse_retry_after
 from sinks.base import RESPONSE_EXCERPT, Job, Receipt
-from sinks.transport import GuardedTransport, TargetRefused
+from sinks.transport import HttpPool, ProtocolError, TargetRefused
 
 MAX_READ = 64 * 1024
 USER_AGENT = "notify-webhooks/1.0"
@@ -29,23 +30,15 @@ class WebhookSink:
 
     def __init__(self, *, timeout: float, allow_private: bool, max_connections: int = 100) -> None:
         self._timeout = timeout
-        limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30,
-        )
-        self._client = httpx.AsyncClient(
-            transport=GuardedTransport(allow_private=allow_private, limits=limits),
-            follow_redirects=False,
-            trust_env=False,
-            timeout=httpx.Timeout(timeout),
-            headers={"user-agent": USER_AGENT},
+        self._pool = HttpPool(
+            allow_private=allow_private, max_connections=max_connections, keepalive_expiry=30
         )
 
     def target(self, job: Job) -> str | None:
-        parts = urlsplit(str(job.subscription.sink["url"]))
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+        try:
+            return self._pool.origin(str(job.subscription.sink["url"])).key
+        except ValueError:
+            return None  # deliver() reports it
 
     async def deliver(self, job: Job) -> Receipt:
         now = time.time()
@@ -53,32 +46,25 @@ class WebhookSink:
         if not secrets:
             raise PermanentDeliveryError("the subscription has no valid signing secret")
         headers = webhooks.headers(secrets, job.delivery_id, int(now), job.event)
+        headers["user-agent"] = USER_AGENT
         url = str(job.subscription.sink["url"])
         try:
             async with asyncio.timeout(self._timeout):
-                request = self._client.build_request(
-                    "POST", url, content=job.event, headers=headers
-                )
-                response = await self._client.send(request, stream=True)
-                try:
-                    head = await read_capped(response)
-                finally:
-                    await response.aclose()
+                answer = await self._pool.post(url, headers.items(), job.event, MAX_READ)
         except TimeoutError as exc:
             raise TransientDeliveryError(f"timed out after {self._timeout:g} s") from exc
-        except httpx.TimeoutException as exc:
-            raise TransientDeliveryError(f"timed out: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            if isinstance(exc.__cause__, TargetRefused):
-                raise PermanentDeliveryError(str(exc.__cause__)) from exc
+        except TargetRefused as exc:
+            raise PermanentDeliveryError(str(exc)) from exc
+        except (OSError, ProtocolError, ValueError, httpcore.ConnectError) as exc:
             raise TransientDeliveryError(f"{type(exc).__name__}: {exc}"[:200]) from exc
-        return judge(response.status_code, response.headers.get("retry-after"), head, now)
+        return judge(answer.status, answer.headers.get("retry-after"), answer.body, now)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
 
 
 async def read_capped(response: httpx.Response) -> bytes:
+    """At most MAX_READ bytes of an httpx answer (for sinks that use httpx)."""
     got = bytearray()
     async for chunk in response.aiter_raw():
         got += chunk

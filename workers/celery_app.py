@@ -8,6 +8,7 @@ in Redis is the result.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from celery import Celery
@@ -57,3 +58,12 @@ class Enqueuer:
             self._app.send_task(DELIVER, args=[chunk], queue=QUEUE)
             sent += 1
         return sent
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """The event loop for worker and dispatcher processes: uvloop when installed."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop is an optional speed-up
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -73,13 +73,14 @@ class Deliverer:
             allowed, deferred = await self._admit(target, group)
             sends += allowed
             finishes += deferred
-        results = await asyncio.gather(*(self._attempt(job, sink) for job, sink in sends))
+        # the batch's attempts start together: one timestamp serves them all
+        at = now_rfc3339()
+        results = await asyncio.gather(*(self._attempt(job, sink, at) for job, sink in sends))
         finishes += [finish for finish, _ in results]
         gone = {job.subscription.id for (job, _), (_, g) in zip(sends, results, strict=True) if g}
         for sub_id in gone:
             await self._subs.disable(sub_id, "the receiver answered 410 Gone")
-        await self._ledger.finish(token, finishes)
-        await self._ledger.count_metrics(metrics_of(claimed, subs, finishes))
+        await self._ledger.finish(token, finishes, metrics_of(claimed, subs, finishes))
         return Counter(f.outcome for f in finishes)
 
     async def _admit(
@@ -96,10 +97,9 @@ class Deliverer:
         ]
         return group[:granted], deferred
 
-    async def _attempt(self, job: Job, sink: Sink) -> tuple[Finish, bool]:
+    async def _attempt(self, job: Job, sink: Sink, at: str) -> tuple[Finish, bool]:
         """One attempt's record, and whether the receiver asked to be disabled."""
         started = time.monotonic()
-        at = now_rfc3339()
         try:
             receipt = await sink.deliver(job)
         except TransientDeliveryError as exc:

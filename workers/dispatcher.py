@@ -36,7 +36,7 @@ from notify.redislog import entry_from
 from notify.routing import Delivery, Router
 from notify.settings import Settings
 from notify.store import SubscriptionStore, text
-from workers.celery_app import Enqueuer, create_app
+from workers.celery_app import Enqueuer, create_app, new_loop
 from workers.flusher import DigestFlusher
 from workers.resender import AlertResender
 from workers.sweeper import Replayer, Sweeper, backoff_loop
@@ -230,7 +230,9 @@ def run(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, stop)
 
-    asyncio.run(main())
+    # uvloop where installed: most of a dispatcher's time is event-loop and socket work
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(main())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ as the process, so connections are reused across tasks.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 
@@ -26,7 +25,7 @@ from sinks.base import Sink
 from sinks.monitoring import AlertmanagerClient, MonitoringSink
 from sinks.web import WebSink
 from sinks.webhook import WebhookSink
-from workers.celery_app import DELIVER
+from workers.celery_app import DELIVER, new_loop
 from workers.deliverer import Deliverer
 
 log = logging.getLogger("notify.worker")
@@ -107,14 +106,6 @@ def email_sink(settings: Settings, redis: aioredis.Redis) -> email.EmailSink | N
         max_connections=settings.smtp_max_connections,
         digest_max_events=settings.digest_max_events,
     )
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # uvloop is an optional speed-up
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 _runtime: Runtime | None = None
