@@ -48,30 +48,36 @@ async def resume(
     if cursor is None:
         gw.hub.attach(sub, patterns)
         return
-    after: str | None = None if gap_reason else cursor
-    while True:
-        page = await gw.log.history(patterns, after, PAGE)
-        if page.entries:
-            await emit(visible(sub, page.entries))
-            after = page.entries[-1].id
-        if page.next is None:
-            break
-        after = page.next
+    after = await replay(gw, sub, patterns, None if gap_reason else cursor, emit)
     if after is not None:
         await gw.hub.reached(after)
     sub.hold += 1
     try:
         upto = gw.hub.attach(sub, patterns)
-        while after is None or parse_id(after) < parse_id(upto):
-            page = await gw.log.history(patterns, after, PAGE, until=upto)
-            if page.entries:
-                await emit(visible(sub, page.entries))
-                after = page.entries[-1].id
-            if page.next is None:
-                break
-            after = page.next
+        if after is None or parse_id(after) < parse_id(upto):
+            await replay(gw, sub, patterns, after, emit, until=upto)
     finally:
         sub.release()
+
+
+async def replay(
+    gw: Gateway,
+    sub: Subscriber,
+    patterns: Sequence[str],
+    after: str | None,
+    emit: Emit,
+    until: str | None = None,
+) -> str | None:
+    """Send the history of ``patterns`` after ``after`` (up to ``until``); returns the
+    position reached."""
+    while True:
+        page = await gw.log.history(patterns, after, PAGE, until=until)
+        if page.entries:
+            await emit(visible(sub, page.entries))
+            after = page.entries[-1].id
+        if page.next is None:
+            return after
+        after = page.next
 
 
 def expire_at(sub: Subscriber, principal: Principal) -> asyncio.TimerHandle | None:

@@ -27,17 +27,34 @@ from notify.redislog import (
 
 
 class _Config:
+    """Validation limits and retention, matching the gateway's defaults (pass the same
+    values as its NOTIFY_* settings when those differ)."""
+
     def __init__(
         self,
-        redis_url: str,
-        max_event_bytes: int,
-        history_seconds: int,
-        history_max_events: int,
-        channel_history_max_events: int,
+        redis_url: str = "redis://localhost:6379/0",
+        *,
+        max_event_bytes: int = 65536,
+        history_seconds: int = 86400,
+        history_max_events: int = 1_000_000,
+        channel_history_max_events: int = 100_000,
     ) -> None:
         self.redis_url = redis_url
         self.max_event_bytes = max_event_bytes
         self.retention = Retention(history_seconds, history_max_events, channel_history_max_events)
+        self._open()
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def same_as(self) -> dict[str, int]:
+        """These limits, as keyword arguments for another publisher."""
+        return {
+            "max_event_bytes": self.max_event_bytes,
+            "history_seconds": self.retention.seconds,
+            "history_max_events": self.retention.max_events,
+            "channel_history_max_events": self.retention.channel_max_events,
+        }
 
     def draft(self, channel: str, type_: str, data: Any, origin: str | None) -> Draft:
         return encode_draft(
@@ -59,23 +76,8 @@ class _Config:
 
 
 class AsyncPublisher(_Config):
-    def __init__(
-        self,
-        redis_url: str = "redis://localhost:6379/0",
-        *,
-        max_event_bytes: int = 65536,
-        history_seconds: int = 86400,
-        history_max_events: int = 1_000_000,
-        channel_history_max_events: int = 100_000,
-    ) -> None:
-        super().__init__(
-            redis_url,
-            max_event_bytes,
-            history_seconds,
-            history_max_events,
-            channel_history_max_events,
-        )
-        self._client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    def _open(self) -> None:
+        self._client = aioredis.Redis.from_url(self.redis_url, decode_responses=False)
         self._log = RedisEventLog(self._client, self.retention)
 
     async def publish(
@@ -101,23 +103,8 @@ class AsyncPublisher(_Config):
 
 
 class Publisher(_Config):
-    def __init__(
-        self,
-        redis_url: str = "redis://localhost:6379/0",
-        *,
-        max_event_bytes: int = 65536,
-        history_seconds: int = 86400,
-        history_max_events: int = 1_000_000,
-        channel_history_max_events: int = 100_000,
-    ) -> None:
-        super().__init__(
-            redis_url,
-            max_event_bytes,
-            history_seconds,
-            history_max_events,
-            channel_history_max_events,
-        )
-        self._client = redis.Redis.from_url(redis_url, decode_responses=False)
+    def _open(self) -> None:
+        self._client = redis.Redis.from_url(self.redis_url, decode_responses=False)
         self._script = self._client.register_script(APPEND_LUA)
         self._async: AsyncPublisher | None = None
 
@@ -141,13 +128,7 @@ class Publisher(_Config):
     ) -> str:
         """The awaitable form of ``publish`` (its own asyncio connection)."""
         if self._async is None:
-            self._async = AsyncPublisher(
-                self.redis_url,
-                max_event_bytes=self.max_event_bytes,
-                history_seconds=self.retention.seconds,
-                history_max_events=self.retention.max_events,
-                channel_history_max_events=self.retention.channel_max_events,
-            )
+            self._async = AsyncPublisher(self.redis_url, **self.same_as())
         return await self._async.publish(channel, type, data, origin=origin)
 
     def close(self) -> None:
