@@ -78,7 +78,6 @@ def run(port: int = 8000, workers: int = 1) -> int:
     env.setdefault("NOTIFY_REDIS_URL", DEFAULT_REDIS)
     secret = env.get("NOTIFY_JWT_SECRET") or secrets.token_urlsafe(32)
     env["NOTIFY_JWT_SECRET"] = secret
-    env["NOTIFY_DEV"] = "1"
     env.setdefault("NOTIFY_ALLOW_PRIVATE_TARGETS", "1")
     env.setdefault("NOTIFY_PUBLIC_URL", f"http://127.0.0.1:{port}")
     mail_note = f"smtp      {env.get('NOTIFY_SMTP_URL', 'smtp://localhost:25')}"

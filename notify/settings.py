@@ -21,7 +21,6 @@ class Settings(BaseSettings):
     redis_url: str = "redis://localhost:6379/0"
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
-    dev: bool = False
 
     max_event_bytes: int = Field(65536, ge=256, le=16 * 1024 * 1024)
     max_batch_bytes: int = Field(8 * 1024 * 1024, ge=1024)
