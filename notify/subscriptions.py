@@ -281,7 +281,8 @@ def validate_url(raw: object, name: str, *, allow_private: bool) -> str:
     if not allow_private:
         if address is not None and (reason := ssrf.classify(address)):
             raise InvalidInput(f"URL targets a {reason} address", field=name)
-        if host == "localhost" or host.endswith(".localhost"):
+        bare = host.rstrip(".")  # "localhost." is the same name, fully qualified
+        if bare == "localhost" or bare.endswith(".localhost"):
             raise InvalidInput("URL targets a loopback address", field=name)
     return raw
 

@@ -75,6 +75,7 @@ def test_valid_sinks(sink: dict[str, Any], expected: dict[str, Any]) -> None:
         ),
         ({"channel": "a", "sink": {"kind": "webhook", "url": "http://[fe80::1]/"}}, "sink.url"),
         ({"channel": "a", "sink": {"kind": "webhook", "url": "http://api.localhost/"}}, "sink.url"),
+        ({"channel": "a", "sink": {"kind": "webhook", "url": "http://localhost./"}}, "sink.url"),
         ({"channel": "a", "sink": {"kind": "webhook", "url": "https://x.example/a b"}}, "sink.url"),
         ({"channel": "a", "sink": {"kind": "webhook", "url": 7}}, "sink.url"),
         ({"channel": "a..b", "sink": WEB}, "channel"),
