@@ -16,6 +16,7 @@ from api.hub import Subscriber
 from api.state import Gateway
 from notify.auth import Principal
 from notify.events import parse_id, with_id
+from notify.httpproto import DIRECT
 from notify.log import Entry
 from notify.sse import PREAMBLE, event_frame, gap_frame
 
@@ -146,6 +147,8 @@ class EventStream(Response):
         try:
             head = PREAMBLE + (gap_frame(self.gap_reason) if self.gap_reason else b"")
             await sub.send(write, head)
+            # live events may now be written by the hub itself (see Subscriber.flush)
+            sub.direct = scope.get("extensions", {}).get(DIRECT, {}).get("write")
             if self.on_open is not None:
                 await self.on_open(sub)
             await resume(gw, sub, self.patterns, self.cursor, self.gap_reason, emit)

@@ -20,6 +20,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from api.hub import ACTIVE
+from notify.httpproto import GatewayProtocol
 
 TOKEN_IN_URL = re.compile(r"((?:^|[?&])token=)[^&\s\"']+")
 
@@ -70,13 +71,16 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
     if workers > 1:
         supervise(host, port, workers, access_log)
         return
+    from notify.settings import load
+
+    GatewayProtocol.read_timeout = load().request_timeout_seconds
     config = uvicorn.Config(
         "notify.server:create",
         factory=True,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=GatewayProtocol,
         ws="websockets-sansio",
         log_config=LOG_CONFIG,
         ws_max_size=1024 * 1024,

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     max_queued: int = Field(1000, ge=1)
     keepalive_seconds: float = Field(15.0, gt=0)
     send_timeout_seconds: float = Field(10.0, gt=0)
+    request_timeout_seconds: float = Field(10.0, gt=0)
     publish_rate: float | None = Field(None, gt=0)
     max_streams_per_subject: int | None = Field(None, ge=1)
     auth_failures_per_minute: int = Field(60, ge=1)

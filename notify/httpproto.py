@@ -1,0 +1,141 @@
+"""uvicorn's httptools protocol with the two things a gateway needs from it.
+
+**A deadline for reading a request.** uvicorn times out idle keep-alive connections
+but not a request that arrives a byte at a time (slowloris): each such client would
+hold a descriptor and a parser for as long as it keeps trickling. Here a request must
+be read whole, headers and body, within ``read_timeout`` seconds of the connection
+becoming ready for it; one timer per process sweeps every connection once a second
+(no timer per request on the hot path). An expired request gets ``408`` and the
+connection is closed; a response already under way is simply cut.
+
+**A synchronous write for event streams.** An event delivered to a thousand streams
+would otherwise wake a thousand tasks, each to pass one ASGI message through
+uvicorn's ``send``. The hub instead writes a chunk straight to the transport when
+nothing is queued for that connection and the transport is not applying
+back-pressure (:class:`DirectBody`); everything else takes the ASGI path, so order
+and flow control are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+STREAM_PATH = "/v1/stream"
+DIRECT = "notify.direct"
+"""The scope extension under which a stream finds its :class:`DirectBody` (``write``)."""
+
+now = time.monotonic
+
+TIMEOUT_BODY = (
+    b'{"type":"about:blank#request_timeout","title":"Request timeout",'
+    b'"status":408,"detail":"the request was not received in time"}'
+)
+TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: application/problem+json\r\n"
+    b"content-length: " + str(len(TIMEOUT_BODY)).encode() + b"\r\n"
+    b"connection: close\r\n\r\n" + TIMEOUT_BODY
+)
+
+
+class DirectBody:
+    """Writes one chunk of the response now, or says it cannot (the caller then queues
+    the data for the ASGI path). Only for a response uvicorn has begun, chunked."""
+
+    __slots__ = ("cycle", "flow", "transport")
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self.cycle = cycle
+        self.flow = cycle.flow
+        self.transport = cycle.transport
+
+    def __call__(self, data: bytes) -> bool:
+        global _last_data, _last_chunk
+        if self.flow.write_paused or self.transport.is_closing():
+            return False
+        cycle = self.cycle
+        if cycle.disconnected or cycle.response_complete or not cycle.chunked_encoding:
+            return False  # (chunked_encoding is None until the response has begun)
+        if data is not _last_data:
+            # the same event goes to many streams: frame it as a chunk once
+            _last_data, _last_chunk = data, b"%x\r\n%b\r\n" % (len(data), data)
+        self.transport.write(_last_chunk)
+        return True
+
+
+_last_data: bytes = b""
+_last_chunk: bytes = b""
+
+
+class GatewayProtocol(HttpToolsProtocol):
+    read_timeout = 10.0
+    """Set by ``notify serve`` from ``NOTIFY_REQUEST_TIMEOUT_SECONDS``."""
+
+    reading_since = 0.0
+    """When this connection began waiting for the request it is reading; 0 when none."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.reading_since = now()
+        _sweeper(self.loop, self.connections)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self.reading_since:
+            self.reading_since = now()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.pipeline or "path" not in self.scope:
+            # queued behind a response (reading is paused), or a WebSocket upgrade
+            self.reading_since = 0.0
+        elif self.scope["path"] == STREAM_PATH:
+            self.scope["extensions"] = {DIRECT: {"write": DirectBody(self.cycle)}}
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.reading_since = 0.0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.timeout_keep_alive_task is not None:
+            # idle, waiting for the next request: uvicorn's keep-alive timeout ends a
+            # silent peer; this deadline ends one that trickles bytes
+            self.reading_since = now()
+
+    def expire(self) -> None:
+        """The request was not read in time."""
+        self.reading_since = 0.0
+        transport = self.transport
+        if transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True  # the app waiting for the body gives up
+                cycle.message_event.set()
+            transport.write(TIMEOUT_RESPONSE)
+        transport.close()
+
+
+_SWEEPERS: dict[int, Any] = {}
+
+
+def _sweeper(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+    """One repeating timer per loop that expires slow requests on every connection."""
+    if id(loop) in _SWEEPERS:
+        return
+
+    def sweep() -> None:
+        limit = now() - GatewayProtocol.read_timeout
+        for conn in list(connections):
+            since = getattr(conn, "reading_since", 0.0)
+            if since and since < limit:
+                conn.expire()
+        _SWEEPERS[id(loop)] = loop.call_later(1.0, sweep)
+
+    _SWEEPERS[id(loop)] = loop.call_later(1.0, sweep)
