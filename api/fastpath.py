@@ -13,22 +13,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import authenticate, gateway_of
+from api.deps import authenticate, authenticate_raw, gateway_of
 from api.problems import from_error, problem
-from api.routes.publish import publish_many, publish_one
+from api.routes.publish import (
+    accept_many,
+    accept_one,
+    batch_limit,
+    check_declared,
+    idempotency,
+    one_limit,
+    parse_json,
+)
 from api.routes.stream import prepare
 from api.state import Gateway
 from notify.auth import Principal
-from notify.errors import NotifyError, StoreUnavailable
+from notify.errors import NotifyError, StoreUnavailable, TooLarge
 from notify.redislog import TRANSIENT
 
 Handler = Callable[[Gateway, Principal, Request], Awaitable[Response]]
+Accept = Callable[[Gateway, Principal, Any, "str | None"], Awaitable[bytes]]
 log = logging.getLogger("notify.api")
 
 
@@ -46,9 +56,13 @@ async def stream(gw: Gateway, principal: Principal, request: Request) -> Respons
 
 ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/v1/stream"): stream,
-    ("POST", "/v1/events"): publish_one,
-    ("POST", "/v1/events/batch"): publish_many,
 }
+PUBLISH: dict[tuple[str, str], tuple[Callable[[Gateway], int], Accept]] = {
+    ("POST", "/v1/events"): (one_limit, accept_one),
+    ("POST", "/v1/events/batch"): (batch_limit, accept_many),
+}
+WANTED = frozenset((b"authorization", b"cookie", b"content-length", b"idempotency-key", b"origin"))
+JSON_202 = (b"content-type", b"application/json")
 
 
 class FastPaths:
@@ -56,7 +70,12 @@ class FastPaths:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = ROUTES.get((scope.get("method", ""), scope.get("path", "")))
+        route = (scope.get("method", ""), scope.get("path", ""))
+        publish = PUBLISH.get(route)
+        if publish is not None and scope["type"] == "http":
+            await self.publish(scope, receive, send, *publish)
+            return
+        handler = ROUTES.get(route)
         if handler is None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -64,18 +83,76 @@ class FastPaths:
         request = Request(scope, receive)
         gw = gateway_of(request)
         send = with_cors(send, request.headers.get("origin"), gw.settings.cors_origin_list)
-        try:
-            response = await handler(gw, await authenticate(request), request)
-        except NotifyError as exc:
-            response = from_error(exc)
-        except TRANSIENT:
-            response = from_error(StoreUnavailable("event store unavailable"))
-        except ClientDisconnect:
-            return
-        except Exception as exc:
-            log.exception("unhandled error", exc_info=exc)
-            response = problem(500, "internal", "Internal error", "an unexpected error occurred")
-        await response(scope, receive, send)
+
+        async def work() -> ASGIApp:
+            return await handler(gw, await authenticate(request), request)
+
+        await answer(work, scope, receive, send)
+
+    async def publish(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        limit_of: Callable[[Gateway], int],
+        accept: Accept,
+    ) -> None:
+        """Publishing from the bare ASGI request: no Request object, the headers read
+        once, the body read straight from ``receive`` (same checks and errors as the
+        FastAPI routes, which call the same ``accept_*``)."""
+        headers: dict[bytes, str] = {}
+        for name, value in scope["headers"]:
+            if name in WANTED and name not in headers:
+                headers[name] = value.decode("latin-1")
+        gw: Gateway = self.app.state.gateway
+        send = with_cors(send, headers.get(b"origin"), gw.settings.cors_origin_list)
+        client = scope.get("client")
+
+        async def work() -> ASGIApp:
+            principal = await authenticate_raw(
+                gw,
+                client[0] if client else None,
+                headers.get(b"authorization"),
+                headers.get(b"cookie"),
+                scope.get("query_string", b""),
+            )
+            key = idempotency(headers.get(b"idempotency-key"))
+            body = await read_body(receive, limit_of(gw), headers.get(b"content-length"))
+            return Accepted(await accept(gw, principal, parse_json(body), key))
+
+        await answer(work, scope, receive, send)
+
+
+async def answer(
+    work: Callable[[], Awaitable[ASGIApp]], scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Run a handler and send its response, or the problem its error stands for."""
+    try:
+        response = await work()
+    except NotifyError as exc:
+        response = from_error(exc)
+    except TRANSIENT:
+        response = from_error(StoreUnavailable("event store unavailable"))
+    except ClientDisconnect:
+        return
+    except Exception as exc:
+        log.exception("unhandled error", exc_info=exc)
+        response = problem(500, "internal", "Internal error", "an unexpected error occurred")
+    await response(scope, receive, send)
+
+
+class Accepted:
+    """``202`` with a JSON body, as two bare ASGI messages."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = (b"content-length", str(len(self.body)).encode())
+        await send({"type": "http.response.start", "status": 202, "headers": [JSON_202, length]})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def with_cors(send: Send, origin: str | None, allowed: list[str]) -> Send:
@@ -95,3 +172,22 @@ def with_cors(send: Send, origin: str | None, allowed: list[str]) -> Send:
         await send(message)
 
     return sender
+
+
+async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes."""
+    check_declared(declared, limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

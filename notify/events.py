@@ -8,8 +8,9 @@ exact envelope every consumer sees.
 from __future__ import annotations
 
 import re
+import time as _time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -36,8 +37,19 @@ class Draft:
 
 
 def now_rfc3339(now: datetime | None = None) -> str:
-    moment = now or datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """UTC to the millisecond (``2026-11-27T10:39:01.123Z``)."""
+    if now is not None:
+        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    global _second, _prefix
+    t = _time.time()
+    second = int(t)
+    if second != _second:  # formatting the date is most of the cost: once a second
+        _second, _prefix = second, _time.strftime("%Y-%m-%dT%H:%M:%S.", _time.gmtime(second))
+    return f"{_prefix}{int((t - second) * 1000):03d}Z"
+
+
+_second = -1
+_prefix = ""
 
 
 def validate_type(value: object, field: str = "type") -> str:

@@ -47,9 +47,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 async def read_json(request: Request, limit: int) -> Any:
     """The request body as JSON, refusing more than ``limit`` bytes before reading it."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"body is over the limit of {limit} bytes")
+    check_declared(request.headers.get("content-length"), limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -57,10 +55,28 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise TooLarge(f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
+    return parse_json(b"".join(chunks))
+
+
+def check_declared(declared: str | None, limit: int) -> None:
+    """Refuse a body whose Content-Length is over ``limit`` before reading any of it."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body is over the limit of {limit} bytes")
+
+
+def parse_json(body: bytes) -> Any:
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from exc
+
+
+def one_limit(gw: Gateway) -> int:
+    return gw.settings.max_event_bytes + 1024
+
+
+def batch_limit(gw: Gateway) -> int:
+    return gw.settings.max_batch_bytes
 
 
 def idempotency(key: str | None) -> str | None:
@@ -106,14 +122,17 @@ async def publish(
 
 async def publish_one(gw: Gateway, principal: Principal, request: Request) -> Response:
     key = idempotency(request.headers.get("idempotency-key"))
-    raw = await read_json(request, gw.settings.max_event_bytes + 1024)
+    raw = await read_json(request, one_limit(gw))
+    return Response(await accept_one(gw, principal, raw, key), 202, media_type="application/json")
+
+
+async def accept_one(gw: Gateway, principal: Principal, raw: Any, key: str | None) -> bytes:
+    """Validate and store one event; the body of the ``202``."""
     d = draft(raw, max_bytes=gw.settings.max_event_bytes)
     principal.require_publish(d.channel)
     pairs = await store(gw, principal.sub, [d], key)
     event_id, channel = pairs[0]
-    return Response(
-        orjson.dumps({"id": event_id, "channel": channel}), 202, media_type="application/json"
-    )
+    return orjson.dumps({"id": event_id, "channel": channel})
 
 
 @router.post(
@@ -154,7 +173,12 @@ async def publish_batch(
 
 async def publish_many(gw: Gateway, principal: Principal, request: Request) -> Response:
     key = idempotency(request.headers.get("idempotency-key"))
-    raw = await read_json(request, gw.settings.max_batch_bytes)
+    raw = await read_json(request, batch_limit(gw))
+    return Response(await accept_many(gw, principal, raw, key), 202, media_type="application/json")
+
+
+async def accept_many(gw: Gateway, principal: Principal, raw: Any, key: str | None) -> bytes:
+    """Validate and store a batch, all or nothing; the body of the ``202``."""
     if not isinstance(raw, dict) or set(raw) != {"events"}:
         raise InvalidEvent("body must be an object with exactly the field 'events'", field="events")
     events = raw["events"]
@@ -169,6 +193,4 @@ async def publish_many(gw: Gateway, principal: Principal, request: Request) -> R
         if not principal.can_publish(d.channel):
             raise Forbidden(f"token may not publish to {d.channel!r}", field=f"events[{i}].channel")
     pairs = await store(gw, principal.sub, drafts, key)
-    return Response(
-        orjson.dumps({"ids": [i for i, _ in pairs]}), 202, media_type="application/json"
-    )
+    return orjson.dumps({"ids": [i for i, _ in pairs]})
