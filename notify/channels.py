@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, TypeGuard, TypeVar
 
 from notify.errors import InvalidChannel
 
@@ -58,6 +58,12 @@ _PATTERN = re.compile(rf"(?:{_SEG}|\*)(?:\.(?:{_SEG}|\*)){{0,15}}(?:\.>)?|>")
 
 def _valid_length_pattern(value: str) -> bool:
     return len(value) <= MAX_LENGTH and value.count(".") < MAX_SEGMENTS
+
+
+def plainly_valid_channel(value: object) -> TypeGuard[str]:
+    """True for the common well-formed channel (one regular expression); False means
+    :func:`validate_channel` must decide."""
+    return isinstance(value, str) and len(value) <= MAX_LENGTH and bool(_CHANNEL.fullmatch(value))
 
 
 def validate_channel(value: object, field: str = "channel") -> str:

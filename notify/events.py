@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 import time as _time
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from notify.channels import validate_channel
+from notify.channels import plainly_valid_channel, validate_channel
 from notify.errors import InvalidCursor, InvalidEvent, TooLarge
 
 TYPE_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
@@ -26,9 +25,8 @@ _U64 = 2**64 - 1
 EVENT_FIELDS = frozenset({"channel", "type", "data", "origin"})
 
 
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A validated event waiting for its id."""
+class Draft(NamedTuple):
+    """A validated event waiting for its id (a named tuple: cheap to build per event)."""
 
     channel: str
     type: str
@@ -63,12 +61,36 @@ def draft(
     *,
     max_bytes: int,
     time: str | None = None,
-    prefix: str = "",
+    index: int | None = None,
 ) -> Draft:
     """Validate one client-supplied event object and encode it.
 
-    ``prefix`` names the event's place in a batch (``events[3].``) in error fields.
+    ``index`` is the event's place in a batch, named in error fields (``events[3].``).
+    The common well-formed event is recognised by a few cheap checks; anything else
+    goes through :func:`checked_draft`, which accepts or names exactly what is wrong.
     """
+    if type(raw) is dict and "data" in raw and len(raw) <= 4:
+        channel, type_, origin = raw.get("channel"), raw.get("type"), raw.get("origin")
+        if (
+            len(raw) == (3 if origin is None else 4)
+            and plainly_valid_channel(channel)
+            and isinstance(type_, str)
+            and TYPE_RE.fullmatch(type_)
+            and (origin is None or (isinstance(origin, str) and len(origin) <= MAX_ORIGIN))
+        ):
+            try:
+                return encode_draft(
+                    channel, type_, raw["data"], origin, max_bytes=max_bytes, time=time
+                )
+            except (InvalidEvent, TooLarge):
+                pass  # checked_draft raises it again, naming the event's place
+    return checked_draft(
+        raw, max_bytes=max_bytes, time=time, prefix="" if index is None else f"events[{index}]."
+    )
+
+
+def checked_draft(raw: object, *, max_bytes: int, time: str | None, prefix: str) -> Draft:
+    """:func:`draft`, field by field, raising the first problem found."""
     if not isinstance(raw, dict):
         raise InvalidEvent("an event must be a JSON object", field=prefix.rstrip(".") or None)
     unknown = raw.keys() - EVENT_FIELDS

@@ -67,8 +67,7 @@ class _Config:
 
     def drafts(self, events: Iterable[Mapping[str, Any]]) -> list[Draft]:
         out = [
-            draft(dict(e), max_bytes=self.max_event_bytes, prefix=f"events[{i}].")
-            for i, e in enumerate(events)
+            draft(dict(e), max_bytes=self.max_event_bytes, index=i) for i, e in enumerate(events)
         ]
         if not out:
             raise ValueError("no events")

@@ -138,8 +138,8 @@ def append_keys(drafts: Sequence[Draft], idem_key: str | None) -> list[str]:
 
 
 def decode_append(raw: bytes | str) -> list[tuple[str, str]]:
-    pairs = orjson.loads(raw)
-    return [(str(i), str(c)) for i, c in pairs]
+    pairs: list[list[str]] = orjson.loads(raw)
+    return [(i, c) for i, c in pairs]
 
 
 def entry_from(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry:
@@ -152,20 +152,19 @@ def entry_from(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry:
     )
 
 
-_FIELD_ORDER = (b"c", b"t", b"o", b"b")
-
-
 def entry_from_flat(raw_id: bytes, fields: list[bytes]) -> Entry:
     """An entry from the raw reply (field, value, field, value, ...): the fields come in
     the order the append script writes them, so no dict is built for them."""
-    if tuple(fields[0::2]) != _FIELD_ORDER:
+    if (
+        len(fields) != 8
+        or fields[0] != b"c"
+        or fields[2] != b"t"
+        or fields[4] != b"o"
+        or fields[6] != b"b"
+    ):
         return entry_from(raw_id, dict(zip(fields[0::2], fields[1::2], strict=True)))
     return Entry(
-        id=raw_id.decode(),
-        channel=fields[1].decode(),
-        type=fields[3].decode(),
-        origin=fields[5].decode(),
-        body=fields[7],
+        raw_id.decode(), fields[1].decode(), fields[3].decode(), fields[5].decode(), fields[7]
     )
 
 

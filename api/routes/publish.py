@@ -186,11 +186,13 @@ async def accept_many(gw: Gateway, principal: Principal, raw: Any, key: str | No
         raise InvalidEvent(f"events must be a list of 1-{MAX_BATCH} events", field="events")
     limit = gw.settings.max_event_bytes
     at = now_rfc3339()  # one clock reading for the whole batch
-    drafts = [
-        draft(e, max_bytes=limit, time=at, prefix=f"events[{i}].") for i, e in enumerate(events)
-    ]
+    drafts = [draft(e, max_bytes=limit, time=at, index=i) for i, e in enumerate(events)]
+    allowed: set[str] = set()  # a batch mostly repeats a few channels
     for i, d in enumerate(drafts):
-        if not principal.can_publish(d.channel):
-            raise Forbidden(f"token may not publish to {d.channel!r}", field=f"events[{i}].channel")
+        if d.channel not in allowed:
+            if not principal.can_publish(d.channel):
+                field = f"events[{i}].channel"
+                raise Forbidden(f"token may not publish to {d.channel!r}", field=field)
+            allowed.add(d.channel)
     pairs = await store(gw, principal.sub, drafts, key)
     return orjson.dumps({"ids": [i for i, _ in pairs]})

@@ -101,7 +101,7 @@ def test_draft_errors_name_the_field(
     assert type(single.value) is error
     assert single.value.field == field
     with pytest.raises(error) as batched:
-        draft(raw, max_bytes=LIMIT, time=TIME, prefix="events[3].")
+        draft(raw, max_bytes=LIMIT, time=TIME, index=3)
     assert batched.value.field == ("events[3]." + field if field else "events[3]")
 
 
@@ -124,15 +124,16 @@ def _body_size(data: str) -> int:
     return len(draft(ok(data=data), max_bytes=LIMIT, time=TIME).body)
 
 
-@pytest.mark.parametrize("prefix", ["", "events[999]."])
-def test_size_limit_counts_the_longest_id(prefix: str) -> None:
+@pytest.mark.parametrize("index", [None, 999])
+def test_size_limit_counts_the_longest_id(index: int | None) -> None:
+    prefix = "" if index is None else f"events[{index}]."
     limit = 1024
     fits = "x" * (limit - MAX_ID_OVERHEAD - _body_size(""))
-    result = draft(ok(data=fits), max_bytes=limit, time=TIME, prefix=prefix)
+    result = draft(ok(data=fits), max_bytes=limit, time=TIME, index=index)
     assert len(result.body) + MAX_ID_OVERHEAD == limit
     assert len(with_id(MAX_ID, result.body)) == limit
     with pytest.raises(TooLarge) as info:
-        draft(ok(data=fits + "x"), max_bytes=limit, time=TIME, prefix=prefix)
+        draft(ok(data=fits + "x"), max_bytes=limit, time=TIME, index=index)
     assert info.value.status == 413
     assert info.value.field == (prefix.rstrip(".") or None)
     assert "1025 bytes" in info.value.detail
