@@ -24,6 +24,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from notify.errors import PROBLEM_BASE
+
 STREAM_PATH = "/v1/stream"
 DIRECT = "notify.direct"
 """The scope extension under which a stream finds its :class:`DirectBody` (``write``)."""
@@ -31,7 +33,7 @@ DIRECT = "notify.direct"
 now = time.monotonic
 
 TIMEOUT_BODY = (
-    b'{"type":"about:blank#request_timeout","title":"Request timeout",'
+    b'{"type":"' + PROBLEM_BASE.encode() + b'request_timeout","title":"Request timeout",'
     b'"status":408,"detail":"the request was not received in time"}'
 )
 TIMEOUT_RESPONSE = (
@@ -98,13 +100,22 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self.reading_since = 0.0
+        if self.cycle is None or not self.cycle.response_complete:
+            # (a request answered before its body was read, e.g. 401 or 413, keeps the
+            # deadline armed when the response completed: nothing else would end it)
+            self.reading_since = 0.0
 
     def on_response_complete(self) -> None:
+        queued = bool(self.pipeline)
         super().on_response_complete()
+        if self.transport.is_closing():
+            return
         if self.timeout_keep_alive_task is not None:
             # idle, waiting for the next request: uvicorn's keep-alive timeout ends a
             # silent peer; this deadline ends one that trickles bytes
+            self.reading_since = now()
+        elif queued and self.cycle is not None and self.cycle.more_body:
+            # a pipelined request now started, its body still to come (reading resumes)
             self.reading_since = now()
 
     def expire(self) -> None:
@@ -114,7 +125,9 @@ class GatewayProtocol(HttpToolsProtocol):
         if transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is None or cycle.response_complete or not cycle.response_started:
+        if self.pipeline:
+            pass  # responses are still due on this connection: a 408 would interleave
+        elif cycle is None or cycle.response_complete or not cycle.response_started:
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True  # the app waiting for the body gives up
                 cycle.message_event.set()
