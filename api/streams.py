@@ -148,7 +148,7 @@ class EventStream(Response):
             head = PREAMBLE + (gap_frame(self.gap_reason) if self.gap_reason else b"")
             await sub.send(write, head)
             # live events may now be written by the hub itself (see Subscriber.flush)
-            sub.direct = scope.get("extensions", {}).get(DIRECT, {}).get("write")
+            sub.direct = scope.get(DIRECT)
             if self.on_open is not None:
                 await self.on_open(sub)
             await resume(gw, sub, self.patterns, self.cursor, self.gap_reason, emit)
