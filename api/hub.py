@@ -3,8 +3,11 @@
 The reader tails the global log with a single blocking XREAD and hands each entry
 to the live connections whose patterns match it (found through a PatternIndex, so
 the cost follows the matching connections, not all of them). Each connection owns a
-bounded buffer that its own writer drains in one write per wake-up: coalescing is
-what lets one process push hundreds of thousands of events a second.
+bounded buffer; after each read batch the hub writes everything a stream got from it
+in one write, straight to the transport when it can (no task wake-up), else through
+the connection's own writer task. Coalescing is what lets one process push over a
+million events a second; writing without a wake-up is what keeps latency low when
+there is nothing to coalesce.
 """
 
 from __future__ import annotations

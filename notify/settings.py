@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     webhook_max_connections: int = Field(100, ge=1, le=10_000)
     delivery_batch_size: int = Field(50, ge=1, le=1000)
     delivery_lease_seconds: float = Field(60.0, gt=0)
+    worker_stall_seconds: float = Field(120.0, gt=0)
     delivery_retention_seconds: int = Field(7 * 86400, ge=60)
     sweep_interval_seconds: float = Field(0.25, gt=0, le=60)
     dispatch_claim_idle_seconds: float = Field(30.0, gt=0)
@@ -91,6 +92,11 @@ class Settings(BaseSettings):
         if self.delivery_lease_seconds < self.smtp_timeout + 1:
             raise ValueError(
                 "NOTIFY_DELIVERY_LEASE_SECONDS must exceed NOTIFY_SMTP_TIMEOUT_SECONDS by 1 s"
+            )
+        # a worker busy with batches as long as a lease starts nothing meanwhile
+        if self.worker_stall_seconds <= self.delivery_lease_seconds:
+            raise ValueError(
+                "NOTIFY_WORKER_STALL_SECONDS must exceed NOTIFY_DELIVERY_LEASE_SECONDS"
             )
         return self
 

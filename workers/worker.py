@@ -1,23 +1,179 @@
-"""``notify worker``: a Celery worker (prefork) consuming delivery batches."""
+"""``notify worker``: a supervised Celery worker (prefork) consuming delivery batches.
+
+The Celery worker runs in a child process watched by this one. Celery on Redis has
+been seen to exit after a broker reconnect ("Unrecoverable error" in kombu while it
+restores unacknowledged messages; it happened here in the chaos soak) and, by other
+users' reports, to stay up without consuming. So liveness is judged by consumption,
+not by the process being there: every task start touches a progress file, and when the
+queue holds work that nobody has started for ``NOTIFY_WORKER_STALL_SECONDS``, the
+worker is killed and started again; a worker that exits is started again at once (with
+a growing pause if it keeps failing). Deliveries a killed worker held are not lost:
+their records stay due and are re-sent (see the sweeper).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import logging
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
+import redis
+from celery.signals import task_prerun, worker_process_init
+
+from notify import keys
 from notify.mail import prepare_templates
 from notify.settings import Settings, load
 from notify.smtpurl import parse_sender
 from workers.celery_app import QUEUE, create_app
 from workers.tasks import register
 
+log = logging.getLogger("notify.worker")
+PR_SET_PDEATHSIG = 1
+CHECK_EVERY = 1.0
+
 
 def run(settings: Settings, concurrency: int) -> None:
-    """Run a Celery worker in this process until SIGTERM (warm shutdown) or SIGINT."""
+    """Supervise a Celery worker until SIGTERM (warm shutdown) or SIGINT."""
     # a template that cannot render stops the worker now, with the setting named
     prepare_templates(settings.email_templates, parse_sender(settings.email_from))
+    with tempfile.TemporaryDirectory(prefix="notify-worker-") as tmp:
+        Supervisor(settings, concurrency, Path(tmp) / "progress").run()
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, concurrency: int, progress: Path) -> None:
+        self.settings = settings
+        self.concurrency = concurrency
+        self.progress = progress
+        self.stall = settings.worker_stall_seconds
+        self.child: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.stopping = False
+        self.restarts = 0
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "workers.worker",
+            "--concurrency",
+            str(self.concurrency),
+            "--progress",
+            str(self.progress),
+        ]
+
+    def start(self) -> None:
+        self.progress.touch()
+        self.child = subprocess.Popen(self.command(), preexec_fn=die_with_parent)
+        self.started = time.monotonic()
+
+    def stop(self, *_: object) -> None:
+        self.stopping = True
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)  # Celery's warm shutdown
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        backlog = Backlog(self.settings.redis_url)
+        self.start()
+        seen = self.progress.stat().st_mtime
+        waiting_since: float | None = None  # work queued and nothing started since then
+        try:
+            while not self.stopping:
+                time.sleep(CHECK_EVERY)
+                assert self.child is not None
+                if self.child.poll() is not None:
+                    if self.stopping:
+                        break
+                    self.restart(f"exited with {self.child.returncode}")
+                    waiting_since = None
+                    continue
+                mtime = self.progress.stat().st_mtime
+                if mtime != seen:
+                    seen, waiting_since = mtime, None
+                    continue
+                queued = backlog.size()
+                if not queued:  # idle, or Redis unreachable: nothing to judge
+                    waiting_since = None
+                elif waiting_since is None:
+                    waiting_since = time.monotonic()
+                elif time.monotonic() - waiting_since > self.stall:
+                    self.child.kill()
+                    self.child.wait()
+                    self.restart(
+                        f"started no task for {self.stall:g} s with {queued} batches queued"
+                    )
+                    waiting_since = None
+        finally:
+            self.shut_down()
+
+    def restart(self, why: str) -> None:
+        # a worker that keeps dying right after its start is restarted less and less often
+        quick = time.monotonic() - self.started < 30
+        self.restarts = self.restarts + 1 if quick else 0
+        pause = min(30.0, 0.5 * 2**self.restarts) if quick else 0.0
+        log.warning("celery worker %s; starting it again in %.1f s", why, pause)
+        time.sleep(pause)
+        if not self.stopping:
+            self.start()
+
+    def shut_down(self) -> None:
+        child = self.child
+        if child is None or child.poll() is not None:
+            return
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(self.settings.delivery_lease_seconds + 5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+class Backlog:
+    """How many delivery batches wait in the broker queue (0 when it cannot tell)."""
+
+    def __init__(self, url: str) -> None:
+        self.client: redis.Redis = redis.Redis.from_url(
+            url, socket_timeout=2, socket_connect_timeout=2
+        )
+        self.key = keys.CELERY_PREFIX + QUEUE
+
+    def size(self) -> int:
+        try:
+            return int(self.client.llen(self.key))
+        except redis.RedisError:
+            return 0
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the supervisor dies (even by kill -9),
+    so a worker is never left running unsupervised."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def run_celery(settings: Settings, concurrency: int, progress: str) -> None:
+    """The supervised child: a Celery worker in this process."""
     app = create_app(settings)
     register(app, settings)
+
+    def touch(**_: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(progress)
+
+    task_prerun.connect(touch, weak=False)
+    # pool processes go with the worker: none is left behind when it is killed
+    worker_process_init.connect(lambda **_: die_with_parent(), weak=False)
     app.worker_main(
         [
             "worker",
@@ -36,8 +192,12 @@ def run(settings: Settings, concurrency: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m workers.worker")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--progress", help="file touched at each task start (supervised)")
     args = parser.parse_args()
-    run(load(), args.concurrency)
+    if args.progress:
+        run_celery(load(), args.concurrency, args.progress)
+    else:
+        run(load(), args.concurrency)
 
 
 if __name__ == "__main__":

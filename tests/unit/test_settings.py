@@ -1,0 +1,33 @@
+"""Settings that contradict each other stop the process at start-up, naming them."""
+
+from __future__ import annotations
+
+import pytest
+
+from notify.errors import ConfigError
+from notify.settings import load
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"delivery_lease_seconds": 10, "webhook_timeout_seconds": 10},
+            "NOTIFY_DELIVERY_LEASE_SECONDS must exceed NOTIFY_WEBHOOK_TIMEOUT_SECONDS",
+        ),
+        (
+            # a worker busy with batches for a whole lease starts nothing meanwhile
+            {"delivery_lease_seconds": 60, "worker_stall_seconds": 60},
+            "NOTIFY_WORKER_STALL_SECONDS must exceed NOTIFY_DELIVERY_LEASE_SECONDS",
+        ),
+    ],
+)
+def test_contradictions_are_refused(overrides: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(**overrides)
+
+
+def test_defaults_hold_together() -> None:
+    settings = load()
+    assert settings.worker_stall_seconds > settings.delivery_lease_seconds
+    assert settings.delivery_lease_seconds > settings.webhook_timeout_seconds
