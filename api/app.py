@@ -17,7 +17,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from api import problems
 from api.batcher import AppendBatcher
 from api.hub import Hub, stop
-from api.limits import RateLimiter
+from api.limits import FairShare, RateLimiter
 from api.routes import history, ops, publish, stream, ws
 from api.state import Gateway
 from notify.auth import Verifier
@@ -73,6 +73,7 @@ def build_gateway(settings: Settings) -> Gateway:
         ),
         verifier=Verifier(secret=secret, public_key=settings.jwt_public_key),
         batcher=AppendBatcher(log),
+        fair=FairShare(settings.api_concurrency_per_client),
         limiter=RateLimiter(
             client,
             settings.publish_rate,

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, Request, cookie_parser
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,7 +33,7 @@ from api.routes.publish import (
 )
 from api.routes.stream import prepare
 from api.state import Gateway
-from notify.auth import Principal
+from notify.auth import COOKIE, Principal, pick_token
 from notify.errors import NotifyError, StoreUnavailable, TooLarge
 from notify.redislog import TRANSIENT
 
@@ -77,7 +77,12 @@ class FastPaths:
             return
         handler = ROUTES.get(route)
         if handler is None or scope["type"] != "http":
-            await self.app(scope, receive, send)
+            gw: Gateway | None = getattr(self.app.state, "gateway", None)
+            if scope["type"] == "http" and gw is not None:
+                async with gw.fair.turn(client_key(gw, scope)):  # see FairShare
+                    await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         scope["app"] = self.app
         request = Request(scope, receive)
@@ -194,3 +199,22 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def client_key(gw: Gateway, scope: Scope) -> str:
+    """Whom a request counts against: its token's subject when it carries a valid one
+    (header or cookie), else its address."""
+    authorization = cookie = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"cookie":
+            cookie = cookie_parser(value.decode("latin-1")).get(COOKIE)
+    try:
+        token = pick_token(authorization, cookie, None)
+        if token is not None:
+            return "sub:" + gw.verifier.verify(token).sub
+    except NotifyError:
+        pass  # the route itself refuses it; until then it counts by address
+    client = scope.get("client")
+    return "addr:" + (client[0] if client else "")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -149,3 +151,35 @@ class RateLimiter:
     async def _take(self, key: str, rate: float, burst: float, n: int) -> tuple[bool, float]:
         res: Any = await self._script(keys=[key], args=[rate, burst, n])
         return bool(int(res[0])), float(res[1])
+
+
+class FairShare:
+    """At most ``limit`` API requests of one client run at once in this process; the
+    client's others wait their turn (they are not refused).
+
+    One event loop serves everyone, so a client flooding the API from many connections
+    would otherwise have every other client's request queue behind all of its own. With
+    its share capped, another client waits behind at most ``limit`` of them.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = (asyncio.Semaphore(self.limit), [0])
+        semaphore, users = slot
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._slots[key]
+
+    def __len__(self) -> int:
+        return len(self._slots)

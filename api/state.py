@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 
 from api.batcher import AppendBatcher
 from api.hub import Hub
-from api.limits import RateLimiter
+from api.limits import FairShare, RateLimiter
 from notify.auth import Verifier
 from notify.redislog import RedisEventLog
 from notify.settings import Settings
@@ -23,3 +23,4 @@ class Gateway:
     verifier: Verifier
     limiter: RateLimiter
     batcher: AppendBatcher
+    fair: FairShare

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     publish_rate: float | None = Field(None, gt=0)
     max_streams_per_subject: int | None = Field(None, ge=1)
     auth_failures_per_minute: int = Field(60, ge=1)
+    api_concurrency_per_client: int = Field(8, ge=1)
     cors_origins: str = ""
 
     smtp_url: str = "smtp://localhost:25"
