@@ -58,17 +58,24 @@ async def authenticate_raw(
     """:func:`authenticate` for a bare ASGI request (the publish fast path)."""
     gw.limiter.check_address(address)
     try:
-        cookie = cookie_parser(cookie_header).get(COOKIE) if cookie_header else None
-        query = None
-        if not authorization and not cookie and query_string:
-            query = dict(parse_qsl(query_string.decode("latin-1"))).get(QUERY)
-        token = pick_token(authorization, cookie, query)
+        token = raw_token(authorization, cookie_header, query_string)
         if token is None:
             raise Unauthenticated("no token: send 'Authorization: Bearer <token>'")
         return gw.verifier.verify(token)
     except Unauthenticated:
         await gw.limiter.auth_failed(address)
         raise
+
+
+def raw_token(
+    authorization: str | None, cookie_header: str | None, query_string: bytes
+) -> str | None:
+    """:func:`pick_token` from the raw header values and query string."""
+    cookie = cookie_parser(cookie_header).get(COOKIE) if cookie_header else None
+    query = None
+    if not authorization and not cookie and query_string:
+        query = dict(parse_qsl(query_string.decode("latin-1"))).get(QUERY)
+    return pick_token(authorization, cookie, query)
 
 
 def principal_of(conn: HTTPConnection) -> Principal:

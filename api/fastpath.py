@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.requests import ClientDisconnect, Request, cookie_parser
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import authenticate, authenticate_raw, gateway_of
+from api.deps import authenticate, authenticate_raw, gateway_of, raw_token
 from api.problems import from_error, problem
 from api.routes.publish import (
     accept_many,
@@ -33,7 +33,7 @@ from api.routes.publish import (
 )
 from api.routes.stream import prepare
 from api.state import Gateway
-from notify.auth import COOKIE, Principal, pick_token
+from notify.auth import Principal
 from notify.errors import NotifyError, StoreUnavailable, TooLarge
 from notify.redislog import TRANSIENT
 
@@ -61,7 +61,8 @@ PUBLISH: dict[tuple[str, str], tuple[Callable[[Gateway], int], Accept]] = {
     ("POST", "/v1/events"): (one_limit, accept_one),
     ("POST", "/v1/events/batch"): (batch_limit, accept_many),
 }
-WANTED = frozenset((b"authorization", b"cookie", b"content-length", b"idempotency-key", b"origin"))
+TOKEN_HEADERS = frozenset((b"authorization", b"cookie"))
+WANTED = TOKEN_HEADERS | {b"content-length", b"idempotency-key", b"origin"}
 JSON_202 = (b"content-type", b"application/json")
 
 
@@ -103,10 +104,7 @@ class FastPaths:
         """Publishing from the bare ASGI request: no Request object, the headers read
         once, the body read straight from ``receive`` (same checks and errors as the
         FastAPI routes, which call the same ``accept_*``)."""
-        headers: dict[bytes, str] = {}
-        for name, value in scope["headers"]:
-            if name in WANTED and name not in headers:
-                headers[name] = value.decode("latin-1")
+        headers = pick_headers(scope, WANTED)
         gw: Gateway = self.app.state.gateway
         send = with_cors(send, headers.get(b"origin"), gw.settings.cors_origin_list)
         client = scope.get("client")
@@ -202,19 +200,25 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
 
 
 def client_key(gw: Gateway, scope: Scope) -> str:
-    """Whom a request counts against: its token's subject when it carries a valid one
-    (header or cookie), else its address."""
-    authorization = cookie = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            authorization = value.decode("latin-1")
-        elif name == b"cookie":
-            cookie = cookie_parser(value.decode("latin-1")).get(COOKIE)
+    """Whom a request counts against: its token's subject when it carries a valid one,
+    else its address."""
+    headers = pick_headers(scope, TOKEN_HEADERS)
     try:
-        token = pick_token(authorization, cookie, None)
+        token = raw_token(
+            headers.get(b"authorization"), headers.get(b"cookie"), scope.get("query_string", b"")
+        )
         if token is not None:
             return "sub:" + gw.verifier.verify(token).sub
     except NotifyError:
         pass  # the route itself refuses it; until then it counts by address
     client = scope.get("client")
     return "addr:" + (client[0] if client else "")
+
+
+def pick_headers(scope: Scope, wanted: frozenset[bytes]) -> dict[bytes, str]:
+    """The first value of each ``wanted`` header, in one pass over the raw headers."""
+    headers: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in wanted and name not in headers:
+            headers[name] = value.decode("latin-1")
+    return headers
