@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import queue
 import shutil
@@ -205,12 +206,33 @@ class Lines:
                 return line[len(tag) + 1 :]
 
 
-def spawn_load(script: str, args: Sequence[str]) -> tuple[subprocess.Popen[str], Lines]:
+def spawn_load(
+    script: str, args: Sequence[str], *, stdin: bool = False
+) -> tuple[subprocess.Popen[str], Lines]:
+    """``script`` on the load CPU, its output read line by line (``stdin``: a pipe to it,
+    for a child that waits for a go)."""
     proc = subprocess.Popen(
         pinned(LOAD_CPU, [PYTHON, str(BENCH / script), *args]),
+        stdin=subprocess.PIPE if stdin else None,
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
     assert proc.stdout is not None
     return proc, Lines(proc.stdout)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(1000 * seconds, 2)
+
+
+def emit(tag: str, payload: dict[str, Any]) -> None:
+    """One tagged JSON line for the parent process (``Lines.expect``)."""
+    print(tag, json.dumps(payload), flush=True)

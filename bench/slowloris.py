@@ -47,11 +47,12 @@ from typing import Any
 
 from procs import (
     LOAD_CPU,
-    PYTHON,
-    ROOT,
     Lines,
     Server,
+    emit,
+    ms,
     notify_gateway,
+    percentile,
     pinned,
     redis_server,
     rss_kib,
@@ -74,21 +75,6 @@ FD_RESERVE = 256
 """Descriptors kept for everything but the crowd and the subscribers."""
 
 now = time.monotonic
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(1000 * seconds, 2)
-
-
-def emit(tag: str, payload: Result) -> None:
-    print(tag, json.dumps(payload), flush=True)
 
 
 # --- the crowd (a child process) ------------------------------------------------------
@@ -379,14 +365,10 @@ def phase(
 
 def spawn_crowd(server: Server, args: argparse.Namespace) -> tuple[subprocess.Popen[str], Lines]:
     limit = args.ramp + 2 * (args.phase + WARMUP_S) + 300  # a bound, should we never say stop
-    argv = [PYTHON, str(Path(__file__).resolve()), "crowd", "--port", str(server.port)]
+    argv = ["crowd", "--port", str(server.port)]
     argv += ["--slow", str(args.slow), "--every", str(args.every), "--ramp", str(args.ramp)]
     argv += ["--timeout", str(args.timeout), "--limit", str(limit)]
-    proc = subprocess.Popen(
-        pinned(LOAD_CPU, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    assert proc.stdout is not None
-    return proc, Lines(proc.stdout)
+    return spawn_load(Path(__file__).name, argv, stdin=True)
 
 
 def measure(args: argparse.Namespace) -> Result:

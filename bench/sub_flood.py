@@ -49,16 +49,18 @@ import httpx
 import redis
 from procs import (
     LOAD_CPU,
-    PYTHON,
-    ROOT,
     SECRET,
     Lines,
     Server,
     cpu_seconds,
+    emit,
+    ms,
     notify_gateway,
+    percentile,
     pinned,
     redis_server,
     rss_kib,
+    spawn_load,
     stop,
 )
 
@@ -76,21 +78,6 @@ DRAIN_S = 5.0
 BOB_CHANNEL = "b.x"
 
 now = time.monotonic
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(1000 * seconds, 2)
-
-
-def emit(tag: str, payload: Result) -> None:
-    print(tag, json.dumps(payload), flush=True)
 
 
 def mint(subject: str, publish: list[str], subscribe: list[str]) -> str:
@@ -491,13 +478,9 @@ def used_memory(url: str) -> int:
 
 
 def spawn_flood(server: Server, args: argparse.Namespace) -> tuple[subprocess.Popen[str], Lines]:
-    argv = [PYTHON, str(Path(__file__).resolve()), "flood", "--port", str(server.port)]
+    argv = ["flood", "--port", str(server.port)]
     argv += ["--flood", str(args.flood), "--concurrency", str(args.concurrency)]
-    proc = subprocess.Popen(
-        pinned(LOAD_CPU, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    assert proc.stdout is not None
-    return proc, Lines(proc.stdout)
+    return spawn_load(Path(__file__).name, argv, stdin=True)
 
 
 def measure(args: argparse.Namespace) -> Result:
