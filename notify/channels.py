@@ -8,7 +8,7 @@ segment only, ``>`` (one or more segments).
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Generic, TypeGuard, TypeVar
 
 from notify.errors import InvalidChannel
@@ -60,10 +60,35 @@ def _valid_length_pattern(value: str) -> bool:
     return len(value) <= MAX_LENGTH and value.count(".") < MAX_SEGMENTS
 
 
-def plainly_valid_channel(value: object) -> TypeGuard[str]:
-    """True for the common well-formed channel (one regular expression); False means
-    :func:`validate_channel` must decide."""
-    return isinstance(value, str) and len(value) <= MAX_LENGTH and bool(_CHANNEL.fullmatch(value))
+class Remembered:
+    """A check of strings that remembers the ones it passed (up to ``size``, then it
+    forgets them all at once): a batch repeats a few channels and types, and a set
+    lookup costs a fraction of the regular expression. False means "not plainly
+    valid": the caller's field-by-field path decides and explains."""
+
+    __slots__ = ("_check", "_seen", "_size")
+
+    def __init__(self, check: Callable[[str], object], size: int = 4096) -> None:
+        self._check = check
+        self._seen: set[str] = set()
+        self._size = size
+
+    def __call__(self, value: object) -> TypeGuard[str]:
+        if type(value) is not str:
+            return False
+        if value in self._seen:
+            return True
+        if not self._check(value):
+            return False
+        if len(self._seen) >= self._size:
+            self._seen.clear()
+        self._seen.add(value)
+        return True
+
+
+plainly_valid_channel = Remembered(lambda v: len(v) <= MAX_LENGTH and _CHANNEL.fullmatch(v))
+"""True for the common well-formed channel; False means :func:`validate_channel`
+must decide."""
 
 
 def validate_channel(value: object, field: str = "channel") -> str:

@@ -14,10 +14,11 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from notify.channels import plainly_valid_channel, validate_channel
+from notify.channels import Remembered, plainly_valid_channel, validate_channel
 from notify.errors import InvalidCursor, InvalidEvent, TooLarge
 
 TYPE_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+plainly_valid_type = Remembered(TYPE_RE.fullmatch)
 MAX_ORIGIN = 128
 MAX_ID_OVERHEAD = len('"id":"18446744073709551615-18446744073709551615",')
 _ID_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
@@ -74,8 +75,7 @@ def draft(
         if (
             len(raw) == (3 if origin is None else 4)
             and plainly_valid_channel(channel)
-            and isinstance(type_, str)
-            and TYPE_RE.fullmatch(type_)
+            and plainly_valid_type(type_)
             and (origin is None or (isinstance(origin, str) and len(origin) <= MAX_ORIGIN))
         ):
             try:

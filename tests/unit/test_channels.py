@@ -6,10 +6,12 @@ import pytest
 
 from notify.channels import (
     PatternIndex,
+    Remembered,
     covered_by_any,
     covers,
     is_wildcard,
     matches,
+    plainly_valid_channel,
     validate_channel,
     validate_pattern,
 )
@@ -83,6 +85,30 @@ def test_invalid_channels(name: str) -> None:
     with pytest.raises(InvalidChannel) as info:
         validate_channel(name, field="events[3].channel")
     assert info.value.field == "events[3].channel"
+
+
+def test_the_remembered_fast_check_agrees_with_the_full_one() -> None:
+    for _ in range(2):  # the second round answers valid names from memory
+        for name in VALID_CHANNELS:
+            assert plainly_valid_channel(name)
+        for bad in [*INVALID_CHANNELS, None, 5, b"orders", ["orders"]]:
+            assert not plainly_valid_channel(bad)
+
+
+def test_remembered_forgets_at_its_size_and_still_answers() -> None:
+    checked: list[str] = []
+
+    def check(value: str) -> bool:
+        checked.append(value)
+        return value.startswith("ok")
+
+    valid = Remembered(check, size=2)
+    assert valid("ok1") and valid("ok2") and valid("ok1")
+    assert checked == ["ok1", "ok2"]  # the repeat came from memory
+    assert valid("ok3")  # memory full: forgotten, then this one remembered
+    assert valid("ok1") and checked == ["ok1", "ok2", "ok3", "ok1"]
+    assert not valid("bad") and not valid("bad")
+    assert checked.count("bad") == 2  # a refusal is never remembered
 
 
 @pytest.mark.parametrize("value", [None, 5, b"orders", ["orders"], {"a": 1}])
