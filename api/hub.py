@@ -192,6 +192,8 @@ class Subscriber:
             metrics.sent(len(frames))
 
 
+WANTED_MEMORY = 10_000
+"""Channel names a hub remembers the answer of :meth:`Hub.wants` for."""
 ACTIVE: weakref.WeakSet[Hub] = weakref.WeakSet()
 """Hubs of this process, so the server can end their streams before it stops."""
 
@@ -212,6 +214,9 @@ class Hub:
         self._block_ms = block_ms
         self._batch = batch
         self._index: PatternIndex[Subscriber] = PatternIndex()
+        self._wanted: dict[bytes, bool] = {}
+        """Stored channel name -> whether any local connection's pattern matches it;
+        forgotten whenever a pattern is added or removed."""
         self._waiters: list[tuple[tuple[int, int], asyncio.Future[None]]] = []
         self.cursor = "0-0"
         self._cursor_key = (0, 0)
@@ -234,6 +239,7 @@ class Hub:
             if p not in sub.patterns:
                 sub.patterns.add(p)
                 self._index.add(p, sub)
+                self._wanted.clear()
         self.subscribers.add(sub)
         return self.cursor
 
@@ -242,6 +248,7 @@ class Hub:
             if p in sub.patterns:
                 sub.patterns.discard(p)
                 self._index.remove(p, sub)
+                self._wanted.clear()
         if patterns is None:
             self.subscribers.discard(sub)
 
@@ -309,9 +316,11 @@ class Hub:
                 self.started.set()
                 delay = 0.05
                 while True:
-                    entries = await self._log.tail(self.cursor, self._batch, self._block_ms)
-                    if entries:
-                        self.fan_out(entries)
+                    page = await self._log.tail(
+                        self.cursor, self._batch, self._block_ms, self.wants
+                    )
+                    if page.next is not None:
+                        self.fan_out(page.entries, page.next)
             except StoreUnavailable as exc:
                 if self.running:
                     log.warning("event reader lost Redis: %s", exc)
@@ -337,9 +346,24 @@ class Hub:
                     if not fut.done():
                         fut.set_result(None)
 
-    def fan_out(self, entries: list[Entry]) -> None:
+    def wants(self, channel: bytes) -> bool:
+        """Whether any local connection may want events of ``channel`` (stored name):
+        the reader builds nothing for the rest, which is most of the log for a
+        gateway that mostly takes publishes."""
+        if not self._index:
+            return False
+        known = self._wanted.get(channel)
+        if known is None:
+            if len(self._wanted) >= WANTED_MEMORY:
+                self._wanted.clear()
+            known = next(self._index.match(channel.decode()), None) is not None
+            self._wanted[channel] = known
+        return known
+
+    def fan_out(self, entries: list[Entry], last: str | None = None) -> None:
         """Queue each entry for its matching connections, then send each connection
-        everything it got from this batch at once."""
+        everything it got from this batch at once; the reader has now passed ``last``
+        (default: the last entry)."""
         match = self._index.match
         touched: list[Subscriber] = []
         for entry in entries:
@@ -372,7 +396,8 @@ class Hub:
         for sub in touched:
             written += sub.flush(at)
         metrics.sent(written)
-        self._advance(entries[-1].id)
+        if last is not None or entries:
+            self._advance(last or entries[-1].id)
 
 
 async def stop(task: asyncio.Task[None]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -48,6 +48,17 @@ class EventLog(Protocol):
 
     async def position(self, patterns: Sequence[str], cursor: str) -> str | None: ...
 
-    async def tail(self, after: str, count: int, block_ms: int) -> list[Entry]: ...
+    async def tail(
+        self,
+        after: str,
+        count: int,
+        block_ms: int,
+        wanted: Callable[[bytes], bool] | None = None,
+    ) -> Page:
+        """Up to ``count`` entries after ``after``, waiting up to ``block_ms`` for the
+        first. ``wanted``, given a stored channel name (UTF-8), says which entries to
+        build at all (the rest are skipped unread); ``next`` is the id of the last entry
+        read whether it was kept or not, None when nothing came."""
+        ...
 
     async def head(self) -> str: ...

@@ -112,8 +112,7 @@ class Publisher(_Config):
             raw = self._script(
                 keys=append_keys(drafts, None), args=self.retention.append_args(drafts)
             )
-        assert isinstance(raw, bytes | str)
-        return decode_append(raw)
+        return decode_append(raw, drafts)
 
     def publish(self, channel: str, type: str, data: Any, *, origin: str | None = None) -> str:
         """Store one event; returns its id."""

@@ -38,9 +38,9 @@ async def tail(settings: Settings, pattern: str, after: str | None, count: int |
                 after = page.next
             sys.stdout.flush()
         while True:
-            entries = await log.tail(cursor, 1000, 5000)
-            for e in entries:
-                cursor = e.id
+            page = await log.tail(cursor, 1000, 5000)
+            cursor = page.next or cursor
+            for e in page.entries:
                 if next(index.match(e.channel), None) is not None:
                     sys.stdout.write(with_id(e.id, e.body).decode() + "\n")
                     seen += 1

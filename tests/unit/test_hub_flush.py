@@ -100,3 +100,19 @@ def test_overflow_closes_as_slow_consumer() -> None:
     h.fan_out([entry(1), entry(2), entry(3)])
     assert sub.closed and sub.reason == "slow_consumer"
     assert transport.direct_writes == []
+
+
+def test_reader_builds_only_what_a_local_connection_wants() -> None:
+    h = hub()
+    assert not h.wants(b"news")  # no connection at all
+    sub = Subscriber("sse", max_queued=100)
+    sub.direct = transport = Transport()
+    h.attach(sub, ["news.*"])
+    assert h.wants(b"news.eu") and not h.wants(b"sport")
+    h.attach(sub, ["sport"])  # a new pattern: earlier answers are forgotten
+    assert h.wants(b"sport")
+    h.detach(sub, ["news.*"])
+    assert not h.wants(b"news.eu")
+    # the reader passed entries it did not build: the cursor still moves past them
+    h.fan_out([], "7-0")
+    assert h.cursor == "7-0" and transport.direct_writes == []
