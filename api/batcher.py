@@ -19,6 +19,8 @@ from notify.events import Draft
 from notify.redislog import RedisEventLog
 
 Pairs = list[tuple[str, str]]
+Waiting = tuple[Sequence[Draft], int, "asyncio.Future[Pairs]"]
+"""A request's drafts, their encoded size and the future its answer goes to."""
 
 
 class AppendBatcher:
@@ -28,12 +30,12 @@ class AppendBatcher:
         self._log = log
         self._max = max_events
         self._max_bytes = max_bytes
-        self._pending: deque[tuple[Sequence[Draft], asyncio.Future[Pairs]]] = deque()
+        self._pending: deque[Waiting] = deque()
         self._running = False
 
     async def append(self, drafts: Sequence[Draft]) -> Pairs:
         fut: asyncio.Future[Pairs] = asyncio.get_running_loop().create_future()
-        self._pending.append((drafts, fut))
+        self._pending.append((drafts, sum(len(d.body) for d in drafts), fut))
         if not self._running:
             self._running = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -42,11 +44,10 @@ class AppendBatcher:
     async def _drain(self) -> None:
         try:
             while self._pending:
-                group: list[tuple[Sequence[Draft], asyncio.Future[Pairs]]] = []
+                group: list[Waiting] = []
                 count = size = 0
                 while self._pending:
-                    drafts = self._pending[0][0]
-                    more = sum(len(d.body) for d in drafts)
+                    drafts, more, _ = self._pending[0]
                     full = count + len(drafts) > self._max or size + more > self._max_bytes
                     if group and full:
                         break
@@ -57,17 +58,17 @@ class AppendBatcher:
         finally:
             self._running = False
 
-    async def _flush(self, group: list[tuple[Sequence[Draft], asyncio.Future[Pairs]]]) -> None:
-        drafts = [d for ds, _ in group for d in ds]
+    async def _flush(self, group: list[Waiting]) -> None:
+        drafts = [d for ds, _, _ in group for d in ds]
         try:
             pairs = await self._log.append(drafts)
         except Exception as exc:
-            for _, fut in group:
+            for _, _, fut in group:
                 if not fut.done():
                     fut.set_exception(exc)
             return
         start = 0
-        for ds, fut in group:
+        for ds, _, fut in group:
             if not fut.done():
                 fut.set_result(pairs[start : start + len(ds)])
             start += len(ds)

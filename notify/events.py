@@ -142,7 +142,7 @@ def encode_draft(
             f"event is {len(body) + MAX_ID_OVERHEAD} bytes encoded, over the limit of {max_bytes}",
             field=prefix.rstrip(".") or None,
         )
-    return Draft(channel=channel, type=type_, body=body, origin=origin or "")
+    return Draft(channel, type_, body, origin or "")  # positional: cheaper per event
 
 
 def with_id(event_id: str, body: bytes) -> bytes:
