@@ -114,6 +114,12 @@ class GatewayProtocol(HttpToolsProtocol):
     def expire(self) -> None:
         """The request was not read in time."""
         self.reading_since = 0.0
+        if self.timeout_keep_alive_task is not None:
+            # idle since its last response with not a byte received (any byte cancels
+            # the keep-alive timer): no request is late, and a 408 would reach a client
+            # that asked nothing; uvicorn's keep-alive timeout closes it quietly, and
+            # a first byte arms the deadline again (on_message_begin)
+            return
         transport = self.transport
         if transport.is_closing():
             return

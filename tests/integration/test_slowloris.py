@@ -39,6 +39,8 @@ NOT_BEFORE = TIMEOUT - 0.1
 become ready a little after the server does)."""
 CLOSED_WITHIN = TIMEOUT + 1.0 + 2.0
 """The deadline, one sweep period, and slack for a loaded machine."""
+KEEP_ALIVE = 5.0
+"""uvicorn's keep-alive timeout, which ``notify serve`` leaves at its default."""
 EVERY = 0.15
 """Seconds between two trickled bytes."""
 
@@ -265,6 +267,24 @@ async def test_a_trickle_after_a_keep_alive_response_is_cut_on_time(gateway: Gat
     # no request had begun: a 408 is allowed, nothing else is
     if after_crlf.received:
         assert_timeout_reply(after_crlf.received)
+
+
+async def test_an_idle_keep_alive_connection_is_closed_quietly_by_the_keep_alive_timeout(
+    gateway: Gateway,
+) -> None:
+    """Nothing sent after a response: no request is late, so no unprompted 408 even with
+    a deadline shorter than uvicorn's keep-alive timeout; that timeout closes it."""
+    reader, writer = await asyncio.open_connection(HOST, gateway.port)
+    try:
+        writer.write(HEALTHZ)
+        assert (await read_reply(reader)).status == 200
+        idle = now()
+        async with asyncio.timeout(KEEP_ALIVE + CLOSED_WITHIN):
+            rest = await reader.read()
+        assert rest == b"", rest
+        assert now() - idle >= KEEP_ALIVE - 0.5  # not the deadline's doing
+    finally:
+        await close(writer)
 
 
 SLOW_CLIENTS = 100
