@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from notify.auth import mint
+from notify.smtpurl import shown
 
 STATE_DIR = Path(".notify-dev")
 DEFAULT_REDIS = "redis://localhost:6379/0"
@@ -80,7 +81,7 @@ def run(port: int = 8000, workers: int = 1) -> int:
     env["NOTIFY_JWT_SECRET"] = secret
     env.setdefault("NOTIFY_ALLOW_PRIVATE_TARGETS", "1")
     env.setdefault("NOTIFY_PUBLIC_URL", f"http://127.0.0.1:{port}")
-    mail_note = f"smtp      {env.get('NOTIFY_SMTP_URL', 'smtp://localhost:25')}"
+    mail_note = f"smtp      {shown(env.get('NOTIFY_SMTP_URL', 'smtp://localhost:25'))}"
     if "NOTIFY_SMTP_URL" not in env and importlib.util.find_spec("aiosmtpd") is not None:
         # a local SMTP server that prints every message here, so email subscriptions work
         smtp_port = _free_port()

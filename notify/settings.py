@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     api_concurrency_per_client: int = Field(8, ge=1)
     cors_origins: str = ""
 
-    smtp_url: str = "smtp://localhost:25"
+    smtp_url: SecretStr = SecretStr("smtp://localhost:25")  # may carry a password
     email_from: str = "notify@localhost"
     public_url: str = "http://127.0.0.1:8000"
     allow_private_targets: bool = False
@@ -110,8 +110,8 @@ class Settings(BaseSettings):
 
     @field_validator("smtp_url")
     @classmethod
-    def _check_smtp_url(cls, value: str) -> str:
-        parse_smtp_url(value)
+    def _check_smtp_url(cls, value: SecretStr) -> SecretStr:
+        parse_smtp_url(value.get_secret_value())
         return value
 
     @field_validator("email_from")

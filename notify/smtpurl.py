@@ -32,6 +32,16 @@ class Sender:
     domain: str  # the right-hand side of Message-IDs
 
 
+def shown(url: str) -> str:
+    """The URL as it may be printed: its password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{hostport}").geturl()
+
+
 def parse_smtp_url(url: str) -> SmtpTarget:
     """Raise ValueError with a readable reason when the URL is not usable."""
     try:

@@ -92,7 +92,7 @@ def email_sink(settings: Settings, redis: aioredis.Redis) -> email.EmailSink | N
         )
         return None
     return email.build(
-        target=parse_smtp_url(settings.smtp_url),
+        target=parse_smtp_url(settings.smtp_url.get_secret_value()),
         sender=parse_sender(settings.email_from),
         templates_dir=settings.email_templates,
         public_url=settings.public_url,

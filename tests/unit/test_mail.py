@@ -14,7 +14,7 @@ import pytest
 from notify import mail
 from notify.errors import ConfigError
 from notify.mailtemplates import load
-from notify.smtpurl import SmtpTarget, parse_sender, parse_smtp_url
+from notify.smtpurl import SmtpTarget, parse_sender, parse_smtp_url, shown
 
 SENDER = parse_sender("Notify <notify@example.com>")
 TO = mail.Addressing(
@@ -289,3 +289,16 @@ def test_non_ascii_headers_are_encoded() -> None:
     msg = parsed(mail.event_message(event, "msg_1", to, custom))
     assert msg["Subject"] == "Größe ändert sich"
     assert msg["From"] == "Nötify <notify@example.com>"
+
+
+@pytest.mark.parametrize(
+    ("url", "printed"),
+    [
+        ("smtp://mailer:s3cr:et@relay:587", "smtp://mailer:***@relay:587"),
+        ("smtps://mailer:p%40ss@relay", "smtps://mailer:***@relay"),
+        ("smtp://relay:25?starttls=false", "smtp://relay:25?starttls=false"),
+        ("smtp://mailer@relay", "smtp://mailer@relay"),
+    ],
+)
+def test_a_printed_smtp_url_never_shows_its_password(url: str, printed: str) -> None:
+    assert shown(url) == printed

@@ -31,3 +31,17 @@ def test_defaults_hold_together() -> None:
     settings = load()
     assert settings.worker_stall_seconds > settings.delivery_lease_seconds
     assert settings.delivery_lease_seconds > settings.webhook_timeout_seconds
+
+
+def test_secrets_never_show_in_the_settings_text() -> None:
+    settings = load(
+        smtp_url="smtp://mailer:smtp-pass-123@relay:587", jwt_secret="jwt-secret-" + "x" * 32
+    )
+    assert settings.smtp_url.get_secret_value() == "smtp://mailer:smtp-pass-123@relay:587"
+    for text in (repr(settings), str(settings), str(settings.model_dump())):
+        assert "smtp-pass-123" not in text and "jwt-secret-" not in text
+
+
+def test_a_bad_smtp_url_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ConfigError, match="NOTIFY_SMTP_URL"):
+        load(smtp_url="http://relay")
