@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Final
 
+import idna
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
@@ -38,6 +40,16 @@ def parse(value: str) -> IPAddress | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+def ascii_name(host: str) -> str:
+    """A host name as DNS and TLS see it: IDNA 2008 with UTS #46 mapping, as browsers
+    and httpx do (Python's own "idna" codec is IDNA 2003, which maps "faß.de" to the
+    different domain "fass.de"). ASCII names pass unchanged once their labels are
+    checked for length. Raises UnicodeError for a name that cannot be encoded."""
+    if host.isascii():
+        return host.encode("idna").decode("ascii")  # the two IDNAs agree on ASCII
+    return idna.encode(host, uts46=True).decode("ascii")
 
 
 def embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

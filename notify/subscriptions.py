@@ -275,7 +275,7 @@ def validate_url(raw: object, name: str, *, allow_private: bool) -> str:
     address = ssrf.parse(host)
     if address is None:
         try:
-            host.encode("idna")
+            ssrf.ascii_name(host)
         except UnicodeError as exc:
             raise InvalidInput("URL host is not a valid name", field=name) from exc
     if not allow_private:

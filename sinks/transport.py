@@ -396,7 +396,7 @@ def parse_origin(url: str) -> Origin:
         raise ValueError(f"not an http(s) URL: {url[:80]!r}")
     host = parts.hostname
     if ssrf.parse(host) is None:
-        host = host.encode("idna").decode("ascii")
+        host = ssrf.ascii_name(host)
     default = 443 if scheme == "https" else 80
     port = parts.port or default
     authority = f"[{host}]" if ":" in host else host

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notify.ssrf import classify, parse, refusal
+from notify.ssrf import ascii_name, classify, parse, refusal
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,23 @@ def test_refusal() -> None:
     assert refusal("127.0.0.1", allow_private=False) == "127.0.0.1 is a loopback address"
     assert refusal("127.0.0.1", allow_private=True) is None
     assert refusal("8.8.8.8", allow_private=False) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "encoded"),
+    [
+        ("example.com", "example.com"),
+        ("hooks.internal_net", "hooks.internal_net"),  # ASCII passes as it is
+        ("faß.de", "xn--fa-hia.de"),  # IDNA 2003 would say "fass.de": another domain
+        ("Bücher.DE", "xn--bcher-kva.de"),
+        ("xn--bcher-kva.de", "xn--bcher-kva.de"),
+    ],
+)
+def test_names_are_encoded_as_browsers_encode_them(host: str, encoded: str) -> None:
+    assert ascii_name(host) == encoded
+
+
+@pytest.mark.parametrize("host", ["a..b", "a" * 64 + ".com", "☃.net", "exa mple.dé"])
+def test_names_that_cannot_be_encoded_are_refused(host: str) -> None:
+    with pytest.raises(UnicodeError):
+        ascii_name(host)
