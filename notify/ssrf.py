@@ -48,7 +48,7 @@ def ascii_name(host: str) -> str:
     different domain "fass.de"). ASCII names pass unchanged once their labels are
     checked for length. Raises UnicodeError for a name that cannot be encoded."""
     if host.isascii():
-        return host.encode("idna").decode("ascii")  # the two IDNAs agree on ASCII
+        return host.encode("idna").decode("ascii")  # as before: label lengths only
     return idna.encode(host, uts46=True).decode("ascii")
 
 
