@@ -350,8 +350,6 @@ class Hub:
         """Whether any local connection may want events of ``channel`` (stored name):
         the reader builds nothing for the rest, which is most of the log for a
         gateway that mostly takes publishes."""
-        if not self._index:
-            return False
         known = self._wanted.get(channel)
         if known is None:
             if len(self._wanted) >= WANTED_MEMORY:

@@ -254,18 +254,17 @@ class RedisEventLog:
                 return Page([], None)
             # RESP3 answers a map of stream -> entries, RESP2 a list of pairs
             flat = next(iter(raw.values())) if isinstance(raw, dict) else raw[0][1]
-            last = flat[-1][0].decode()
-            if wanted is not None:
-                flat = [(i, f) for i, f in flat if wanted(_flat_channel(f))]
-            return Page([entry_from_flat(i, f) for i, f in flat], last)
+            kept = [
+                entry_from_flat(i, f) for i, f in flat if wanted is None or wanted(_flat_channel(f))
+            ]
+            return Page(kept, flat[-1][0].decode())
         with translated():
             got: Any = await self._r.xread({keys.LOG: after}, count=count, block=block_ms)
         if not got:
             return Page([], None)
         pairs = got[0][1]
-        if wanted is not None:
-            pairs = [(i, f) for i, f in pairs if wanted(f[b"c"])]
-        return Page([entry_from(i, f) for i, f in pairs], _text(got[0][1][-1][0]))
+        kept = [entry_from(i, f) for i, f in pairs if wanted is None or wanted(f[b"c"])]
+        return Page(kept, _text(pairs[-1][0]))
 
     async def history(
         self, patterns: Sequence[str], after: str | None, limit: int, until: str | None = None

@@ -90,6 +90,17 @@ def request_head(method: str, target: str, **headers: object) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def publish_head(token: str, body: bytes) -> bytes:
+    """The head of a ``POST /v1/events`` announcing ``body``."""
+    return request_head(
+        "POST",
+        "/v1/events",
+        Authorization=f"Bearer {token}",
+        Content_Type="application/json",
+        Content_Length=len(body),
+    )
+
+
 HEALTHZ = request_head("GET", "/healthz")
 NEVER_ENDING_HEAD = b"GET /v1/stream?channel=calm HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 400
 """A request head that is never finished: a byte every ``EVERY`` s lasts a minute."""
@@ -240,13 +251,7 @@ async def test_a_stalled_body_gets_408_and_nothing_is_stored(
 ) -> None:
     token = make_token(publish=[">"], subscribe=[">"])
     body = event_body("stalled", 200)
-    head = request_head(
-        "POST",
-        "/v1/events",
-        Authorization=f"Bearer {token}",
-        Content_Type="application/json",
-        Content_Length=len(body),
-    )
+    head = publish_head(token, body)
     # the head and 120 of the 200 bytes of the body, then nothing
     held = await hold(gateway.port, b"", sent_first=head + body[:120])
     assert_cut_on_time(held)
@@ -391,13 +396,7 @@ async def test_what_arrives_in_time_is_not_cut(gateway: Gateway, make_token: Tok
 
     async def slow_body() -> None:
         body = event_body("slow.body", 200)
-        head = request_head(
-            "POST",
-            "/v1/events",
-            Authorization=f"Bearer {token}",
-            Content_Type="application/json",
-            Content_Length=len(body),
-        )
+        head = publish_head(token, body)
         reader, writer = await asyncio.open_connection(HOST, gateway.port)
         try:
             opened = now()
@@ -435,13 +434,7 @@ async def test_what_arrives_in_time_is_not_cut(gateway: Gateway, make_token: Tok
 async def test_no_request_escapes_the_deadline(gateway: Gateway, make_token: TokenMaker) -> None:
     token = make_token(publish=[">"], subscribe=[">"])
     body = event_body("piped", 200)
-    post = request_head(
-        "POST",
-        "/v1/events",
-        Authorization=f"Bearer {token}",
-        Content_Type="application/json",
-        Content_Length=len(body),
-    )
+    post = publish_head(token, body)
 
     async def after_an_early_answer() -> Held:
         """Answered 401 before its body was read; the body then arrives whole and the
