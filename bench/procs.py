@@ -7,6 +7,7 @@ which both sides need) runs on CPU 1.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -19,11 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
+T = TypeVar("T")
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PYTHON = sys.executable
@@ -231,6 +233,24 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(1000 * seconds, 2)
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed (as the gateway runs), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def load_side() -> None:
+    """Put this process on the load CPU, like the children it starts, and print the
+    load average before the run."""
+    with contextlib.suppress(OSError, ValueError):
+        if pinned(LOAD_CPU, []):
+            os.sched_setaffinity(0, {int(LOAD_CPU)})
+    print(f"load before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
 def emit(tag: str, payload: dict[str, Any]) -> None:

@@ -46,16 +46,16 @@ from pathlib import Path
 from typing import Any
 
 from procs import (
-    LOAD_CPU,
     Lines,
     Server,
     emit,
+    load_side,
     ms,
     notify_gateway,
     percentile,
-    pinned,
     redis_server,
     rss_kib,
+    run_loop,
     spawn_load,
     stop,
     token,
@@ -205,13 +205,7 @@ def crowd_main(argv: list[str]) -> None:
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--limit", type=float, required=True, help="stop after this long anyway")
     args = p.parse_args(argv)
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    emit("RESULT", runner(crowd_run(args)))
+    emit("RESULT", run_loop(crowd_run(args)))
 
 
 # --- the measuring side ---------------------------------------------------------------
@@ -488,10 +482,7 @@ def main() -> None:
         return
     args = parse_args()
     fit_descriptors(args)
-    with contextlib.suppress(OSError, ValueError):  # load side on CPU 1, like the children
-        if pinned(LOAD_CPU, []):
-            os.sched_setaffinity(0, {int(LOAD_CPU)})
-    print(f"load before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    load_side()
     res = measure(args)
     print(json.dumps(res), flush=True)
     print()

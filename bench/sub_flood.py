@@ -48,18 +48,18 @@ from typing import Any
 import httpx
 import redis
 from procs import (
-    LOAD_CPU,
     SECRET,
     Lines,
     Server,
     cpu_seconds,
     emit,
+    load_side,
     ms,
     notify_gateway,
     percentile,
-    pinned,
     redis_server,
     rss_kib,
+    run_loop,
     spawn_load,
     stop,
 )
@@ -217,13 +217,7 @@ def flood_main(argv: list[str]) -> None:
     p.add_argument("--concurrency", type=int, required=True)
     p.add_argument("--wait", type=float, default=600, help="longest wait for the start")
     args = p.parse_args(argv)
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    emit("RESULT", runner(flood_run(args)))
+    emit("RESULT", run_loop(flood_run(args)))
 
 
 # --- bob and the measuring side -------------------------------------------------------
@@ -618,10 +612,7 @@ def main() -> None:
         flood_main(sys.argv[2:])
         return
     args = parse_args()
-    with contextlib.suppress(OSError, ValueError):  # load side on CPU 1, like the children
-        if pinned(LOAD_CPU, []):
-            os.sched_setaffinity(0, {int(LOAD_CPU)})
-    print(f"load before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    load_side()
     res = measure(args)
     wrong = verdict(res, args)
     res["ok"], res["wrong"] = not wrong, wrong
