@@ -124,6 +124,22 @@ class Stack:
         )
         return result
 
+    def wait_events(
+        self, subscription: str, status: str, events: list[str], timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
+        """Wait until each of these events has a record in this status (not just as many
+        records: earlier events' records count towards a bare count)."""
+        wanted = set(events)
+
+        def check() -> list[dict[str, Any]] | None:
+            found = self.deliveries(subscription, status)
+            return found if wanted <= {d["event_id"] for d in found} else None
+
+        result: list[dict[str, Any]] = self.wait_for(
+            f"{len(wanted)} given events {status} for {subscription}", check, timeout
+        )
+        return result
+
 
 def make_stack(
     gateway_factory: GatewayFactory,
