@@ -18,10 +18,10 @@ from notify.auth import mint
 from notify.smtpurl import shown
 
 STATE_DIR = Path(".notify-dev")
-DEFAULT_REDIS = "redis://localhost:6379/0"
+DEFAULT_REDIS_PORT = 6379
 
 
-def _answers(host: str, port: int) -> bool:
+def redis_answers(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5) as s:
             s.sendall(b"PING\r\n")
@@ -41,8 +41,8 @@ def _start_redis(port: int) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit(
-            "notify dev: no Redis answers on localhost:6379 and redis-server is not installed;"
-            " install it (apt-get install redis-server) or set NOTIFY_REDIS_URL"
+            f"notify dev: no Redis answers on localhost:{port} and redis-server is not"
+            " installed; install it (apt-get install redis-server) or set NOTIFY_REDIS_URL"
         )
     STATE_DIR.mkdir(exist_ok=True)
     proc = subprocess.Popen(
@@ -64,19 +64,28 @@ def _start_redis(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
     )
     for _ in range(100):
-        if _answers("127.0.0.1", port):
+        if redis_answers("127.0.0.1", port):
             return proc
+        if proc.poll() is not None:
+            break
         time.sleep(0.05)
-    raise SystemExit("notify dev: redis-server did not start")
+    proc.kill()
+    proc.wait()
+    raise SystemExit(f"notify dev: redis-server did not start on 127.0.0.1:{port}")
 
 
-def run(port: int = 8000, workers: int = 1) -> int:
+def run(port: int = 8000, workers: int = 1, *, redis_port: int = DEFAULT_REDIS_PORT) -> int:
+    """Run the stack until SIGINT or SIGTERM, or until one of its processes exits.
+
+    ``redis_port`` is where Redis is looked for, and started when nothing answers
+    there and ``NOTIFY_REDIS_URL`` is unset (the CLI always uses Redis's default)."""
     env = dict(os.environ)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    if "NOTIFY_REDIS_URL" not in env and not _answers("127.0.0.1", 6379):
-        children.append(("redis", _start_redis(6379)))
-        print("started redis-server on 127.0.0.1:6379 (data in .notify-dev/)")
-    env.setdefault("NOTIFY_REDIS_URL", DEFAULT_REDIS)
+    if "NOTIFY_REDIS_URL" not in env and not redis_answers("127.0.0.1", redis_port):
+        children.append(("redis", _start_redis(redis_port)))
+        print(f"started redis-server on 127.0.0.1:{redis_port} (data in {STATE_DIR}/)")
+        env["NOTIFY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    env.setdefault("NOTIFY_REDIS_URL", f"redis://localhost:{redis_port}/0")
     secret = env.get("NOTIFY_JWT_SECRET") or secrets.token_urlsafe(32)
     env["NOTIFY_JWT_SECRET"] = secret
     env.setdefault("NOTIFY_ALLOW_PRIVATE_TARGETS", "1")

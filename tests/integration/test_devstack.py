@@ -3,31 +3,49 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 
+from notify.devstack import redis_answers
 from tests.support.ports import free_port
 from tests.support.procs import child_env
 from tests.support.redis import RedisServer
+from tests.support.system import ensure_binary
 
 
-def test_notify_dev_runs_the_stack_and_prints_working_tokens(
-    redis_server: RedisServer, tmp_path: object
-) -> None:
-    port = free_port()
+@dataclass
+class Dev:
+    output: str
+    client: httpx.Client
+    token: str
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+
+@contextlib.contextmanager
+def dev_stack(argv: list[str], port: int, env: dict[str, str], cwd: Path) -> Iterator[Dev]:
+    """Run the stack until it prints its tokens and the gateway is ready; on leaving,
+    stop it the way Ctrl-C does and check it ended cleanly."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "notify", "dev", "--port", str(port)],
-        env=child_env({"NOTIFY_REDIS_URL": redis_server.url}),
+        argv,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
-        cwd=str(tmp_path),
+        cwd=str(cwd),
     )
     output = ""
     try:
@@ -44,33 +62,59 @@ def test_notify_dev_runs_the_stack_and_prints_working_tokens(
         assert base in output and "NOTIFY_JWT_SECRET=" in output
         with httpx.Client(base_url=base, trust_env=False, timeout=5) as client:
             while time.monotonic() < deadline:
-                try:
+                with contextlib.suppress(httpx.TransportError):
                     if client.get("/readyz").status_code == 200:
                         break
-                except httpx.TransportError:
-                    pass
                 time.sleep(0.1)
-            r = client.post(
-                "/v1/events",
-                json={"channel": "dev", "type": "t", "data": 1},
-                headers={"Authorization": f"Bearer {token.group(1)}"},
-            )
-            assert r.status_code == 202, r.text
-            r = client.post(
-                "/v1/subscriptions",
-                json={"channel": "dev", "sink": {"kind": "web"}},
-                headers={"Authorization": f"Bearer {token.group(1)}"},
-            )
-            assert r.status_code == 201, r.text
+            yield Dev(output, client, token.group(1))
     finally:
         proc.send_signal(signal.SIGINT)
         try:
             code = proc.wait(30)
         finally:
-            import os
-
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             if proc.stdout is not None:
                 proc.stdout.close()
     assert code == 0, output
+
+
+def test_notify_dev_runs_the_stack_and_prints_working_tokens(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "notify", "dev", "--port", str(port)]
+    env = child_env({"NOTIFY_REDIS_URL": redis_server.url})
+    with dev_stack(argv, port, env, tmp_path) as dev:
+        r = dev.call("POST", "/v1/events", json={"channel": "dev", "type": "t", "data": 1})
+        assert r.status_code == 202, r.text
+        r = dev.call("POST", "/v1/subscriptions", json={"channel": "dev", "sink": {"kind": "web"}})
+        assert r.status_code == 201, r.text
+    assert "started redis-server" not in dev.output
+
+
+def test_notify_dev_starts_redis_when_none_answers_and_keeps_its_data(tmp_path: Path) -> None:
+    """With NOTIFY_REDIS_URL unset and nothing on the Redis port, `notify dev` starts its
+    own redis-server (append-only file in .notify-dev/), stops it with the stack, and
+    the next run finds the events of the last one. The CLI looks on 6379; the test
+    calls the same function with a free port, so as not to meet a Redis already there."""
+    ensure_binary("redis-server", "redis-server")
+    port, redis_port = free_port(), free_port()
+    assert not redis_answers("127.0.0.1", redis_port)
+    launch = (
+        f"from notify.devstack import run; raise SystemExit(run({port}, redis_port={redis_port}))"
+    )
+    argv = [sys.executable, "-c", launch]
+    with dev_stack(argv, port, child_env(), tmp_path) as dev:
+        assert f"started redis-server on 127.0.0.1:{redis_port}" in dev.output
+        assert f"redis://127.0.0.1:{redis_port}/0" in dev.output
+        r = dev.call("POST", "/v1/events", json={"channel": "dev", "type": "t", "data": 1})
+        assert r.status_code == 202, r.text
+        event_id = r.json()["id"]
+    assert not redis_answers("127.0.0.1", redis_port), "redis-server outlived the stack"
+    assert list((tmp_path / ".notify-dev").rglob("*.aof"))
+
+    with dev_stack(argv, port, child_env(), tmp_path) as again:
+        r = again.call("GET", "/v1/events", params={"channel": "dev"})
+        assert r.status_code == 200, r.text
+        assert [e["id"] for e in r.json()["events"]] == [event_id]
