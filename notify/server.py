@@ -7,6 +7,7 @@ close its streams (clients then resume on another gateway with their last id).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import re
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -74,6 +76,20 @@ class GatewayServer(uvicorn.Server):
         for hub in list(ACTIVE):
             hub.close_all("shutdown")
         await super().shutdown(sockets=sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Handle SIGINT/SIGTERM as uvicorn does, without raising them again afterwards.
+
+        uvicorn re-raises the signal once its graceful shutdown is done, so `serve`
+        ended with -15 after SIGTERM, and after SIGINT (Ctrl-C on `make run`) printed a
+        KeyboardInterrupt traceback. A shutdown that completed is a clean exit: 0.
+        """
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
 
 def create() -> object:
