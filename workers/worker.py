@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery.signals import task_prerun, worker_process_init
+from celery.signals import after_setup_logger, task_prerun, worker_process_init
 
 from notify import keys
 from notify.mail import prepare_templates
@@ -162,6 +162,16 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+"""Celery's "Task … received" and "Task … succeeded" lines: two INFO lines per task, at
+thousands of tasks a second. The delivery log records every attempt; failures still log."""
+
+
+def quiet_per_task_lines(**_: Any) -> None:
+    for name in PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_celery(settings: Settings, concurrency: int, progress: str) -> None:
     """The supervised child: a Celery worker in this process."""
     app = create_app(settings)
@@ -172,6 +182,7 @@ def run_celery(settings: Settings, concurrency: int, progress: str) -> None:
             os.utime(progress)
 
     task_prerun.connect(touch, weak=False)
+    after_setup_logger.connect(quiet_per_task_lines, weak=False)
     # pool processes go with the worker: none is left behind when it is killed
     worker_process_init.connect(lambda **_: die_with_parent(), weak=False)
     app.worker_main(

@@ -78,6 +78,10 @@ def test_a_celery_worker_that_exits_is_started_again(
     assert second != first and supervisor.running
     deliver_burst(stack, receiver, sub_id, "/exit", 50)
     assert "celery worker exited with -9; starting it again" in supervisor.log_text()
+    # the delivery log records each task; Celery's two INFO lines per task are kept out
+    assert "ready." in supervisor.log_text()
+    assert " received" not in supervisor.log_text()
+    assert "succeeded in" not in supervisor.log_text()
 
 
 def test_a_worker_that_stops_consuming_is_replaced(
