@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with the two things a gateway needs from it.
+"""uvicorn's protocols with what a gateway needs from them: for HTTP, two things;
+for WebSocket, a quiet refusal (:class:`GatewayWebSocketProtocol`).
 
 **A deadline for reading a request.** uvicorn times out idle keep-alive connections
 but not a request that arrives a byte at a time (slowloris): each such client would
@@ -23,6 +24,7 @@ import time
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from notify.errors import PROBLEM_BASE
 
@@ -151,3 +153,18 @@ def _sweeper(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
         _SWEEPERS[id(loop)] = loop.call_later(1.0, sweep)
 
     _SWEEPERS[id(loop)] = loop.call_later(1.0, sweep)
+
+
+class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, with a refusal counted as a finished handshake.
+
+    A WebSocket refused with an HTTP response (401, 403 or 429 through the ASGI
+    denial-response extension) is answered correctly, but uvicorn (0.54) then logs
+    "ASGI callable returned without completing handshake." at ERROR for each one, so
+    every bad token would read as a server fault to whoever watches the errors.
+    """
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            self.handshake_complete = True

@@ -23,7 +23,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from api.hub import ACTIVE
-from notify.httpproto import GatewayProtocol
+from notify.httpproto import GatewayProtocol, GatewayWebSocketProtocol
 
 TOKEN_IN_URL = re.compile(r"((?:^|[?&])token=)[^&\s\"']+")
 
@@ -117,7 +117,7 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
         port=port,
         loop="uvloop",
         http=GatewayProtocol,
-        ws="websockets-sansio",
+        ws=GatewayWebSocketProtocol,
         log_config=LOG_CONFIG,
         ws_max_size=1024 * 1024,
         lifespan="on",

@@ -115,11 +115,20 @@ async def test_errors_keep_socket_open_and_garbage_closes_it(
         assert info.value.rcvd is not None and info.value.rcvd.code == 1008
 
 
-async def test_bad_token_is_refused(gateway: Gateway) -> None:
+async def test_bad_token_is_refused_and_logged_as_a_refusal_not_an_error(
+    gateway: Gateway,
+) -> None:
     with pytest.raises(websockets.InvalidStatus) as info:
         async with ws(gateway.base_url, "bad-token"):
             pass
     assert info.value.response.status_code == 401
+    assert info.value.response.headers["content-type"] == "application/problem+json"
+    assert json.loads(info.value.response.body)["status"] == 401
+    await asyncio.sleep(0.3)
+    text = gateway.log_text()
+    assert '"WebSocket /v1/ws?token=[redacted]" 401' in text
+    # a bad token is the client's fault: nothing at ERROR, no 500 after the 401
+    assert "ERROR" not in text and "without completing handshake" not in text
 
 
 async def test_origin_is_checked_against_the_cors_list(
@@ -140,6 +149,7 @@ async def test_origin_is_checked_against_the_cors_list(
         assert allowed.headers["access-control-allow-origin"] == "https://app.example"
         other = await client.get("/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+    assert "ERROR" not in gw.log_text()  # the refused origin was not a server fault
 
 
 async def test_query_tokens_and_secrets_never_reach_the_log(
