@@ -163,6 +163,11 @@ def parse_id(value: object, field: str = "last_event_id") -> tuple[int, int]:
     return ms, seq
 
 
+def is_last_possible(entry_id: str) -> bool:
+    """Whether no id can follow this one (Redis then refuses it as an exclusive start)."""
+    return parse_id(entry_id) == (_U64, _U64)
+
+
 def format_id(parts: tuple[int, int]) -> str:
     return f"{parts[0]}-{parts[1]}"
 

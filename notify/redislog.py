@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from notify import keys
 from notify.channels import PatternIndex, is_wildcard
 from notify.errors import StoreUnavailable
-from notify.events import Draft, format_id, parse_id
+from notify.events import Draft, format_id, is_last_possible, parse_id
 from notify.log import Entry, Page
 
 IDEMPOTENCY_SECONDS = 86400
@@ -271,8 +271,8 @@ class RedisEventLog:
     ) -> Page:
         """Events matching ``patterns`` after ``after`` (exclusive) up to ``until``
         (inclusive), oldest first. ``next`` is where to continue, None at the end."""
-        if after is not None:
-            parse_id(after)
+        if after is not None and is_last_possible(after):
+            return Page([], None)
         with translated():
             if any(is_wildcard(p) for p in patterns) or len(patterns) > 16:
                 return await self._scan_log(patterns, after, limit, until or "+")

@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from notify import keys
-from notify.events import with_id
+from notify.events import is_last_possible, with_id
 from notify.ledger import Ledger
 from notify.redislog import entry_from
 from notify.routing import Delivery, replayed
@@ -111,7 +111,7 @@ class Replayer:
 
     async def replay(self, request: ReplayRequest) -> None:
         sub = await self._subs.get(request.subscription)
-        if sub is None:
+        if sub is None or is_last_possible(request.after):
             return
         after, total = request.after, 0
         for _ in range(REPLAY_MAX_PAGES):

@@ -56,6 +56,28 @@ def test_publish_then_history_pages(gateway: Gateway, writer: str) -> None:
     assert len(history(gateway, writer, "h.*")["events"]) == 5
 
 
+LAST_ID = f"{2**64 - 1}-{2**64 - 1}"
+
+
+@pytest.mark.parametrize("channel", ["edge.a", "edge.*", "edge.>"])
+def test_history_after_the_ends_of_the_id_space(
+    gateway: Gateway, writer: str, channel: str
+) -> None:
+    """Any valid cursor is an answer, never a 500: after the last possible id nothing
+    can follow (Redis refuses it as an exclusive start), after 0-0 everything does."""
+    with client(gateway, writer) as c:
+        first = c.post("/v1/events", json={"channel": "edge.a", "type": "t", "data": 1})
+    assert [e["id"] for e in history(gateway, writer, channel, after="0-0")["events"]] == [
+        first.json()["id"]
+    ]
+    for after in (LAST_ID, f"{2**64 - 1}-0", f"{2**64 - 2}-{2**64 - 1}"):
+        assert history(gateway, writer, channel, after=after) == {"events": [], "next": None}
+    with client(gateway, writer) as c:
+        assert_problem(
+            c.get("/v1/events", params={"channel": channel, "after": f"{2**64}-0"}), 400, "after"
+        )
+
+
 def test_idempotency_key_returns_first_answer_and_stores_nothing_new(
     gateway: Gateway, writer: str, make_token: TokenMaker
 ) -> None:
