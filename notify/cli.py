@@ -9,9 +9,8 @@ import logging
 import sys
 from typing import Any
 
-import orjson
-
-from notify.errors import ConfigError, NotifyError
+from notify.errors import ConfigError, InvalidInput, NotifyError
+from notify.events import loads
 
 
 def _settings() -> Any:
@@ -48,9 +47,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        data = orjson.loads(args.json) if args.json is not None else None
-    except orjson.JSONDecodeError as exc:
-        print(f"notify publish: JSON is not valid: {exc}", file=sys.stderr)
+        data = loads(args.json, "JSON") if args.json is not None else None
+    except InvalidInput as exc:
+        print(f"notify publish: {exc.detail}", file=sys.stderr)
         return 2
     with Publisher(
         settings.redis_url,

@@ -9,7 +9,7 @@ import orjson
 
 from notify.channels import validate_pattern
 from notify.errors import InvalidInput
-from notify.events import parse_id
+from notify.events import loads, parse_id
 
 OPS = ("subscribe", "unsubscribe", "publish", "ping")
 MAX_CHANNELS = 100
@@ -24,10 +24,7 @@ class Frame:
 
 
 def parse(text: str | bytes) -> Frame:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput("frame is not valid JSON", field="frame") from exc
+    value = loads(text, "frame")
     if not isinstance(value, dict):
         raise InvalidInput("frame must be a JSON object", field="frame")
     ref = value.get("ref")

@@ -14,7 +14,7 @@ from api.state import Gateway
 from notify import keys
 from notify.auth import Principal
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, TooLarge
-from notify.events import Draft, draft, now_rfc3339
+from notify.events import Draft, draft, loads, now_rfc3339
 
 router = APIRouter(tags=["publish"])
 MAX_BATCH = 1000
@@ -65,10 +65,7 @@ def check_declared(declared: str | None, limit: int) -> None:
 
 
 def parse_json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from exc
+    return loads(body, "body")
 
 
 def one_limit(gw: Gateway) -> int:

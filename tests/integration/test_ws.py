@@ -97,6 +97,14 @@ async def test_errors_keep_socket_open_and_garbage_closes_it(
                 403,
             ),
             (json.dumps({"op": "publish", "ref": "g", "channel": "mine", "type": "t"}), "g", 422),
+            # an integer that JSON parsing would round: refused, never stored altered
+            (
+                json.dumps(
+                    {"op": "publish", "ref": "h", "channel": "mine", "type": "t", "data": 10**30}
+                ),
+                None,
+                422,
+            ),
         ]
         for text, ref, status in cases:
             await conn.send(text)

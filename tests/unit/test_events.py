@@ -6,13 +6,21 @@ from typing import Any
 import orjson
 import pytest
 
-from notify.errors import InvalidChannel, InvalidCursor, InvalidEvent, NotifyError, TooLarge
+from notify.errors import (
+    InvalidChannel,
+    InvalidCursor,
+    InvalidEvent,
+    InvalidInput,
+    NotifyError,
+    TooLarge,
+)
 from notify.events import (
     MAX_ID_OVERHEAD,
     decode,
     draft,
     encode_draft,
     format_id,
+    loads,
     now_rfc3339,
     parse_id,
     validate_type,
@@ -64,9 +72,9 @@ def test_null_origin_is_no_origin() -> None:
 @pytest.mark.parametrize(
     ("raw", "error", "field"),
     [
-        ([], InvalidEvent, None),
-        ("event", InvalidEvent, None),
-        (None, InvalidEvent, None),
+        ([], InvalidEvent, "body"),
+        ("event", InvalidEvent, "body"),
+        (None, InvalidEvent, "body"),
         (ok(id="1-0"), InvalidEvent, "id"),
         (ok(time=TIME), InvalidEvent, "time"),
         (ok(zz=1, extra=2), InvalidEvent, "extra"),
@@ -102,7 +110,7 @@ def test_draft_errors_name_the_field(
     assert single.value.field == field
     with pytest.raises(error) as batched:
         draft(raw, max_bytes=LIMIT, time=TIME, index=3)
-    assert batched.value.field == ("events[3]." + field if field else "events[3]")
+    assert batched.value.field == ("events[3]" if field == "body" else "events[3]." + field)
 
 
 @pytest.mark.parametrize(
@@ -247,3 +255,41 @@ def test_server_time_is_used_when_none_given() -> None:
 @pytest.mark.parametrize("value", ["t", "a.b", "x" * 128, "A:b-c_d.9"])
 def test_validate_type_accepts(value: str) -> None:
     assert validate_type(value) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (b'{"n":18446744073709551615}', {"n": 2**64 - 1}),
+        (b'{"n":-9223372036854775808}', {"n": -(2**63)}),
+        (b'{"n":1234567890123456789}', {"n": 1234567890123456789}),
+        (b'{"n":"123456789012345678901234567890"}', {"n": "123456789012345678901234567890"}),
+        (b'{"n":1.2345678901234567890123}', {"n": 1.2345678901234567}),
+        (b'{"n":12345678901234567890e-10}', {"n": 1234567890.123456789}),
+        ('{"n":"é", "m": 7}', {"n": "é", "m": 7}),
+    ],
+)
+def test_loads_keeps_what_orjson_keeps_exactly(text: bytes | str, value: object) -> None:
+    assert loads(text) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"n":18446744073709551616}',
+        b'{"n":-9223372036854775809}',
+        b"[123456789012345678901234567890]",
+        '{"channel":"a","type":"t","data":{"deep":[1,[2,[99999999999999999999]]]}}',
+    ],
+)
+def test_loads_refuses_integers_that_would_lose_precision(text: bytes | str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        loads(text, "frame")
+    assert error.value.field == "frame"
+    assert "send it as a string" in error.value.detail
+
+
+def test_loads_names_the_field_of_bad_json() -> None:
+    with pytest.raises(InvalidInput) as error:
+        loads(b"{nope", "frame")
+    assert error.value.field == "frame" and "not valid JSON" in error.value.detail
