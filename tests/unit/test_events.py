@@ -101,9 +101,7 @@ def test_null_origin_is_no_origin() -> None:
         (ok(origin=["tab"]), InvalidEvent, "origin"),
     ],
 )
-def test_draft_errors_name_the_field(
-    raw: object, error: type[NotifyError], field: str | None
-) -> None:
+def test_draft_errors_name_the_field(raw: object, error: type[NotifyError], field: str) -> None:
     with pytest.raises(error) as single:
         draft(raw, max_bytes=LIMIT, time=TIME)
     assert type(single.value) is error
