@@ -28,6 +28,7 @@ def problem(
     *,
     field: str | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
@@ -37,6 +38,8 @@ def problem(
     }
     if field is not None:
         body["field"] = field
+    if extra:
+        body.update(extra)
     return Response(orjson.dumps(body), status, headers=headers, media_type=MEDIA_TYPE)
 
 

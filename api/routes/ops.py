@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 
 from api import metrics
 from api.deps import GatewayDep
+from api.problems import problem
 from notify import keys
 from notify.errors import StoreUnavailable
 from notify.redislog import translated
@@ -33,8 +34,14 @@ async def readyz(gw: GatewayDep) -> Response:
     if not gw.hub.running:
         problems.append("event reader not running")
     if problems:
-        return JSONResponse(
-            {"status": "unavailable", "problems": problems}, 503, headers={"Retry-After": "1"}
+        # an error like any other (problem+json), with the list as an extension member
+        return problem(
+            503,
+            "not_ready",
+            "Not ready",
+            "; ".join(problems),
+            headers={"Retry-After": "1"},
+            extra={"problems": problems},
         )
     return JSONResponse({"status": "ready"})
 

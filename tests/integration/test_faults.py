@@ -42,7 +42,11 @@ async def test_redis_restart_under_open_streams_loses_nothing(
             )
             assert down.status_code == 503 and int(down.headers["Retry-After"]) >= 1
             assert down.headers["content-type"] == "application/problem+json"
-            assert (await c.get("/readyz")).status_code == 503
+            not_ready = await c.get("/readyz")
+            assert not_ready.status_code == 503 and not_ready.headers["Retry-After"] == "1"
+            assert not_ready.headers["content-type"] == "application/problem+json"
+            assert not_ready.json()["status"] == 503
+            assert "redis unreachable" in not_ready.json()["problems"]
         await asyncio.to_thread(redis.restart)
         after = await asyncio.to_thread(
             publish_batch,
