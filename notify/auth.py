@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 
 from notify.channels import covered_by_any, is_segment, validate_pattern
-from notify.errors import Forbidden, Unauthenticated
+from notify.errors import Forbidden, InvalidInput, Unauthenticated
 
 COOKIE = "notify_token"
 QUERY = "token"
@@ -121,8 +121,8 @@ def _patterns(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
         raise Unauthenticated(f"claim {name!r} must be a list of patterns")
     try:
         return tuple(validate_pattern(v, field=name) for v in value)
-    except Exception as exc:
-        raise Unauthenticated(f"claim {name!r} holds an invalid pattern") from exc
+    except InvalidInput as exc:
+        raise Unauthenticated(f"claim {name!r} holds an invalid pattern: {exc.detail}") from exc
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
@@ -152,13 +152,21 @@ def mint(
     ttl: float | None = None,
     now: float | None = None,
 ) -> str:
-    """An HS256 token with notify's claims (``ttl`` seconds from ``now`` when given)."""
+    """An HS256 token with notify's claims (``ttl`` seconds from ``now`` when given).
+
+    Claims a gateway would refuse (a ``sub`` that is not a channel segment, an invalid
+    pattern) raise :class:`InvalidInput` here, rather than make a token that only
+    fails later with a 401."""
     claims: dict[str, Any] = {
         "sub": sub,
         "publish": list(publish),
         "subscribe": list(subscribe),
         "admin": admin,
     }
+    try:
+        principal_from_claims(claims)
+    except Unauthenticated as exc:
+        raise InvalidInput(exc.detail.replace("claim ", "", 1)) from None
     if ttl is not None:
         claims["exp"] = int((now if now is not None else time.time()) + ttl)
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -80,8 +80,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     )
     if not secret:
         raise ConfigError("NOTIFY_JWT_SECRET", "is needed to sign tokens (or pass --secret)")
-    print(
-        mint(
+    try:
+        token = mint(
             secret,
             args.sub,
             publish=args.publish,
@@ -89,7 +89,10 @@ def cmd_token(args: argparse.Namespace) -> int:
             admin=args.admin,
             ttl=args.ttl,
         )
-    )
+    except InvalidInput as exc:  # a token every gateway would refuse: say so now
+        print(f"notify token: {exc.detail}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 

@@ -113,5 +113,12 @@ def test_cli_token_publish_tail(
     assert bad.returncode == 1 and "invalid channel" in bad.stderr
     bad_json = notify_cli("publish", "cli.a", "t", "{nope", env=env)
     assert bad_json.returncode == 2 and "JSON" in bad_json.stderr
+    huge = notify_cli("publish", "cli.a", "t", str(10**30), env=env)
+    assert huge.returncode == 2 and "send it as a string" in huge.stderr
+    # a token no gateway would take is refused when minted, not at its first use
+    bad_sub = notify_cli("token", "--sub", "bad sub", env=env)
+    assert bad_sub.returncode == 2 and bad_sub.stdout == "" and "'sub'" in bad_sub.stderr
+    bad_pattern = notify_cli("token", "--sub", "ops", "--publish", "a..b", env=env)
+    assert bad_pattern.returncode == 2 and "'publish'" in bad_pattern.stderr
     bad_setting = notify_cli("publish", "cli.a", "t", env={**env, "NOTIFY_MAX_QUEUED": "lots"})
     assert bad_setting.returncode == 2 and "NOTIFY_MAX_QUEUED" in bad_setting.stderr

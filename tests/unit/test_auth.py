@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from notify.auth import Principal, Verifier, mint, pick_token, principal_from_claims
-from notify.errors import Forbidden, Unauthenticated
+from notify.errors import Forbidden, InvalidInput, Unauthenticated
 
 SECRET = "s3cret-for-unit-tests-only-0123456789"
 
@@ -298,3 +298,21 @@ def test_a_cached_token_still_expires() -> None:
     _time.sleep(1.1)
     with pytest.raises(Unauthenticated, match="expired"):
         verifier.verify(token)
+
+
+@pytest.mark.parametrize(
+    ("sub", "claims", "named"),
+    [
+        ("bad sub", {}, "'sub'"),
+        ("a.b", {}, "'sub'"),
+        ("", {}, "'sub'"),
+        ("ops", {"publish": ["a..b"]}, "'publish'"),
+        ("ops", {"subscribe": ["a.>.b"]}, "'subscribe'"),
+    ],
+)
+def test_mint_refuses_claims_a_gateway_would_refuse(
+    sub: str, claims: dict[str, list[str]], named: str
+) -> None:
+    with pytest.raises(InvalidInput) as error:
+        mint(SECRET, sub, **claims)
+    assert named in error.value.detail
