@@ -150,6 +150,12 @@ class Session:
         for p in patterns:
             self.principal.require_read(p)
         cursor = wsproto.cursor(frame)
+        if cursor:
+            # a cursor restarts a followed channel from that id (what the client asked
+            # for: everything after it, in order), rather than being ignored for it
+            again = [p for p in patterns if p in self.sub.patterns]
+            if again:
+                self.gw.hub.detach(self.sub, again)
         fresh = [p for p in patterns if p not in self.sub.patterns]
         gap = await self.gw.log.position(fresh, cursor) if cursor and fresh else None
         await self.reply(wsproto.ok(frame.ref))

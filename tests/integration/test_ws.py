@@ -70,6 +70,37 @@ async def test_resume_on_subscribe(gateway: Gateway, make_token: TokenMaker) -> 
         assert got == [ids[3], ids[5], live]
 
 
+async def test_a_cursor_restarts_a_channel_the_socket_already_follows(
+    gateway: Gateway, make_token: TokenMaker
+) -> None:
+    token = make_token(publish=[">"], subscribe=[">"])
+    before = await asyncio.to_thread(
+        publish_batch,
+        gateway.base_url,
+        token,
+        [{"channel": "re", "type": "t", "data": i} for i in range(3)],
+    )
+    async with ws(gateway.base_url, token) as conn:
+        await conn.send(json.dumps({"op": "subscribe", "ref": 1, "channels": ["re"]}))
+        assert await ws_recv(conn) == {"op": "ok", "ref": 1}
+        first = await asyncio.to_thread(publish, gateway.base_url, token, "re")
+        assert (await ws_recv(conn))["event"]["id"] == first
+        # the same channel again, from an id: everything after it, in order, then live
+        # once (the socket already had `first`; the client asked for it again)
+        frame = {"op": "subscribe", "ref": 2, "channels": ["re"], "last_event_id": before[0]}
+        await conn.send(json.dumps(frame))
+        assert await ws_recv(conn) == {"op": "ok", "ref": 2}
+        replayed = [(await ws_recv(conn))["event"]["id"] for _ in range(3)]
+        assert replayed == [before[1], before[2], first]
+        live = await asyncio.to_thread(publish, gateway.base_url, token, "re")
+        assert (await ws_recv(conn))["event"]["id"] == live
+        # without a cursor, a repeat subscribe changes nothing
+        await conn.send(json.dumps({"op": "subscribe", "ref": 3, "channels": ["re"]}))
+        assert await ws_recv(conn) == {"op": "ok", "ref": 3}
+        await conn.send(json.dumps({"op": "ping", "ref": 4}))
+        assert await ws_recv(conn) == {"op": "pong", "ref": 4}
+
+
 async def test_errors_keep_socket_open_and_garbage_closes_it(
     gateway: Gateway, make_token: TokenMaker
 ) -> None:
