@@ -14,7 +14,10 @@ from notify import keys
 from notify.errors import RateLimited, StoreUnavailable
 from notify.redislog import translated
 
-# token bucket: `rate` tokens a second, holding at most `burst`
+# token bucket: `rate` tokens a second, holding at most `burst`. A take of more than
+# the burst (a big batch) needs a full bucket and leaves it in debt, so it can pass at
+# all (it never could otherwise, whatever Retry-After said) and the average rate still
+# holds: the debt is paid before anything else passes.
 BUCKET_LUA = """
 local rate, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
@@ -23,11 +26,12 @@ local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(v[1]) or burst
 local ts = tonumber(v[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-if tokens < n then
-  return {0, tostring((n - tokens) / rate)}
+local need = math.min(n, burst)
+if tokens < need then
+  return {0, tostring((need - tokens) / rate)}
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - n), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens + n) / rate * 1000) + 1000)
 return {1, '0'}
 """
 
@@ -138,11 +142,6 @@ class RateLimiter:
             return
         rate = self._rate
         burst = 2 * rate
-        if n > burst:
-            raise RateLimited(
-                f"a batch of {n} events exceeds the burst of {burst:g} allowed per subject",
-                retry_after=max(1.0, n / rate),
-            )
         with translated():
             ok, wait = await self._take(keys.publish_rate(subject), rate, burst, n)
         if not ok:

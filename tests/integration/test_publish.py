@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -299,6 +300,27 @@ def test_publish_rate_limit_across_gateways(
                 assert_problem(r, 429)
     assert statuses.count(202) <= 11  # burst of 10, plus what refilled meanwhile
     assert statuses.count(429) >= 3
+
+
+def test_a_batch_over_the_burst_passes_on_a_full_bucket_and_is_paid_for(
+    gateway_factory: GatewayFactory, make_token: TokenMaker
+) -> None:
+    """Rate 5/s, burst 10: a batch of 11 could never fit, so it takes a full bucket
+    and leaves a debt that later publishes wait out; the average rate still holds."""
+    gw = gateway_factory(NOTIFY_PUBLISH_RATE="5")
+    token = make_token(publish=[">"], subscribe=[">"])
+    batch = {"events": [{"channel": "debt", "type": "t", "data": i} for i in range(11)]}
+    with client(gw, token) as c:
+        assert c.post("/v1/events/batch", json=batch).status_code == 202
+        single = c.post("/v1/events", json={"channel": "debt", "type": "t", "data": 0})
+        assert_problem(single, 429)
+        again = c.post("/v1/events/batch", json=batch)
+        assert_problem(again, 429)
+        wait = int(again.headers["Retry-After"])
+        assert 2 <= wait <= 3  # 11 tokens owed and 10 to refill, at 5/s
+        time.sleep(wait)
+        assert c.post("/v1/events/batch", json=batch).status_code == 202
+    assert len(history(gw, token, "debt", limit=100)["events"]) == 22
 
 
 def test_ops_endpoints(gateway: Gateway, writer: str) -> None:
