@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from notify.errors import PROBLEM_BASE, NotifyError, RateLimited, StoreUnavailable
 
@@ -75,12 +76,13 @@ def install(app: FastAPI) -> None:
             422, "invalid-input", "Invalid input", f"{field}: {first['msg']}", field=field
         )
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem(
-            exc.status_code, code, str(exc.detail), str(exc.detail), headers=dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), headers=headers)
 
     async def redis_down(_: Request, exc: Exception) -> Response:
         log.warning("redis unavailable: %s", type(exc).__name__)
@@ -102,3 +104,18 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(redis.exceptions.TimeoutError, redis_down)
     app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's 405 names only the
+    first route whose path matched (``GET /v1/events`` is history, ``POST`` publish:
+    its Allow said POST alone)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    )
+
+
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

@@ -323,6 +323,15 @@ def test_a_batch_over_the_burst_passes_on_a_full_bucket_and_is_paid_for(
     assert len(history(gw, token, "debt", limit=100)["events"]) == 22
 
 
+def test_a_wrong_method_names_every_method_the_path_serves(gateway: Gateway, writer: str) -> None:
+    with client(gateway, writer) as c:
+        events = assert_problem(c.delete("/v1/events"), 405)
+        assert events["type"].endswith("/method-not-allowed")
+        assert c.delete("/v1/events").headers["allow"] == "GET, POST"
+        assert c.put("/v1/events/batch").headers["allow"] == "POST"
+        assert c.post("/healthz").headers["allow"] == "GET"
+
+
 def test_ops_endpoints(gateway: Gateway, writer: str) -> None:
     with httpx.Client(base_url=gateway.base_url, trust_env=False) as c:
         assert c.get("/healthz").status_code == 200
