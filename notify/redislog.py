@@ -89,7 +89,7 @@ TRANSIENT = (
 )
 
 
-def _is_capacity_error(exc: ResponseError) -> bool:
+def is_capacity_error(exc: ResponseError) -> bool:
     text = str(exc)
     return text.startswith(("OOM", "LOADING", "MASTERDOWN", "MISCONF", "NOREPLICAS"))
 
@@ -102,7 +102,7 @@ def translated() -> Iterator[None]:
     except TRANSIENT as exc:
         raise StoreUnavailable(f"event store unavailable: {type(exc).__name__}: {exc}") from exc
     except ResponseError as exc:
-        if _is_capacity_error(exc):
+        if is_capacity_error(exc):
             raise StoreUnavailable(f"event store refused the write: {exc}") from exc
         raise
     except OSError as exc:

@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ReadOnlyError, ResponseError
 
 from notify import keys
 from notify.events import is_last_possible, with_id
 from notify.ledger import Ledger
-from notify.redislog import entry_from
+from notify.redislog import entry_from, is_capacity_error
 from notify.routing import Delivery, replayed
 from notify.settings import Settings
 from notify.store import ReplayRequest, SubscriptionStore, replay_from_fields, text
@@ -78,6 +79,19 @@ class Sweeper:
         return len(ids)
 
 
+def refused_for_good(exc: Exception) -> bool:
+    """A replay request that no retry can carry out: malformed (written to the stream
+    by something other than the API), or a command Redis refuses as such (not for
+    want of memory, a replica or a loaded data set, which pass)."""
+    if isinstance(exc, KeyError | ValueError):
+        return True
+    return (
+        isinstance(exc, ResponseError)
+        and not isinstance(exc, ReadOnlyError)
+        and not is_capacity_error(exc)
+    )
+
+
 class Replayer:
     def __init__(
         self, settings: Settings, redis: aioredis.Redis, enqueue: Enqueue, consumer: str
@@ -105,7 +119,15 @@ class Replayer:
             for _, batch in read or []:
                 entries += batch
         for raw_id, fields in entries:
-            await self.replay(replay_from_fields(raw_id, fields))
+            try:
+                await self.replay(replay_from_fields(raw_id, fields))
+            except Exception as exc:
+                if not refused_for_good(exc):
+                    raise  # Redis or the broker away: the request waits to be claimed again
+                # it would fail the same way on every claim, forever: drop it, loudly
+                log.error(
+                    "replay request %s dropped: %s: %s", text(raw_id), type(exc).__name__, exc
+                )
             await self._redis.xack(keys.REPLAYS, keys.REPLAY_GROUP, raw_id)
         return len(entries)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+import redis
 from standardwebhooks import Webhook
 
+from notify import keys
 from tests.integration.delivery_stack import Stack
 from tests.support.webhook_receiver import Answer, Receiver
 
@@ -101,6 +103,23 @@ def test_exhausted_retries_fail_then_manual_retry(stack: Stack, receiver: Receiv
     assert done["attempts"][-1]["status_code"] == 204
     assert stack.client.post(f"/v1/deliveries/{record['id']}/retry").status_code == 409
     assert len({r.webhook_id for r in receiver.at("/down")}) == 1
+
+
+def test_a_malformed_replay_request_is_dropped_and_the_next_one_served(
+    stack: Stack, receiver: Receiver
+) -> None:
+    """A replay request written to Redis by something other than the API would fail
+    on every claim: it is dropped with an error line, and the queue moves on."""
+    sub = webhook(stack, receiver, "/poison")
+    first = stack.publish("orders.eu", data={"n": 1})
+    receiver.wait("/poison", 1)
+    with redis.Redis.from_url(str(stack.env["NOTIFY_REDIS_URL"])) as r:
+        r.xadd(keys.REPLAYS, {"sub": sub})  # no "after", no "until"
+    ok = stack.client.post(f"/v1/subscriptions/{sub}/replay", json={"after": "0-0"})
+    assert ok.status_code == 202, ok.text
+    assert [json.loads(g.body)["id"] for g in receiver.wait("/poison", 2)] == [first, first]
+    log = stack.procs[0].log_text()
+    assert "dropped: KeyError" in log and "replay failed" not in log
 
 
 def test_replay_redelivers_under_the_same_ids(stack: Stack, receiver: Receiver) -> None:
