@@ -354,7 +354,7 @@ class Hub:
         if known is None:
             if len(self._wanted) >= WANTED_MEMORY:
                 self._wanted.clear()
-            known = next(self._index.match(channel.decode()), None) is not None
+            known = next(self._index.match(channel.decode(errors="replace")), None) is not None
             self._wanted[channel] = known
         return known
 

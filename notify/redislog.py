@@ -158,17 +158,31 @@ def decode_append(raw: Any, drafts: Sequence[Draft]) -> list[tuple[str, str]]:
     return [(i, c) for i, c in pairs]
 
 
-def entry_from(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry:
-    return Entry(
-        id=raw_id.decode() if isinstance(raw_id, bytes) else raw_id,
-        channel=fields[b"c"].decode(),
-        type=fields[b"t"].decode(),
-        origin=fields.get(b"o", b"").decode(),
-        body=fields[b"b"],
-    )
+ENVELOPE_START = b'{"channel":'
+"""How every body the append script stores begins (see :func:`notify.events.encode_draft`)."""
 
 
-def entry_from_flat(raw_id: bytes, fields: list[bytes]) -> Entry:
+def entry_from(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry | None:
+    """The entry, or None for one that notify did not write: the log is a Redis stream
+    that any client with write access can add to, and one entry without a channel, a
+    type or an envelope must not stop every reader that meets it (the gateways' and
+    the dispatchers' would fail on it at every read). Such entries are skipped."""
+    try:
+        c, t, b = fields[b"c"], fields[b"t"], fields[b"b"]
+        if not (b.startswith(ENVELOPE_START) and b.endswith(b"}")):
+            return None
+        return Entry(
+            id=raw_id.decode() if isinstance(raw_id, bytes) else raw_id,
+            channel=c.decode(),
+            type=t.decode(),
+            origin=fields.get(b"o", b"").decode(),
+            body=b,
+        )
+    except (KeyError, UnicodeDecodeError):
+        return None
+
+
+def entry_from_flat(raw_id: bytes, fields: list[bytes]) -> Entry | None:
     """An entry from the raw reply (field, value, field, value, ...): the fields come in
     the order the append script writes them, so no dict is built for them."""
     if (
@@ -177,11 +191,16 @@ def entry_from_flat(raw_id: bytes, fields: list[bytes]) -> Entry:
         or fields[2] != b"t"
         or fields[4] != b"o"
         or fields[6] != b"b"
+        or not fields[7].startswith(ENVELOPE_START)
+        or not fields[7].endswith(b"}")
     ):
-        return entry_from(raw_id, dict(zip(fields[0::2], fields[1::2], strict=True)))
-    return Entry(
-        raw_id.decode(), fields[1].decode(), fields[3].decode(), fields[5].decode(), fields[7]
-    )
+        return entry_from(raw_id, dict(zip(fields[0::2], fields[1::2], strict=False)))
+    try:
+        return Entry(
+            raw_id.decode(), fields[1].decode(), fields[3].decode(), fields[5].decode(), fields[7]
+        )
+    except UnicodeDecodeError:
+        return None
 
 
 def _flat_channel(fields: list[bytes]) -> bytes:
@@ -255,7 +274,10 @@ class RedisEventLog:
             # RESP3 answers a map of stream -> entries, RESP2 a list of pairs
             flat = next(iter(raw.values())) if isinstance(raw, dict) else raw[0][1]
             kept = [
-                entry_from_flat(i, f) for i, f in flat if wanted is None or wanted(_flat_channel(f))
+                e
+                for i, f in flat
+                if (wanted is None or wanted(_flat_channel(f)))
+                and (e := entry_from_flat(i, f)) is not None
             ]
             return Page(kept, flat[-1][0].decode())
         with translated():
@@ -263,7 +285,11 @@ class RedisEventLog:
         if not got:
             return Page([], None)
         pairs = got[0][1]
-        kept = [entry_from(i, f) for i, f in pairs if wanted is None or wanted(f[b"c"])]
+        kept = [
+            e
+            for i, f in pairs
+            if (wanted is None or wanted(f.get(b"c", b""))) and (e := entry_from(i, f)) is not None
+        ]
         return Page(kept, _text(pairs[-1][0]))
 
     async def history(
@@ -286,9 +312,8 @@ class RedisEventLog:
             pipe.xrange(keys.channel_stream(ch), _exclusive(after), until, count=limit)
         results: list[Any] = await pipe.execute()
         more = any(len(r) >= limit for r in results)
-        merged = sorted(
-            (entry_from(i, f) for r in results for i, f in r), key=lambda e: parse_id(e.id)
-        )
+        read = (entry_from(i, f) for r in results for i, f in r)
+        merged = sorted((e for e in read if e is not None), key=lambda e: parse_id(e.id))
         if len(merged) > limit:
             merged, more = merged[:limit], True
         return Page(merged, merged[-1].id if more and merged else None)
@@ -308,9 +333,9 @@ class RedisEventLog:
                 return Page(found, None)
             for raw_id, fields in chunk:
                 scanned += 1
+                cursor = _text(raw_id)
                 entry = entry_from(raw_id, fields)
-                cursor = entry.id
-                if next(index.match(entry.channel), None) is not None:
+                if entry is not None and next(index.match(entry.channel), None) is not None:
                     found.append(entry)
                     if len(found) == limit:
                         return Page(found, entry.id)

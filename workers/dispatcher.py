@@ -135,9 +135,11 @@ class Dispatcher:
     async def handle(self, entries: Sequence[tuple[Any, Any]]) -> None:
         items: list[Item] = []
         for raw_id, fields in entries:
-            if not fields or b"b" not in fields:
+            if not fields:
                 continue  # trimmed from the log while pending: nothing left to route
             entry = entry_from(raw_id, fields)
+            if entry is None:
+                continue  # not written by notify: nothing to route
             deliveries = self.router.route(entry.id, entry.channel, entry.type)
             if deliveries:
                 envelope = with_id(entry.id, entry.body)

@@ -143,6 +143,8 @@ class Replayer:
             items: list[tuple[Delivery, str, str, bytes]] = []
             for raw_id, fields in rows:
                 entry = entry_from(raw_id, fields)
+                if entry is None:
+                    continue  # not written by notify
                 d = replayed(sub, entry.id, entry.channel, entry.type)
                 if d is not None:
                     items.append((d, entry.channel, entry.type, with_id(entry.id, entry.body)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -9,6 +10,7 @@ import redis
 from standardwebhooks import Webhook
 
 from notify import keys
+from tests.integration.clients import sse
 from tests.integration.delivery_stack import Stack
 from tests.support.webhook_receiver import Answer, Receiver
 
@@ -120,6 +122,33 @@ def test_a_malformed_replay_request_is_dropped_and_the_next_one_served(
     assert [json.loads(g.body)["id"] for g in receiver.wait("/poison", 2)] == [first, first]
     log = stack.procs[0].log_text()
     assert "dropped: KeyError" in log and "replay failed" not in log
+
+
+async def test_entries_notify_did_not_write_are_skipped_by_every_reader(
+    stack: Stack, receiver: Receiver
+) -> None:
+    """Anything with write access can XADD to the log. Entries without a channel, a
+    type or an envelope, or with a channel that is not UTF-8, are passed over by the
+    gateway's reader, history and the dispatcher; they must not wedge them."""
+    token = stack.client.headers["authorization"].removeprefix("Bearer ")
+    webhook(stack, receiver, "/foreign")
+    async with sse(stack.gateway.base_url, ["orders.>"], token) as s:
+        with redis.Redis.from_url(str(stack.env["NOTIFY_REDIS_URL"])) as r:
+            r.xadd(keys.LOG, {"foo": "bar"})
+            r.xadd(keys.LOG, {"c": "orders.x", "b": "{}"})
+            r.xadd(keys.LOG, {"c": "orders.x", "t": "t", "o": "", "b": "not an envelope"})
+            r.xadd(keys.LOG, {"c": b"orders.\xff", "t": "t", "o": "", "b": b'{"channel":"x"}'})
+        good = await asyncio.to_thread(stack.publish, "orders.eu")
+        assert [f.id for f in await s.events(1)] == [good]
+    assert [json.loads(g.body)["id"] for g in receiver.wait("/foreign", 1)] == [good]
+    page = stack.client.get("/v1/events", params={"channel": "orders.>"})
+    assert page.status_code == 200, page.text
+    assert [e["id"] for e in page.json()["events"]] == [good]
+    assert stack.client.get("/readyz").status_code == 200
+    await asyncio.sleep(0.5)
+    assert len(receiver.at("/foreign")) == 1
+    for proc in (stack.gateway, stack.procs[0]):
+        assert "Traceback" not in proc.log_text(), proc.log_tail()
 
 
 def test_replay_redelivers_under_the_same_ids(stack: Stack, receiver: Receiver) -> None:
