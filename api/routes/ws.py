@@ -150,14 +150,13 @@ class Session:
         for p in patterns:
             self.principal.require_read(p)
         cursor = wsproto.cursor(frame)
-        if cursor:
-            # a cursor restarts a followed channel from that id (what the client asked
-            # for: everything after it, in order), rather than being ignored for it
-            again = [p for p in patterns if p in self.sub.patterns]
-            if again:
-                self.gw.hub.detach(self.sub, again)
-        fresh = [p for p in patterns if p not in self.sub.patterns]
+        # a cursor restarts a followed channel from that id (what the client asked for:
+        # everything after it, in order), rather than being ignored for it
+        again = [p for p in patterns if p in self.sub.patterns] if cursor else []
+        fresh = [p for p in patterns if p not in self.sub.patterns] + again
         gap = await self.gw.log.position(fresh, cursor) if cursor and fresh else None
+        if again:  # only once the cursor is known to be usable
+            self.gw.hub.detach(self.sub, again)
         await self.reply(wsproto.ok(frame.ref))
         if gap:
             await self.reply(wsproto.gap(gap))
