@@ -51,10 +51,10 @@ class Principal:
         """The user id to act for: oneself, or anyone for an admin."""
         if user is None or user == self.sub:
             return self.sub
+        if not is_segment(user):
+            raise InvalidInput("user must be a valid channel segment", field="user")
         if not self.admin:
             raise Forbidden("only an admin may act for another user", field="user")
-        if not is_segment(user):
-            raise Forbidden("user must be a valid channel segment", field="user")
         return user
 
     def expired(self, now: float | None = None) -> bool:

@@ -139,9 +139,9 @@ class Patch:
     enabled: bool | None = None
 
 
-def _require_object(raw: object, name: str | None) -> Mapping[str, Any]:
+def _require_object(raw: object, name: str) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
-        raise InvalidInput("must be a JSON object", field=name)
+        raise InvalidInput(f"{name} must be a JSON object", field=name)
     return raw
 
 
@@ -152,7 +152,7 @@ def _reject_unknown(raw: Mapping[str, Any], allowed: frozenset[str], prefix: str
 
 
 def parse_create(raw: object, *, allow_private: bool) -> Draft:
-    body = _require_object(raw, None)
+    body = _require_object(raw, "body")
     _reject_unknown(body, CREATE_FIELDS)
     if "channel" not in body:
         raise InvalidInput("channel is required", field="channel")
@@ -170,7 +170,7 @@ def parse_create(raw: object, *, allow_private: bool) -> Draft:
 
 
 def parse_patch(raw: object, *, allow_private: bool) -> Patch:
-    body = _require_object(raw, None)
+    body = _require_object(raw, "body")
     _reject_unknown(body, PATCH_FIELDS)
     enabled = body.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):

@@ -75,13 +75,20 @@ async def owned(store: SubscriptionStore, principal: Principal, sub_id: str) -> 
 
 @router.post("/v1/subscriptions", status_code=201, openapi_extra=body_doc(SUBSCRIPTION_SCHEMA))
 async def create(
-    request: Request, principal: Auth, redis: Store, settings: SettingsDep
+    request: Request,
+    principal: Auth,
+    redis: Store,
+    settings: SettingsDep,
+    user: Annotated[str | None, Query(max_length=64, description="admin only")] = None,
 ) -> Response:
-    """Create a subscription. A webhook's signing secret is in this answer only."""
+    """Create a subscription (an admin may create it for another ``user``, in the body
+    or the query). A webhook's signing secret is in this answer only."""
     draft = parse_create(
         await read_json(request, MAX_BODY), allow_private=settings.allow_private_targets
     )
-    user = principal.acting_for(draft.user)
+    if user is not None and draft.user is not None and user != draft.user:
+        raise InvalidInput("user is given twice, as two different users", field="user")
+    user = principal.acting_for(draft.user if draft.user is not None else user)
     principal.require_read(draft.channel)
     secret = new_secret() if draft.sink["kind"] == "webhook" else None
     sub = await SubscriptionStore(redis).create(

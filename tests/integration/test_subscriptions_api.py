@@ -57,7 +57,18 @@ def test_ownership_and_admin(gateway: Gateway, make_token: TokenMaker) -> None:
             "/v1/subscriptions", json={"channel": "x.y", "sink": {"kind": "web"}, "user": "bob"}
         )
         assert made.status_code == 201 and made.json()["user"] == "bob"
-        assert len(bob.get("/v1/subscriptions").json()["subscriptions"]) == 2
+        # the query parameter works as the field does (SPEC 3: "field or query parameter")
+        web = {"channel": "x.z", "sink": {"kind": "web"}}
+        by_query = admin.post("/v1/subscriptions", params={"user": "bob"}, json=web)
+        assert by_query.status_code == 201 and by_query.json()["user"] == "bob"
+        assert carol.post("/v1/subscriptions", params={"user": "bob"}, json=web).status_code == 403
+        twice = admin.post(
+            "/v1/subscriptions", params={"user": "carol"}, json={**web, "user": "bob"}
+        )
+        assert twice.status_code == 422 and twice.json()["field"] == "user"
+        bad = admin.get("/v1/subscriptions", params={"user": "bad user"})
+        assert bad.status_code == 422 and bad.json()["field"] == "user"
+        assert len(bob.get("/v1/subscriptions").json()["subscriptions"]) == 3
         patched = bob.patch(f"/v1/subscriptions/{sub['id']}", json={"types": ["order.*"]})
         assert patched.status_code == 200 and patched.json()["types"] == ["order.*"]
         assert (

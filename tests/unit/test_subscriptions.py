@@ -49,7 +49,7 @@ def test_valid_sinks(sink: dict[str, Any], expected: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ([], None),
+        ([], "body"),
         ({"channel": "a", "sink": {"kind": "sms"}}, "sink.kind"),
         ({"channel": "a", "sink": {}}, "sink.kind"),
         ({"channel": "a", "sink": "web"}, "sink"),
