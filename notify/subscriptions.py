@@ -238,10 +238,12 @@ def validate_address(raw: object, name: str) -> str:
     if not isinstance(raw, str) or not raw or len(raw) > 254:
         raise InvalidInput("an email address is required", field=name)
     try:
-        checked = validate_email(raw, check_deliverability=False)
+        # SMTPUTF8 is not sent, so a non-ASCII local part could never be delivered:
+        # refused here, and an internationalised domain kept in its ASCII (IDNA) form
+        checked = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidInput(f"not a valid email address: {exc}", field=name) from exc
-    return str(checked.normalized)
+    return str(checked.ascii_email)
 
 
 def validate_url(raw: object, name: str, *, allow_private: bool) -> str:

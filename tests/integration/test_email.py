@@ -89,6 +89,24 @@ def test_a_burst_to_a_digest_makes_one_message_in_order(
     assert {r["attempts"][0]["response"] for r in per_event} == {f"in digest {digest[0]['id']}"}
 
 
+def test_an_internationalised_domain_is_mailed_and_a_non_ascii_mailbox_refused(
+    mail_stack: Stack, smtp: SmtpServer
+) -> None:
+    """SMTPUTF8 is not used: the domain goes out in its IDNA form, and a mailbox name
+    that needs SMTPUTF8 is refused when subscribing, not failed at every delivery."""
+    created = mail_stack.subscribe("orders.>", {"kind": "email", "to": "ops@exämple.com"})
+    assert created["sink"]["to"] == "ops@xn--exmple-cua.com"
+    mail_stack.publish("orders.eu")
+    [mail] = smtp.wait(1)
+    assert mail.recipients == ["ops@xn--exmple-cua.com"]
+    mail_stack.wait_status(created["id"], "delivered")
+    refused = mail_stack.client.post(
+        "/v1/subscriptions",
+        json={"channel": "orders.>", "sink": {"kind": "email", "to": "üser@example.com"}},
+    )
+    assert refused.status_code == 422 and refused.json()["field"] == "sink.to"
+
+
 def test_one_click_unsubscribe_stops_mail(mail_stack: Stack, smtp: SmtpServer) -> None:
     sub = email_sub(mail_stack, "leaver@example.com")
     mail_stack.publish("orders.eu")

@@ -13,6 +13,7 @@ from notify.subscriptions import (
     Subscription,
     parse_create,
     parse_patch,
+    validate_address,
     validate_url,
 )
 
@@ -145,3 +146,21 @@ def test_rotation_keeps_the_old_secret_for_a_day() -> None:
     assert rotated.signing_secrets(later) == ["whsec_BBBB"]
     again = rotated.rotated("whsec_CCCC", later + 1)
     assert [s.value for s in again.secrets] == ["whsec_CCCC", "whsec_BBBB"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("ops@example.com", "ops@example.com"),
+        ("Ops@Example.COM", "Ops@example.com"),
+        ("ops@exämple.com", "ops@xn--exmple-cua.com"),  # IDNA: what SMTP can carry
+    ],
+)
+def test_an_address_is_stored_as_smtp_can_carry_it(raw: str, stored: str) -> None:
+    assert validate_address(raw, "sink.to") == stored
+
+
+def test_an_address_smtp_cannot_carry_without_smtputf8_is_refused() -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate_address("üser@example.com", "sink.to")
+    assert info.value.field == "sink.to" and "before the @-sign" in info.value.detail
