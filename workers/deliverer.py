@@ -59,7 +59,9 @@ class Deliverer:
             sub = subs.get(c.subscription)
             if sub is None or not sub.enabled:
                 reason = "subscription deleted" if sub is None else "subscription disabled"
-                finishes.append(Finish(c.id, "failed", attempt("failed", error=reason)))
+                # nothing was sent: an attempt of no duration, like every other entry's shape
+                entry = attempt("failed", error=reason, duration_ms=0.0)
+                finishes.append(Finish(c.id, "failed", entry))
                 continue
             sink = self._sinks.get(c.kind)
             if sink is None:

@@ -65,6 +65,16 @@ def test_410_disables_the_subscription(stack: Stack, receiver: Receiver) -> None
     time.sleep(1.0)
     assert len(receiver.at("/gone")) == 1
     assert len(stack.deliveries(sub)) == 1
+    # retried while the subscription is disabled: failed at once, an attempt like any other
+    assert stack.client.post(f"/v1/deliveries/{record['id']}/retry").status_code == 202
+    [again] = stack.wait_for(
+        "the retry to be recorded",
+        lambda: [d for d in stack.deliveries(sub, "failed") if len(d["attempts"]) == 2] or None,
+    )
+    last = again["attempts"][-1]
+    assert last["outcome"] == "failed" and last["error"] == "subscription disabled"
+    assert last["duration_ms"] == 0 and last["at"]
+    assert len(receiver.at("/gone")) == 1
 
 
 def test_429_honours_retry_after(stack: Stack, receiver: Receiver) -> None:
