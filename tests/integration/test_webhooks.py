@@ -184,8 +184,10 @@ def test_replay_redelivers_under_the_same_ids(stack: Stack, receiver: Receiver) 
     records = stack.wait_status(sub, "delivered", 4)
     assert sorted(d["event_id"] for d in records) == sorted([before, *ids])
     bad = stack.client.post(f"/v1/subscriptions/{sub}/replay", json={"after": "yesterday"})
-    assert bad.status_code == 400
+    assert bad.status_code == 400  # a malformed cursor, as everywhere
     assert bad.json()["field"] == "after"
+    missing = stack.client.post(f"/v1/subscriptions/{sub}/replay", json={})
+    assert missing.status_code == 422 and missing.json()["field"] == "after"
 
 
 def test_rotation_signs_with_old_and_new_secrets(stack: Stack, receiver: Receiver) -> None:
