@@ -29,12 +29,12 @@ from api.routes.publish import (
     check_declared,
     idempotency,
     one_limit,
-    parse_json,
 )
 from api.routes.stream import prepare
 from api.state import Gateway
 from notify.auth import Principal
 from notify.errors import NotifyError, StoreUnavailable, TooLarge
+from notify.events import loads
 from notify.redislog import TRANSIENT
 
 Handler = Callable[[Gateway, Principal, Request], Awaitable[Response]]
@@ -119,7 +119,7 @@ class FastPaths:
             )
             key = idempotency(headers.get(b"idempotency-key"))
             body = await read_body(receive, limit_of(gw), headers.get(b"content-length"))
-            return Accepted(await accept(gw, principal, parse_json(body), key))
+            return Accepted(await accept(gw, principal, loads(body, "body"), key))
 
         response = await answer(work())
         if response is not None:

@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import ResponseError
 
 from notify import keys
 from notify.events import is_last_possible, with_id
 from notify.ledger import Ledger
-from notify.redislog import entry_from, is_capacity_error
+from notify.redislog import TRANSIENT, entry_from, is_capacity_error
 from notify.routing import Delivery, replayed
 from notify.settings import Settings
 from notify.store import ReplayRequest, SubscriptionStore, replay_from_fields, text
@@ -87,7 +87,7 @@ def refused_for_good(exc: Exception) -> bool:
         return True
     return (
         isinstance(exc, ResponseError)
-        and not isinstance(exc, ReadOnlyError)
+        and not isinstance(exc, TRANSIENT)
         and not is_capacity_error(exc)
     )
 

@@ -55,17 +55,13 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise TooLarge(f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    return parse_json(b"".join(chunks))
+    return loads(b"".join(chunks), "body")
 
 
 def check_declared(declared: str | None, limit: int) -> None:
     """Refuse a body whose Content-Length is over ``limit`` before reading any of it."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"body is over the limit of {limit} bytes")
-
-
-def parse_json(body: bytes) -> Any:
-    return loads(body, "body")
 
 
 def one_limit(gw: Gateway) -> int:

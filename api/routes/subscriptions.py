@@ -199,7 +199,7 @@ async def replay(sub_id: str, request: Request, principal: Auth, redis: Store) -
         raise Conflict("a web feed is resumed with last_event_id, not replayed")
     principal.require_read(sub.channel)
     raw = await read_json(request, MAX_BODY)
-    if not isinstance(raw, dict) or set(raw) - {"after"} or "after" not in raw:
+    if not isinstance(raw, dict) or set(raw) != {"after"}:
         raise InvalidInput('body must be {"after": "<event id>"}', field="after")
     after = raw["after"]
     parse_id(after, field="after")
