@@ -14,21 +14,21 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from api import problems
-from api.batcher import AppendBatcher
-from api.hub import Hub, stop
-from api.limits import FairShare, RateLimiter
-from api.routes import history, ops, publish, stream, ws
-from api.state import Gateway
+from notify.api import problems
+from notify.api.batcher import AppendBatcher
+from notify.api.hub import Hub, stop
+from notify.api.limits import FairShare, RateLimiter
+from notify.api.routes import history, ops, publish, stream, ws
+from notify.api.state import Gateway
 from notify.auth import Verifier
-from notify.redislog import RedisEventLog, Retention
+from notify.redis.eventlog import RedisEventLog, Retention
 from notify.settings import Settings
 
 OPTIONAL_ROUTERS = (
-    "api.routes.subscriptions",
-    "api.routes.deliveries",
-    "api.routes.feed",
-    "api.routes.unsubscribe",
+    "notify.api.routes.subscriptions",
+    "notify.api.routes.deliveries",
+    "notify.api.routes.feed",
+    "notify.api.routes.unsubscribe",
 )
 
 

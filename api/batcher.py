@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from notify.events import Draft
-from notify.redislog import RedisEventLog
+from notify.redis.eventlog import RedisEventLog
 
 Pairs = list[tuple[str, str]]
 Waiting = tuple[Sequence[Draft], int, "asyncio.Future[Pairs]"]

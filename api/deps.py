@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends
 from starlette.requests import HTTPConnection, cookie_parser
 
-from api.state import Gateway
+from notify.api.state import Gateway
 from notify.auth import COOKIE, QUERY, Principal, pick_token
 from notify.errors import Unauthenticated
 from notify.settings import Settings

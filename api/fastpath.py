@@ -20,9 +20,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import authenticate, authenticate_raw, gateway_of, raw_token
-from api.problems import from_error, problem
-from api.routes.publish import (
+from notify.api.deps import authenticate, authenticate_raw, gateway_of, raw_token
+from notify.api.problems import from_error, problem
+from notify.api.routes.publish import (
     accept_many,
     accept_one,
     batch_limit,
@@ -30,12 +30,12 @@ from api.routes.publish import (
     idempotency,
     one_limit,
 )
-from api.routes.stream import prepare
-from api.state import Gateway
+from notify.api.routes.stream import prepare
+from notify.api.state import Gateway
 from notify.auth import Principal
 from notify.errors import NotifyError, StoreUnavailable, TooLarge
 from notify.events import loads
-from notify.redislog import TRANSIENT
+from notify.redis.eventlog import TRANSIENT
 
 Handler = Callable[[Gateway, Principal, Request], Awaitable[Response]]
 Accept = Callable[[Gateway, Principal, Any, "str | None"], Awaitable[bytes]]

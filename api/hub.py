@@ -20,12 +20,12 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
-from api import metrics
+from notify.api import metrics
 from notify.channels import PatternIndex
 from notify.errors import StoreUnavailable
+from notify.eventlog import Entry
 from notify.events import parse_id, with_id
-from notify.log import Entry
-from notify.redislog import RedisEventLog
+from notify.redis.eventlog import RedisEventLog
 from notify.sse import KEEPALIVE, event_frame
 
 log = logging.getLogger("notify.hub")

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from notify import keys
 from notify.errors import RateLimited, StoreUnavailable
-from notify.redislog import translated
+from notify.redis.eventlog import translated
 
 # token bucket: `rate` tokens a second, holding at most `burst`. A take of more than
 # the burst (a big batch) needs a full bucket and leaves it in debt, so it can pass at

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from api.batcher import AppendBatcher
-from api.hub import Hub
-from api.limits import FairShare, RateLimiter
+from notify.api.batcher import AppendBatcher
+from notify.api.hub import Hub
+from notify.api.limits import FairShare, RateLimiter
 from notify.auth import Verifier
-from notify.redislog import RedisEventLog
+from notify.redis.eventlog import RedisEventLog
 from notify.settings import Settings
 
 

@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from api import metrics
-from api.hub import Subscriber
-from api.state import Gateway
+from notify.api import metrics
+from notify.api.httpproto import DIRECT
+from notify.api.hub import Subscriber
+from notify.api.state import Gateway
 from notify.auth import Principal
+from notify.eventlog import Entry
 from notify.events import parse_id, with_id
-from notify.httpproto import DIRECT
-from notify.log import Entry
 from notify.sse import PREAMBLE, event_frame, gap_frame
 
 PAGE = 500

@@ -32,7 +32,7 @@ from aiosmtpd.controller import Controller
 
 from notify import keys
 from notify.publisher import AsyncPublisher
-from notify.store import SubscriptionStore
+from notify.redis.subscriptions import SubscriptionStore
 from notify.subscriptions import Draft
 from tests.support.ports import free_port
 

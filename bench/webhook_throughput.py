@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 
 from notify import keys
 from notify.publisher import AsyncPublisher
-from notify.store import SubscriptionStore
+from notify.redis.subscriptions import SubscriptionStore
 from notify.subscriptions import Draft
 from notify.webhooks import new_secret
 from tests.support.ports import free_port

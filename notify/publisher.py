@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from notify.channels import validate_channel
 from notify.events import Draft, draft, encode_draft, validate_type
-from notify.redislog import (
+from notify.redis.eventlog import (
     APPEND_LUA,
     RedisEventLog,
     Retention,

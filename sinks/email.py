@@ -24,13 +24,13 @@ import aiosmtplib
 import orjson
 
 from notify import mail
-from notify.digests import DigestStore, digest_id, is_digest
 from notify.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notify.mailtemplates import Templates
+from notify.redis.digests import DigestStore, digest_id, is_digest
+from notify.sinks.base import RESPONSE_EXCERPT, Job, Receipt
 from notify.smtpurl import Sender, SmtpTarget
 from notify.subscriptions import Subscription
 from notify.unsubscribe import url as unsubscribe_url
-from sinks.base import RESPONSE_EXCERPT, Job, Receipt
 
 IDLE_SECONDS = 30.0
 

@@ -18,13 +18,13 @@ import httpx
 import orjson
 
 from notify import alerts
-from notify.alertbook import AlertBook
 from notify.errors import PermanentDeliveryError, TransientDeliveryError
 from notify.events import now_rfc3339
+from notify.redis.alertbook import AlertBook
 from notify.retry import parse_retry_after
-from sinks.base import RESPONSE_EXCERPT, Job, Receipt
-from sinks.transport import GuardedTransport, TargetRefused
-from sinks.webhook import read_capped
+from notify.sinks.base import RESPONSE_EXCERPT, Job, Receipt
+from notify.sinks.transport import GuardedTransport, TargetRefused
+from notify.sinks.webhook import read_capped
 
 USER_AGENT = "notify-alerts/1.0"
 _CAS_TRIES = 8

@@ -8,7 +8,7 @@ record. The delivery is marked delivered at once; it exists so that every
 
 from __future__ import annotations
 
-from sinks.base import Job, Receipt
+from notify.sinks.base import Job, Receipt
 
 
 class WebSink:

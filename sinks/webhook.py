@@ -18,8 +18,8 @@ import httpx
 from notify import webhooks
 from notify.errors import PermanentDeliveryError, TargetGone, TransientDeliveryError
 from notify.retry import parse_retry_after
-from sinks.base import RESPONSE_EXCERPT, Job, Receipt
-from sinks.transport import HttpPool, ProtocolError, TargetRefused
+from notify.sinks.base import RESPONSE_EXCERPT, Job, Receipt
+from notify.sinks.transport import HttpPool, ProtocolError, TargetRefused
 
 MAX_READ = 64 * 1024
 USER_AGENT = "notify-webhooks/1.0"

@@ -20,12 +20,12 @@ from typing import Any
 from notify import retry
 from notify.errors import DeliveryError, TargetGone, TransientDeliveryError
 from notify.events import now_rfc3339
-from notify.ledger import Claimed, Finish, Ledger
+from notify.redis.ledger import Claimed, Finish, Ledger
+from notify.redis.subscriptions import SubscriptionStore
 from notify.routing import event_ms
 from notify.settings import Settings
-from notify.store import SubscriptionStore
+from notify.sinks.base import Job, Sink
 from notify.subscriptions import Subscription
-from sinks.base import Job, Sink
 
 log = logging.getLogger("notify.worker")
 

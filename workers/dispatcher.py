@@ -31,15 +31,15 @@ from redis.exceptions import ResponseError
 
 from notify import keys
 from notify.events import with_id
-from notify.ledger import Ledger
-from notify.redislog import entry_from
+from notify.redis.eventlog import entry_from
+from notify.redis.ledger import Ledger
+from notify.redis.subscriptions import SubscriptionStore, text
 from notify.routing import Delivery, Router
 from notify.settings import Settings
-from notify.store import SubscriptionStore, text
-from workers.celery_app import Enqueuer, create_app, new_loop
-from workers.flusher import DigestFlusher
-from workers.resender import AlertResender
-from workers.sweeper import Replayer, Sweeper, backoff_loop
+from notify.workers.celery_app import Enqueuer, create_app, new_loop
+from notify.workers.flusher import DigestFlusher
+from notify.workers.resender import AlertResender
+from notify.workers.sweeper import Replayer, Sweeper, backoff_loop
 
 log = logging.getLogger("notify.dispatcher")
 

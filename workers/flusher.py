@@ -1,7 +1,7 @@
 """The digest flusher: closes due digest windows into digest deliveries.
 
 It runs in every dispatcher process beside the sweeper. Flushing is one script per
-window that only the first caller wins (notify.digests), so any number may run.
+window that only the first caller wins (notify.redis.digests), so any number may run.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import redis.asyncio as aioredis
 
-from notify.digests import DigestStore
+from notify.redis.digests import DigestStore
+from notify.redis.subscriptions import SubscriptionStore
 from notify.settings import Settings
-from notify.store import SubscriptionStore
 
 log = logging.getLogger("notify.dispatcher")
 

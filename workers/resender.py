@@ -16,11 +16,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from notify.alertbook import AlertBook
 from notify.errors import DeliveryError
+from notify.redis.alertbook import AlertBook
+from notify.redis.subscriptions import SubscriptionStore
 from notify.settings import Settings
-from notify.store import SubscriptionStore
-from sinks.monitoring import AlertmanagerClient
+from notify.sinks.monitoring import AlertmanagerClient
 
 log = logging.getLogger("notify.dispatcher")
 

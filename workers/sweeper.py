@@ -21,11 +21,11 @@ from redis.exceptions import ResponseError
 
 from notify import keys
 from notify.events import is_last_possible, with_id
-from notify.ledger import Ledger
-from notify.redislog import TRANSIENT, entry_from, is_capacity_error
+from notify.redis.eventlog import TRANSIENT, entry_from, is_capacity_error
+from notify.redis.ledger import Ledger
+from notify.redis.subscriptions import ReplayRequest, SubscriptionStore, replay_from_fields, text
 from notify.routing import Delivery, replayed
 from notify.settings import Settings
-from notify.store import ReplayRequest, SubscriptionStore, replay_from_fields, text
 
 log = logging.getLogger("notify.dispatcher")
 

@@ -13,20 +13,20 @@ import os
 import redis.asyncio as aioredis
 from celery import Celery
 
-from notify.alertbook import AlertBook
-from notify.digests import DigestStore
-from notify.ledger import Ledger
+from notify.redis.alertbook import AlertBook
+from notify.redis.digests import DigestStore
+from notify.redis.ledger import Ledger
+from notify.redis.subscriptions import SubscriptionStore
 from notify.settings import Settings
+from notify.sinks import email
+from notify.sinks.base import Sink
+from notify.sinks.monitoring import AlertmanagerClient, MonitoringSink
+from notify.sinks.web import WebSink
+from notify.sinks.webhook import WebhookSink
 from notify.smtpurl import parse_sender, parse_smtp_url
-from notify.store import SubscriptionStore
 from notify.unsubscribe import key_from
-from sinks import email
-from sinks.base import Sink
-from sinks.monitoring import AlertmanagerClient, MonitoringSink
-from sinks.web import WebSink
-from sinks.webhook import WebhookSink
-from workers.celery_app import DELIVER, new_loop
-from workers.deliverer import Deliverer
+from notify.workers.celery_app import DELIVER, new_loop
+from notify.workers.deliverer import Deliverer
 
 log = logging.getLogger("notify.worker")
 

@@ -33,8 +33,8 @@ from notify import keys
 from notify.mail import prepare_templates
 from notify.settings import Settings, load
 from notify.smtpurl import parse_sender
-from workers.celery_app import QUEUE, create_app
-from workers.tasks import register
+from notify.workers.celery_app import QUEUE, create_app
+from notify.workers.tasks import register
 
 log = logging.getLogger("notify.worker")
 PR_SET_PDEATHSIG = 1
@@ -64,7 +64,7 @@ class Supervisor:
         return [
             sys.executable,
             "-m",
-            "workers.worker",
+            "notify.workers.worker",
             "--concurrency",
             str(self.concurrency),
             "--progress",

@@ -6,13 +6,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import Auth, SettingsDep, Store
-from api.routes.subscriptions import owned
+from notify.api.deps import Auth, SettingsDep, Store
+from notify.api.routes.subscriptions import owned
 from notify.auth import Principal
 from notify.errors import Conflict, InvalidInput, NotFound
-from notify.ledger import Ledger
+from notify.redis.ledger import Ledger
+from notify.redis.subscriptions import SubscriptionStore
 from notify.settings import Settings
-from notify.store import SubscriptionStore
 
 router = APIRouter(tags=["deliveries"])
 SCAN_BUDGET = 2000

@@ -19,15 +19,15 @@ from fastapi import APIRouter, Header, Query
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from api.deps import Auth, GatewayDep
-from api.hub import Subscriber
-from api.routes.stream import cursor_of, open_stream
-from api.state import Gateway
+from notify.api.deps import Auth, GatewayDep
+from notify.api.hub import Subscriber
+from notify.api.routes.stream import cursor_of, open_stream
+from notify.api.state import Gateway
 from notify.auth import Principal
 from notify.channels import matches
+from notify.eventlog import Entry
 from notify.events import MAX_ORIGIN
-from notify.log import Entry
-from notify.store import SubscriptionStore
+from notify.redis.subscriptions import SubscriptionStore
 from notify.subscriptions import Subscription
 
 router = APIRouter(tags=["stream"])

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from api.deps import Auth, GatewayDep
+from notify.api.deps import Auth, GatewayDep
 from notify.channels import validate_pattern
 from notify.errors import InvalidInput
 from notify.events import parse_id, with_id

@@ -6,12 +6,12 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, Response
 
-from api import metrics
-from api.deps import GatewayDep
-from api.problems import problem
 from notify import keys
+from notify.api import metrics
+from notify.api.deps import GatewayDep
+from notify.api.problems import problem
 from notify.errors import StoreUnavailable
-from notify.redislog import translated
+from notify.redis.eventlog import translated
 
 router = APIRouter(tags=["operations"])
 

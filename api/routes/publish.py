@@ -8,10 +8,10 @@ import orjson
 from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
-from api import metrics
-from api.deps import Auth, GatewayDep
-from api.state import Gateway
 from notify import keys
+from notify.api import metrics
+from notify.api.deps import Auth, GatewayDep
+from notify.api.state import Gateway
 from notify.auth import Principal
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, TooLarge
 from notify.events import Draft, draft, loads, now_rfc3339

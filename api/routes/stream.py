@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
-from api.deps import Auth, GatewayDep
-from api.hub import Subscriber
-from api.state import Gateway
-from api.streams import EventStream
+from notify.api.deps import Auth, GatewayDep
+from notify.api.hub import Subscriber
+from notify.api.state import Gateway
+from notify.api.streams import EventStream
 from notify.auth import Principal
 from notify.channels import validate_pattern
 from notify.errors import InvalidInput

@@ -9,12 +9,12 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from api.deps import Auth, SettingsDep, Store
-from api.routes.publish import read_json
+from notify.api.deps import Auth, SettingsDep, Store
+from notify.api.routes.publish import read_json
 from notify.auth import Principal
 from notify.errors import Conflict, InvalidInput, NotFound
 from notify.events import parse_id
-from notify.store import SubscriptionStore
+from notify.redis.subscriptions import SubscriptionStore
 from notify.subscriptions import (
     Subscription,
     parse_create,

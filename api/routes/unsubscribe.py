@@ -17,11 +17,11 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from api.deps import SettingsDep, Store
-from api.problems import from_error
+from notify.api.deps import SettingsDep, Store
+from notify.api.problems import from_error
 from notify.errors import NotFound
+from notify.redis.subscriptions import SubscriptionStore
 from notify.settings import Settings
-from notify.store import SubscriptionStore
 from notify.subscriptions import Subscription
 from notify.unsubscribe import key_from, subscription_of, verify
 

@@ -9,19 +9,19 @@ import secrets
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from api import metrics
-from api.deps import authenticate, gateway_of
-from api.hub import Subscriber
-from api.problems import from_error
-from api.routes.publish import store
-from api.state import Gateway
-from api.streams import expire_at, resume
 from notify import wsproto
+from notify.api import metrics
+from notify.api.deps import authenticate, gateway_of
+from notify.api.hub import Subscriber
+from notify.api.problems import from_error
+from notify.api.routes.publish import store
+from notify.api.state import Gateway
+from notify.api.streams import expire_at, resume
 from notify.auth import Principal
 from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
+from notify.eventlog import Entry
 from notify.events import encode_draft, validate_type, with_id
-from notify.log import Entry
 
 router = APIRouter()
 MAX_BAD_FRAMES = 10

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from notify.devstack import redis_answers
+from notify.cli.dev import redis_answers
 from tests.support.ports import free_port
 from tests.support.procs import child_env
 from tests.support.redis import RedisServer
@@ -102,7 +102,7 @@ def test_notify_dev_starts_redis_when_none_answers_and_keeps_its_data(tmp_path: 
     port, redis_port = free_port(), free_port()
     assert not redis_answers("127.0.0.1", redis_port)
     launch = (
-        f"from notify.devstack import run; raise SystemExit(run({port}, redis_port={redis_port}))"
+        f"from notify.cli.dev import run; raise SystemExit(run({port}, redis_port={redis_port}))"
     )
     argv = [sys.executable, "-c", launch]
     with dev_stack(argv, port, child_env(), tmp_path) as dev:

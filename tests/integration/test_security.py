@@ -18,7 +18,7 @@ import httpcore
 import httpx
 import pytest
 
-from sinks.transport import GuardedBackend, GuardedTransport, TargetRefused
+from notify.sinks.transport import GuardedBackend, GuardedTransport, TargetRefused
 from tests.integration.clients import sse
 from tests.integration.conftest import StackFactory
 from tests.integration.delivery_stack import Stack, make_stack

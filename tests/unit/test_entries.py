@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from notify.log import Entry
-from notify.redislog import entry_from, entry_from_flat
+from notify.eventlog import Entry
+from notify.redis.eventlog import entry_from, entry_from_flat
 
 BODY = b'{"channel":"a.b","type":"t","data":1,"time":"2026-11-27T05:00:00.123Z"}'
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from api.limits import FairShare
+from notify.api.limits import FairShare
 
 
 def test_a_flooding_client_waits_its_turn_and_others_go_by() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from sinks.transport import HttpPool, ProtocolError, TargetRefused
+from notify.sinks.transport import HttpPool, ProtocolError, TargetRefused
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

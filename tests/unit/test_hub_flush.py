@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from api.hub import Hub, Subscriber
-from notify.log import Entry
+from notify.api.hub import Hub, Subscriber
+from notify.eventlog import Entry
 
 
 class Transport:

@@ -22,8 +22,8 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from api.hub import ACTIVE
-from notify.httpproto import GatewayProtocol, GatewayWebSocketProtocol
+from notify.api.httpproto import GatewayProtocol, GatewayWebSocketProtocol
+from notify.api.hub import ACTIVE
 
 TOKEN_IN_URL = re.compile(r"((?:^|[?&])token=)[^&\s\"']+")
 
@@ -44,7 +44,7 @@ class RedactTokens(logging.Filter):
 
 LOG_CONFIG: dict[str, Any] = {
     **LOGGING_CONFIG,
-    "filters": {"redact": {"()": "notify.server.RedactTokens"}},
+    "filters": {"redact": {"()": "notify.api.server.RedactTokens"}},
     "handlers": {
         name: {**handler, "filters": ["redact"]}
         for name, handler in LOGGING_CONFIG["handlers"].items()
@@ -94,8 +94,8 @@ class GatewayServer(uvicorn.Server):
 
 def create() -> object:
     """The ASGI app, built from the environment (uvicorn factory)."""
-    from api.app import create_app
-    from api.fastpath import FastPaths
+    from notify.api.app import create_app
+    from notify.api.fastpath import FastPaths
     from notify.settings import load
 
     return FastPaths(create_app(load()))
@@ -111,7 +111,7 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
 
     GatewayProtocol.read_timeout = load().request_timeout_seconds
     config = uvicorn.Config(
-        "notify.server:create",
+        "notify.api.server:create",
         factory=True,
         host=host,
         port=port,
@@ -153,7 +153,7 @@ def supervise(host: str, port: int, workers: int, access_log: bool) -> None:
     while not stopping:
         for i, child in enumerate(children):
             if child.poll() is not None and not stopping:
-                logging.getLogger("notify.server").warning(
+                logging.getLogger("notify.api.server").warning(
                     "gateway worker %d exited with %s; restarting", child.pid, child.returncode
                 )
                 children[i] = subprocess.Popen(argv)

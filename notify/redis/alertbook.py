@@ -17,8 +17,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from notify import keys
-from notify.ledger import _NOW
-from notify.store import text
+from notify.redis.ledger import _NOW
+from notify.redis.subscriptions import text
 
 # KEYS: alerts, due. ARGV: key, expected ('' = absent), new, due_ms. Compare and set.
 _PUT = (

@@ -18,9 +18,9 @@ import orjson
 import redis.asyncio as aioredis
 
 from notify import keys
+from notify.redis.subscriptions import text
 from notify.retry import as_datetime
 from notify.routing import Delivery
-from notify.store import text
 
 MAX_ATTEMPTS_KEPT = 50
 _NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
@@ -36,7 +36,7 @@ if status then
   if ARGV[11] ~= '1' then return 0 end
   redis.call('HSET', KEYS[1], 'status', 'pending', 'attempt_count', 0, 'body', ARGV[8],
     'next_ms', now)
-  -- 'digest': a replayed event goes into a new digest window (notify.digests)
+  -- 'digest': a replayed event goes into a new digest window (notify.redis.digests)
   redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'done_ms', 'digest')
   redis.call('PERSIST', KEYS[1])
   redis.call('PERSIST', KEYS[2])

@@ -23,8 +23,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from notify import keys
-from notify.ledger import _NOW
-from notify.store import text
+from notify.redis.ledger import _NOW
+from notify.redis.subscriptions import text
 from notify.subscriptions import Subscription
 
 DIGEST_PREFIX = "dig_"

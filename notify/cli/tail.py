@@ -6,7 +6,7 @@ import sys
 
 from notify.channels import PatternIndex, validate_pattern
 from notify.events import with_id
-from notify.redislog import RedisEventLog, Retention, connect
+from notify.redis.eventlog import RedisEventLog, Retention, connect
 from notify.settings import Settings
 
 

@@ -22,21 +22,21 @@ def _settings() -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     settings.require_secret()
-    from notify.server import serve
+    from notify.api.server import serve
 
     serve(args.host, args.port, args.workers, access_log=args.access_log)
     return 0
 
 
 def cmd_dispatcher(args: argparse.Namespace) -> int:
-    from workers.dispatcher import run
+    from notify.workers.dispatcher import run
 
     run(_settings())
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from workers.worker import run
+    from notify.workers.worker import run
 
     run(_settings(), args.concurrency)
     return 0
@@ -63,7 +63,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from notify.tail import tail
+    from notify.cli.tail import tail
 
     settings = _settings()
     with contextlib.suppress(KeyboardInterrupt):
@@ -97,7 +97,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from notify.devstack import run
+    from notify.cli.dev import run
 
     return run(port=args.port, workers=args.workers)
 

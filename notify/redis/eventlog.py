@@ -22,8 +22,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from notify import keys
 from notify.channels import PatternIndex, is_wildcard
 from notify.errors import StoreUnavailable
+from notify.eventlog import Entry, Page
 from notify.events import Draft, format_id, is_last_possible, parse_id
-from notify.log import Entry, Page
 
 IDEMPOTENCY_SECONDS = 86400
 SCAN_BUDGET = 20_000

@@ -1,0 +1,1 @@
+"""The Redis adapters: the only modules of notify that import redis."""
