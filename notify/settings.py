@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from notify.errors import ConfigError
+from notify.proxy import Proxy
 from notify.smtpurl import parse_sender, parse_smtp_url
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(15.0, gt=0)
     webhook_target_rate: float = Field(100.0, ge=0)
     webhook_max_connections: int = Field(100, ge=1, le=10_000)
+    webhook_proxy: str | None = None  # http://[user:pass@]host:port, tunnels with CONNECT
     delivery_batch_size: int = Field(50, ge=1, le=1000)
     delivery_lease_seconds: float = Field(60.0, gt=0)
     worker_stall_seconds: float = Field(120.0, gt=0)
@@ -140,6 +142,13 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters (HS256 needs a 256-bit key)")
         return value
+
+    @field_validator("webhook_proxy")
+    @classmethod
+    def _check_webhook_proxy(cls, value: str | None) -> str | None:
+        if value:
+            Proxy.parse(value)
+        return value or None
 
     @field_validator("redis_url")
     @classmethod

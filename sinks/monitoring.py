@@ -4,7 +4,7 @@ Each delivery records the alert's new state first (``notify.alerts.decide``: an 
 older than the recorded one is dropped as superseded), then POSTs the one alert to
 ``{url}/api/v2/alerts``. The dispatcher's AlertResender re-POSTs firing alerts from
 that record so Alertmanager does not resolve them by its ``resolve_timeout``.
-Connections go through the SSRF guard (sinks.transport), as webhooks do.
+Connections go through the same guarded HTTP pool as webhooks (``notify.sinks.http``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 
 from notify import alerts
@@ -23,8 +22,7 @@ from notify.events import now_rfc3339
 from notify.redis.alertbook import AlertBook
 from notify.retry import parse_retry_after
 from notify.sinks.base import RESPONSE_EXCERPT, Job, Receipt
-from notify.sinks.transport import GuardedTransport, TargetRefused
-from notify.sinks.webhook import read_capped
+from notify.sinks.http import HttpClientError, HttpPool, TargetRefused
 
 USER_AGENT = "notify-alerts/1.0"
 _CAS_TRIES = 8
@@ -33,56 +31,38 @@ _CAS_TRIES = 8
 class AlertmanagerClient:
     def __init__(self, *, timeout: float, allow_private: bool, max_connections: int = 20) -> None:
         self._timeout = timeout
-        limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30,
-        )
-        self._client = httpx.AsyncClient(
-            transport=GuardedTransport(allow_private=allow_private, limits=limits),
-            follow_redirects=False,
-            trust_env=False,
-            timeout=httpx.Timeout(timeout),
-            headers={"user-agent": USER_AGENT},
+        self._pool = HttpPool(
+            allow_private=allow_private, max_connections=max_connections, keepalive_expiry=30
         )
 
     async def post(self, url: str, batch: Sequence[dict[str, Any]]) -> Receipt:
         """POST alerts; 2xx is a Receipt, 4xx (but 408/429) permanent, the rest transient."""
+        fields = (("content-type", "application/json"), ("user-agent", USER_AGENT))
         try:
             async with asyncio.timeout(self._timeout):
-                response = await self._client.send(
-                    self._client.build_request(
-                        "POST",
-                        alerts.endpoint(url),
-                        content=orjson.dumps(list(batch)),
-                        headers={"content-type": "application/json"},
-                    ),
-                    stream=True,
+                answer = await self._pool.post(
+                    alerts.endpoint(url), fields, orjson.dumps(list(batch)), RESPONSE_EXCERPT
                 )
-                try:
-                    head = await read_capped(response)
-                finally:
-                    await response.aclose()
         except TimeoutError as exc:
             raise TransientDeliveryError(f"timed out after {self._timeout:g} s") from exc
-        except httpx.TimeoutException as exc:
-            raise TransientDeliveryError(f"timed out: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            if isinstance(exc.__cause__, TargetRefused):
-                raise PermanentDeliveryError(str(exc.__cause__)) from exc
+        except TargetRefused as exc:
+            raise PermanentDeliveryError(str(exc)) from exc
+        except ValueError as exc:
+            raise PermanentDeliveryError(f"not a usable Alertmanager URL: {exc}") from exc
+        except (OSError, HttpClientError) as exc:
             raise TransientDeliveryError(f"{type(exc).__name__}: {exc}"[:200]) from exc
-        status = response.status_code
-        excerpt = head[:RESPONSE_EXCERPT].decode("utf-8", "replace") or None
+        status = answer.status
+        excerpt = answer.body.decode("utf-8", "replace") or None
         if 200 <= status < 300:
             return Receipt(status, excerpt)
         detail = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
         if 400 <= status < 500 and status not in (408, 429):
             raise PermanentDeliveryError(detail, status_code=status)
-        retry_after = parse_retry_after(response.headers.get("retry-after"), 0.0)
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), 0.0)
         raise TransientDeliveryError(detail, status_code=status, retry_after=retry_after)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
 
 
 class MonitoringSink:

@@ -1,6 +1,6 @@
 """The webhook sink: a signed POST of the event, per Standard Webhooks.
 
-One HTTP/1.1 pool per worker process (``sinks.transport.HttpPool``) keeps connections
+One HTTP/1.1 pool per worker process (``notify.sinks.http.HttpPool``) keeps connections
 alive per target and connects only to addresses the SSRF guard allowed. Redirects
 are not followed, the whole attempt (connect, send, read) has one deadline, and at
 most MAX_READ bytes of an answer are read, so a receiver that drips, floods or never
@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpcore
-import httpx
-
 from notify import webhooks
 from notify.errors import PermanentDeliveryError, TargetGone, TransientDeliveryError
 from notify.retry import parse_retry_after
 from notify.sinks.base import RESPONSE_EXCERPT, Job, Receipt
-from notify.sinks.transport import HttpPool, ProtocolError, TargetRefused
+from notify.sinks.http import HttpClientError, HttpPool, Proxy, TargetRefused
 
 MAX_READ = 64 * 1024
 USER_AGENT = "notify-webhooks/1.0"
@@ -28,10 +25,20 @@ USER_AGENT = "notify-webhooks/1.0"
 class WebhookSink:
     kind = "webhook"
 
-    def __init__(self, *, timeout: float, allow_private: bool, max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        allow_private: bool,
+        max_connections: int = 100,
+        proxy: Proxy | None = None,
+    ) -> None:
         self._timeout = timeout
         self._pool = HttpPool(
-            allow_private=allow_private, max_connections=max_connections, keepalive_expiry=30
+            allow_private=allow_private,
+            max_connections=max_connections,
+            keepalive_expiry=30,
+            proxy=proxy,
         )
 
     def target(self, job: Job) -> str | None:
@@ -55,22 +62,12 @@ class WebhookSink:
             raise TransientDeliveryError(f"timed out after {self._timeout:g} s") from exc
         except TargetRefused as exc:
             raise PermanentDeliveryError(str(exc)) from exc
-        except (OSError, ProtocolError, ValueError, httpcore.ConnectError) as exc:
+        except (OSError, HttpClientError, ValueError) as exc:
             raise TransientDeliveryError(f"{type(exc).__name__}: {exc}"[:200]) from exc
         return judge(answer.status, answer.headers.get("retry-after"), answer.body, now)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
-
-
-async def read_capped(response: httpx.Response) -> bytes:
-    """At most MAX_READ bytes of an httpx answer (for sinks that use httpx)."""
-    got = bytearray()
-    async for chunk in response.aiter_raw():
-        got += chunk
-        if len(got) >= MAX_READ:
-            break  # the rest is dropped with the connection
-    return bytes(got)
 
 
 def judge(status: int, retry_after: str | None, body: bytes, now: float) -> Receipt:

@@ -13,6 +13,7 @@ import os
 import redis.asyncio as aioredis
 from celery import Celery
 
+from notify.proxy import Proxy
 from notify.redis.alertbook import AlertBook
 from notify.redis.digests import DigestStore
 from notify.redis.ledger import Ledger
@@ -50,6 +51,7 @@ class Runtime:
                 timeout=settings.webhook_timeout_seconds,
                 allow_private=settings.allow_private_targets,
                 max_connections=settings.webhook_max_connections,
+                proxy=Proxy.parse(settings.webhook_proxy) if settings.webhook_proxy else None,
             ),
             "monitoring": MonitoringSink(
                 AlertmanagerClient(

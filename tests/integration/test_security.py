@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpcore
 import httpx
 import pytest
 
-from notify.sinks.transport import GuardedBackend, GuardedTransport, TargetRefused
+from notify.sinks.http import HttpPool, TargetRefused
 from tests.integration.clients import sse
 from tests.integration.conftest import StackFactory
 from tests.integration.delivery_stack import Stack, make_stack
@@ -218,32 +217,25 @@ class Resolver:
         return [(0, 0, 0, "", (a, port)) for a in answer]
 
 
-class Recorder(httpcore.AsyncNetworkBackend):
+class Recorder:
     """Records the address each connection goes to and sends it to the local
     receiver instead (the "public" address of the test is not reachable)."""
 
     def __init__(self, real_port: int) -> None:
         self.connected: list[str] = []
-        self._inner = httpcore.AnyIOBackend()
         self._port = real_port
 
-    async def connect_tcp(self, host: str, port: int, *args: Any, **kw: Any) -> Any:
+    async def __call__(self, host: str, port: int, **kw: Any) -> Any:
         self.connected.append(host)
-        return await self._inner.connect_tcp("127.0.0.1", self._port, *args, **kw)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        return await asyncio.open_connection("127.0.0.1", self._port, **kw)
 
 
-def _guarded_client(receiver: Receiver) -> tuple[httpx.AsyncClient, Recorder]:
-    limits = httpx.Limits(max_connections=4, max_keepalive_connections=0)
-    transport = GuardedTransport(allow_private=False, limits=limits)
-    backend = transport._pool._network_backend
-    assert isinstance(backend, GuardedBackend)
+def _guarded_pool(receiver: Receiver) -> tuple[HttpPool, Recorder]:
+    # keep-alive off (no idle connection kept): every request connects, and so resolves
+    pool = HttpPool(allow_private=False, max_connections=4, keepalive_expiry=0)
     recorder = Recorder(receiver.port)
-    backend._inner = recorder  # type: ignore[assignment]
-    client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
-    return client, recorder
+    pool._open = recorder  # type: ignore[assignment]
+    return pool, recorder
 
 
 PUBLIC = "93.184.216.34"
@@ -272,13 +264,13 @@ async def test_dns_rebinding_cannot_reach_loopback(
 ) -> None:
     resolver = Resolver([PUBLIC], ["127.0.0.1"])
     monkeypatch.setattr(anyio, "getaddrinfo", resolver)
-    client, recorder = _guarded_client(receiver)
-    async with client:
-        url = f"http://rebind.test:{receiver.port}/r"
-        assert (await client.post(url, content=b"1")).status_code == 200
-        # the next connection (keep-alive is off) resolves again: now to loopback
-        with pytest.raises(httpx.ConnectError, match="loopback"):
-            await client.post(url, content=b"2")
+    pool, recorder = _guarded_pool(receiver)
+    url = f"http://rebind.test:{receiver.port}/r"
+    assert (await pool.post(url, [], b"1", 100)).status == 200
+    # the next connection resolves again: now to loopback
+    with pytest.raises(TargetRefused, match="loopback"):
+        await pool.post(url, [], b"2", 100)
+    await pool.aclose()
     assert recorder.connected == [PUBLIC]  # checked and connected address are the same
     assert resolver.calls == ["rebind.test", "rebind.test"]  # one lookup per connection
     assert len(receiver.at("/r")) == 1
@@ -290,14 +282,13 @@ async def test_any_forbidden_address_in_an_answer_refuses_the_name(
     bad: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(anyio, "getaddrinfo", Resolver([PUBLIC, bad]))
-    client, recorder = _guarded_client(receiver)
-    async with client:
-        with pytest.raises(httpx.ConnectError) as caught:
-            await client.get(f"http://mixed.test:{receiver.port}/m")
-        assert isinstance(caught.value.__cause__, TargetRefused) or "refused" in str(caught.value)
-        literal = f"[{bad}]" if ":" in bad else bad
-        with pytest.raises(httpx.ConnectError):
-            await client.get(f"http://{literal}:{receiver.port}/m")
+    pool, recorder = _guarded_pool(receiver)
+    with pytest.raises(TargetRefused):
+        await pool.post(f"http://mixed.test:{receiver.port}/m", [], b"1", 100)
+    literal = f"[{bad}]" if ":" in bad else bad
+    with pytest.raises(TargetRefused):
+        await pool.post(f"http://{literal}:{receiver.port}/m", [], b"1", 100)
+    await pool.aclose()
     assert recorder.connected == []
     assert receiver.at("/m") == []
 

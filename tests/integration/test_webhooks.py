@@ -11,7 +11,9 @@ from standardwebhooks import Webhook
 
 from notify import keys
 from tests.integration.clients import sse
+from tests.integration.conftest import StackFactory
 from tests.integration.delivery_stack import Stack
+from tests.support.connect_proxy import running_proxy
 from tests.support.webhook_receiver import Answer, Receiver
 
 
@@ -221,3 +223,22 @@ def test_each_subscription_gets_its_own_record(stack: Stack, receiver: Receiver)
     assert json.loads(receiver.at("/typed")[0].body)["type"] == "order.paid"
     assert len(stack.wait_status(a, "delivered", 2)) == 2
     assert len(stack.wait_status(typed["id"], "delivered")) == 1
+
+
+def test_webhooks_go_through_the_egress_proxy(
+    stack_factory: StackFactory, receiver: Receiver
+) -> None:
+    with running_proxy() as proxy:
+        stack = stack_factory(NOTIFY_WEBHOOK_PROXY=f"http://127.0.0.1:{proxy.port}")
+        url = receiver.url("/proxied").replace("127.0.0.1", "localhost")
+        sub = stack.subscribe("orders.>", {"kind": "webhook", "url": url})
+        receiver.trust("/proxied", sub["secret"])
+        stack.publish("orders.eu", "order.created", {"order": 1})
+        [got] = receiver.wait("/proxied", 1)
+        assert got.verified is True
+        stack.wait_status(sub["id"], "delivered")
+        # the tunnel went to the address the guard checked, not to the name
+        assert proxy.tunnels and set(proxy.tunnels) <= {
+            f"127.0.0.1:{receiver.port}",
+            f"[::1]:{receiver.port}",
+        }

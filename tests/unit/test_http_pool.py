@@ -9,7 +9,10 @@ from typing import Any
 import anyio
 import pytest
 
-from notify.sinks.transport import HttpPool, ProtocolError, TargetRefused
+from notify.proxy import Proxy
+from notify.sinks.answers import MAX_HEAD
+from notify.sinks.http import ConnectFailed, HttpPool, ProtocolError, TargetRefused
+from tests.support.connect_proxy import ConnectProxy
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -179,3 +182,70 @@ async def test_idle_connections_are_capped_across_targets(serve: Any) -> None:
     assert (await p.post(f"http://127.0.0.1:{a.port}/", [], b"3", 10)).status == 204
     assert (a.connections, b.connections) == (2, 1)
     await p.aclose()
+
+
+async def test_an_answer_delimited_by_the_end_of_the_connection(serve: Any) -> None:
+    server = await serve([b"HTTP/1.1 200 OK\r\n\r\nuntil the end"])  # then it closes
+    p = pool()
+    url = f"http://127.0.0.1:{server.port}/"
+    answer = await p.post(url, [], b"1", 1024)
+    assert (answer.status, answer.body) == (200, b"until the end")
+    await p.aclose()
+
+
+async def test_headers_past_the_cap_are_a_protocol_error(serve: Any) -> None:
+    huge = b"HTTP/1.1 200 OK\r\nx-pad: " + b"a" * (MAX_HEAD + 1) + b"\r\n\r\n"
+    server = await serve([huge])
+    with pytest.raises(ProtocolError, match="headers longer"):
+        await pool().post(f"http://127.0.0.1:{server.port}/", [], b"1", 10)
+
+
+async def test_the_proxy_is_asked_to_connect_to_the_checked_address(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await serve([OK, OK])
+    proxy = ConnectProxy(auth="Basic dTpwQHNz")  # u:p@ss
+    proxy_server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    proxy_port = proxy_server.sockets[0].getsockname()[1]
+
+    async def resolve(host: str, port: int, **kw: Any) -> list[Any]:
+        return [(2, 1, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(anyio, "getaddrinfo", resolve)
+    via = Proxy.parse(f"http://u:p%40ss@127.0.0.1:{proxy_port}")
+    p = HttpPool(allow_private=True, max_connections=2, proxy=via)
+    url = f"http://hooks.test:{server.port}/hook"
+    assert (await p.post(url, [], b"1", 10)).status == 204
+    assert (await p.post(url, [], b"2", 10)).status == 204  # kept alive through the tunnel
+    assert proxy.tunnels == [f"127.0.0.1:{server.port}"]  # an address, never the name
+    assert server.requests[0].startswith(b"POST /hook HTTP/1.1\r\nhost: hooks.test:")
+    await p.aclose()
+    # the guard still applies to the final target, the proxy is never asked
+    guarded = HttpPool(allow_private=False, max_connections=2, proxy=via)
+    with pytest.raises(TargetRefused, match="loopback"):
+        await guarded.post(url, [], b"3", 10)
+    assert len(proxy.tunnels) == 1
+    # a proxy that refuses the tunnel is a connection failure, with its status
+    wrong = HttpPool(
+        allow_private=True, max_connections=2, proxy=Proxy.parse(f"http://127.0.0.1:{proxy_port}")
+    )
+    with pytest.raises(ConnectFailed, match="407"):
+        await wrong.post(url, [], b"4", 10)
+    proxy_server.close()
+    await proxy.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://proxy:3128", "http://"),
+        ("http://proxy:3128/path", "only the proxy"),
+        ("http://proxy:99999", "port"),
+        ("socks5://proxy:1080", "http://"),
+    ],
+)
+def test_bad_proxy_urls_are_refused(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        Proxy.parse(url)
+    assert Proxy.parse("http://proxy:3128") == Proxy("proxy", 3128, None)
+    assert Proxy.parse("http://a:b@proxy").authorization == "Basic YTpi"
