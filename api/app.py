@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import AsyncIterator
 
 import redis
@@ -18,18 +17,21 @@ from notify.api import problems
 from notify.api.batcher import AppendBatcher
 from notify.api.hub import Hub, stop
 from notify.api.limits import FairShare, RateLimiter
-from notify.api.routes import history, ops, publish, stream, ws
+from notify.api.routes import (
+    deliveries,
+    feed,
+    history,
+    ops,
+    publish,
+    stream,
+    subscriptions,
+    unsubscribe,
+    ws,
+)
 from notify.api.state import Gateway
 from notify.auth import Verifier
 from notify.redis.eventlog import RedisEventLog, Retention
 from notify.settings import Settings
-
-OPTIONAL_ROUTERS = (
-    "notify.api.routes.subscriptions",
-    "notify.api.routes.deliveries",
-    "notify.api.routes.feed",
-    "notify.api.routes.unsubscribe",
-)
 
 
 def build_gateway(settings: Settings) -> Gateway:
@@ -121,14 +123,6 @@ def create_app(settings: Settings) -> FastAPI:
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
-    for module in (publish, history, stream, ws, ops):
-        app.include_router(module.router)
-    for name in OPTIONAL_ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in (publish, history, stream, ws, ops, subscriptions, deliveries, feed, unsubscribe):
         app.include_router(module.router)
     return app

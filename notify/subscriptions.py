@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -295,8 +295,3 @@ def sink_kind_change(current: Subscription, patch: Patch) -> None:
             "a subscription's sink kind cannot change; create a new subscription",
             field="sink.kind",
         )
-
-
-def routed(subscriptions: Sequence[Subscription]) -> list[Subscription]:
-    """The subscriptions that take part in routing."""
-    return [s for s in subscriptions if s.enabled]

@@ -23,7 +23,7 @@ from notify import keys
 from notify.channels import PatternIndex, is_wildcard
 from notify.errors import StoreUnavailable
 from notify.eventlog import Entry, Page
-from notify.events import Draft, format_id, is_last_possible, parse_id
+from notify.events import Draft, is_last_possible, parse_id
 
 IDEMPOTENCY_SECONDS = 86400
 SCAN_BUDGET = 20_000
@@ -397,11 +397,6 @@ class StreamInfo:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def next_after(entry_id: str) -> str:
-    ms, seq = parse_id(entry_id)
-    return format_id((ms, seq + 1))
 
 
 @contextlib.asynccontextmanager

@@ -294,13 +294,6 @@ class Ledger:
         )
         return int(granted), int(wait_ms) / 1000
 
-    async def count_metrics(self, counts: dict[str, int]) -> None:
-        if counts:
-            pipe = self._redis.pipeline(transaction=False)
-            for name, n in counts.items():
-                pipe.hincrby(keys.DELIVERY_METRICS, name, n)
-            await pipe.execute()
-
     async def get(self, delivery_id: str) -> dict[str, Any] | None:
         found = await self.get_many([delivery_id])
         return found[0] if found else None
