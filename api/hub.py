@@ -399,6 +399,14 @@ class Hub:
 
 
 async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
+    """Cancel ``task`` and wait for it to end.
+
+    Cancelled again until it ends: redis-py 8 can swallow one cancellation of a
+    blocking read (seen on the reader's XREAD once the process's other client had been
+    used), which left shutdown waiting for the next XREAD timeout, or forever.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.05)
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -1,0 +1,105 @@
+"""The documented request/response endpoints, in-process (see conftest)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import ApiFactory
+from tests.support.factories import TokenMaker
+
+PROBLEM = "application/problem+json"
+
+
+async def test_publish_then_read_back_in_history(
+    api_factory: ApiFactory, make_token: TokenMaker
+) -> None:
+    api = await api_factory(make_token(publish=["orders.>"], subscribe=["orders.>"]))
+    first = await api.post("/v1/events", json={"channel": "orders.eu", "type": "t", "data": 1})
+    assert first.status_code == 202, first.text
+    batch = await api.post(
+        "/v1/events/batch",
+        json={"events": [{"channel": "orders.us", "type": "t", "data": n} for n in (2, 3)]},
+    )
+    assert batch.status_code == 202, batch.text
+    ids = [first.json()["id"], *batch.json()["ids"]]
+    page = (await api.get("/v1/events", params={"channel": "orders.>"})).json()
+    assert [e["id"] for e in page["events"]] == ids
+    assert [e["data"] for e in page["events"]] == [1, 2, 3]
+    exact = (await api.get("/v1/events", params={"channel": "orders.us", "limit": 1})).json()
+    assert [e["data"] for e in exact["events"]] == [2]
+    assert exact["next"] == ids[1]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"channel": "bad channel", "type": "t", "data": 1}, "channel"),
+        ({"channel": "orders.eu", "type": "", "data": 1}, "type"),
+        ({"channel": "orders.eu", "type": "t"}, "data"),
+    ],
+)
+async def test_bad_events_are_problems_naming_the_field(
+    api_factory: ApiFactory, make_token: TokenMaker, body: dict[str, object], field: str
+) -> None:
+    api = await api_factory(make_token(publish=[">"], subscribe=[">"]))
+    answer = await api.post("/v1/events", json=body)
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith(PROBLEM)
+    assert answer.json()["field"] == field
+    bad_batch = {"events": [{"channel": "a", "type": "t", "data": 0}, body]}
+    answer = await api.post("/v1/events/batch", json=bad_batch)
+    assert answer.status_code == 422
+    assert answer.json()["field"].startswith("events[1]")
+    assert (await api.get("/v1/events", params={"channel": ">"})).json()["events"] == []
+
+
+async def test_authentication_and_rights(api_factory: ApiFactory, make_token: TokenMaker) -> None:
+    anonymous = await api_factory()
+    for answer in (
+        await anonymous.post("/v1/events", json={"channel": "a", "type": "t", "data": 1}),
+        await anonymous.get("/v1/events", params={"channel": "a"}),
+        await anonymous.get("/v1/subscriptions"),
+    ):
+        assert answer.status_code == 401
+        assert answer.headers["content-type"].startswith(PROBLEM)
+    reader = await api_factory(make_token(subscribe=["news.>"]))
+    refused = await reader.post("/v1/events", json={"channel": "news.a", "type": "t", "data": 1})
+    assert refused.status_code == 403
+    assert (await reader.get("/v1/events", params={"channel": "orders.eu"})).status_code == 403
+    assert (await reader.get("/v1/events", params={"channel": "news.a"})).status_code == 200
+    # the personal channel needs no claim
+    assert (await reader.get("/v1/events", params={"channel": "user.alice.x"})).status_code == 200
+
+
+async def test_subscription_lifecycle(api_factory: ApiFactory, make_token: TokenMaker) -> None:
+    api = await api_factory(make_token(subscribe=["orders.>"]), allow_private_targets=True)
+    created = await api.post(
+        "/v1/subscriptions",
+        json={"channel": "orders.*", "sink": {"kind": "webhook", "url": "http://127.0.0.1:9/h"}},
+    )
+    assert created.status_code == 201, created.text
+    sub = created.json()
+    assert sub["secret"].startswith("whsec_")
+    assert "secret" not in (await api.get(f"/v1/subscriptions/{sub['id']}")).json()
+    patched = await api.patch(f"/v1/subscriptions/{sub['id']}", json={"enabled": False})
+    assert patched.status_code == 200 and patched.json()["enabled"] is False
+    listed = (await api.get("/v1/subscriptions")).json()
+    assert [s["id"] for s in listed["subscriptions"]] == [sub["id"]]
+    deliveries = await api.get("/v1/deliveries", params={"subscription": sub["id"]})
+    assert deliveries.status_code == 200 and deliveries.json()["deliveries"] == []
+    assert (await api.delete(f"/v1/subscriptions/{sub['id']}")).status_code == 204
+    gone = await api.get(f"/v1/subscriptions/{sub['id']}")
+    assert gone.status_code == 404 and gone.headers["content-type"].startswith(PROBLEM)
+    refused = await api.post(
+        "/v1/subscriptions", json={"channel": "billing.>", "sink": {"kind": "web"}}
+    )
+    assert refused.status_code == 403
+
+
+async def test_operations_endpoints(api_factory: ApiFactory) -> None:
+    api = await api_factory()
+    assert (await api.get("/healthz")).status_code == 200
+    assert (await api.get("/readyz")).status_code == 200
+    assert "notify_events_published_total" in (await api.get("/metrics")).text
+    schema = (await api.get("/openapi.json")).json()
+    assert "/v1/events" in schema["paths"] and "/v1/subscriptions" in schema["paths"]
