@@ -17,54 +17,16 @@ import orjson
 import redis.asyncio as aioredis
 
 from notify import keys
-from notify.redis.ledger import _NOW
+from notify.redis import scripts
 from notify.redis.subscriptions import text
-
-# KEYS: alerts, due. ARGV: key, expected ('' = absent), new, due_ms. Compare and set.
-_PUT = (
-    _NOW
-    + """
-if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
-return 1
-"""
-)
-
-# KEYS: alerts, due. ARGV: count, resend_ms, max_age_ms, keep_ms. The alerts to re-send.
-_TAKE = (
-    _NOW
-    + """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-local out = {}
-for _, id in ipairs(ids) do
-  local raw = redis.call('HGET', KEYS[1], id)
-  local rec = raw and cjson.decode(raw)
-  if not rec or rec['resent'] or (rec['state'] == 'firing'
-      and now - tonumber(rec['since_ms']) > tonumber(ARGV[3])) then
-    redis.call('HDEL', KEYS[1], id)
-    redis.call('ZREM', KEYS[2], id)
-  elseif rec['state'] == 'firing' then
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
-    table.insert(out, raw)
-  else
-    rec['resent'] = true
-    redis.call('HSET', KEYS[1], id, cjson.encode(rec))
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), id)
-    table.insert(out, raw)
-  end
-end
-return out
-"""
-)
 
 
 class AlertBook:
     def __init__(self, redis: aioredis.Redis, *, resend_s: float) -> None:
         self._redis = redis
         self._resend_ms = int(resend_s * 1000)
-        self._put = redis.register_script(_PUT)
-        self._take = redis.register_script(_TAKE)
+        self._put = redis.register_script(scripts.source("alert_put"))
+        self._take = redis.register_script(scripts.source("alert_take"))
 
     async def get(self, key: str) -> tuple[bytes, dict[str, Any]] | None:
         """The alert's recorded state, raw (for ``put``) and decoded."""

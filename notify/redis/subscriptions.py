@@ -18,35 +18,12 @@ import redis.asyncio as aioredis
 from notify import keys
 from notify.errors import Conflict, NotFound
 from notify.events import now_rfc3339
+from notify.redis import scripts
 from notify.subscriptions import Draft, Secret, Subscription, new_id
 
 CHANGES_MAXLEN = 100_000
 REPLAYS_MAXLEN = 10_000
 _CAS_TRIES = 8
-
-# KEYS: subs hash, user set, changes; ARGV: id, expected json ('' = absent), new json ('' =
-# delete), user, kind, maxlen, per-user limit on creation (0 = none).
-# Returns 1 done, 0 the stored value changed meanwhile, -1 the user is at the limit.
-_CAS = """
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if (cur or '') ~= ARGV[2] then return 0 end
-local limit = tonumber(ARGV[7])
-if ARGV[2] == '' and limit > 0 and redis.call('SCARD', KEYS[2]) >= limit then
-  return -1
-end
-if ARGV[3] == '' then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('SREM', KEYS[2], ARGV[1])
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
-    'op', 'del', 'id', ARGV[1], 'user', ARGV[4], 'kind', ARGV[5])
-else
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  redis.call('SADD', KEYS[2], ARGV[1])
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
-    'op', 'put', 'id', ARGV[1], 'user', ARGV[4], 'kind', ARGV[5])
-end
-return 1
-"""
 
 
 def text(value: Any) -> str:
@@ -74,7 +51,7 @@ class ReplayRequest:
 class SubscriptionStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._cas = redis.register_script(_CAS)
+        self._cas = redis.register_script(scripts.source("subscription_cas"))
 
     async def _swap(
         self, sub: Subscription, old: bytes | str, new: bytes | str, limit: int = 0
