@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from notify.errors import ConfigError
+from notify.logs import LogFormat
 from notify.proxy import Proxy
 from notify.smtpurl import parse_sender, parse_smtp_url
 
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(60, ge=1)
     api_concurrency_per_client: int = Field(8, ge=1)
     cors_origins: str = ""
+    log_format: LogFormat = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     smtp_url: SecretStr = SecretStr("smtp://localhost:25")  # may carry a password
     email_from: str = "notify@localhost"
@@ -142,6 +145,16 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters (HS256 needs a 256-bit key)")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("webhook_proxy")
     @classmethod

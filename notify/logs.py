@@ -1,0 +1,104 @@
+"""Log records as one line each, text or JSON, the same for every role.
+
+``logging_config(role, fmt, level)`` is a ``logging.config.dictConfig`` document that
+each role applies once at its start (uvicorn takes it as its ``log_config``), so the
+gateway, uvicorn, the dispatcher, the worker and Celery all write the same shape.
+A JSON line holds ``time``, ``level``, ``role``, ``logger``, ``message``, the ids a
+record carries in ``extra`` (event, delivery, subscription, trace) and ``error`` for an
+exception. Anything shaped like a JWT is masked whatever logged it: tokens travel in
+query strings (``EventSource`` cannot send headers) and must never reach a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any, Literal
+
+import orjson
+
+LogFormat = Literal["text", "json"]
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# the ids a record may carry in ``extra={...}``, copied to the JSON line when present
+CONTEXT = ("event_id", "delivery_id", "subscription_id", "trace_id", "span_id")
+
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+")
+MASK = "[redacted]"
+
+
+def mask_tokens(text: str) -> str:
+    return _JWT.sub(MASK, text) if "eyJ" in text else text
+
+
+def timestamp(created: float) -> str:
+    """RFC 3339 UTC with milliseconds, as the event envelope's ``time``."""
+    whole = int(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + (
+        f".{int((created - whole) * 1000):03d}Z"
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, role: str) -> None:
+        super().__init__()
+        self.role = role
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": timestamp(record.created),
+            "level": record.levelname,
+            "role": self.role,
+            "logger": record.name,
+            "message": mask_tokens(record.getMessage()),
+        }
+        for name in CONTEXT:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = str(value)
+        if record.exc_info:
+            line["error"] = mask_tokens(self.formatException(record.exc_info))
+        return orjson.dumps(line).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, role: str) -> None:
+        super().__init__(f"%(asctime)s {role} %(name)s %(levelname)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        ids = " ".join(
+            f"{name}={value}"
+            for name in CONTEXT
+            if (value := getattr(record, name, None)) is not None
+        )
+        return mask_tokens(f"{text} [{ids}]" if ids else text)
+
+
+def logging_config(role: str, fmt: LogFormat = "text", level: str = "INFO") -> dict[str, Any]:
+    """One handler on stderr for the root logger; uvicorn's and Celery's loggers
+    propagate to it instead of keeping handlers of their own."""
+    formatter = JsonFormatter if fmt == "json" else TextFormatter
+    quiet = {"level": "WARNING"}  # per-request and per-task chatter
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"line": {"()": formatter, "role": role}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "line",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": True},
+            "celery": {"handlers": [], "propagate": True},
+            "celery.app.trace": quiet,
+            "celery.worker.strategy": quiet,
+        },
+    }
