@@ -40,6 +40,7 @@ deps:
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	{ command -v prometheus-alertmanager >/dev/null 2>&1 \
 		|| [ -x /usr/bin/prometheus-alertmanager ]; } || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \

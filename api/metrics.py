@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+)
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from notify.redis.backlog import Backlog
+
 REGISTRY = CollectorRegistry(auto_describe=True)
+# the standard process_* and python_* series (the default registry's collectors)
+for _standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_standard)
 
 EVENTS_PUBLISHED = Counter(
     "notify_events_published", "Events accepted by this gateway", registry=REGISTRY
@@ -76,4 +88,43 @@ def delivery_text(fields: Mapping[bytes | str, bytes | str]) -> bytes:
             count = max(count, value)
         lines.append(f'notify_delivery_latency_seconds_sum{{sink="{sink}"}} {sums.get(sink, 0.0)}')
         lines.append(f'notify_delivery_latency_seconds_count{{sink="{sink}"}} {count}')
+    return ("\n".join(lines) + "\n").encode()
+
+
+def backlog_text(backlog: Backlog) -> bytes:
+    """Prometheus text for what waits in Redis (the same on every gateway: use max)."""
+    rows = [
+        (
+            "notify_dispatch_pending_entries",
+            "Log entries read by a dispatcher, not yet acknowledged",
+            backlog.dispatch_pending,
+        ),
+        (
+            "notify_dispatch_oldest_pending_seconds",
+            "Age of the oldest unacknowledged log entry",
+            backlog.dispatch_oldest_pending_seconds,
+        ),
+        (
+            "notify_retry_due_deliveries",
+            "Deliveries waiting in Redis for a later attempt",
+            backlog.retry_due,
+        ),
+        (
+            "notify_retry_overdue_seconds",
+            "How late the most overdue waiting delivery is",
+            backlog.retry_overdue_seconds,
+        ),
+    ]
+    if backlog.dispatch_lag is not None:
+        rows.insert(
+            0,
+            (
+                "notify_dispatch_lag_entries",
+                "Log entries the dispatchers have not read yet",
+                backlog.dispatch_lag,
+            ),
+        )
+    lines: list[str] = []
+    for name, doc, value in rows:
+        lines += [f"# HELP {name} {doc}", f"# TYPE {name} gauge", f"{name} {float(value)}"]
     return ("\n".join(lines) + "\n").encode()

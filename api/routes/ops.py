@@ -11,6 +11,7 @@ from notify.api import metrics
 from notify.api.deps import GatewayDep
 from notify.api.problems import problem
 from notify.errors import StoreUnavailable
+from notify.redis.backlog import read_backlog
 from notify.redis.eventlog import translated
 
 router = APIRouter(tags=["operations"])
@@ -48,13 +49,15 @@ async def readyz(gw: GatewayDep) -> Response:
 
 @router.get("/metrics")
 async def prometheus(gw: GatewayDep) -> Response:
-    """Prometheus text: this gateway's own metrics, then the delivery metrics that all
-    workers keep in Redis (left out while Redis is unreachable)."""
+    """Prometheus text: this gateway's own metrics, then what all workers keep in Redis
+    (deliveries, the dispatch backlog and the retry set; the same on every gateway, so
+    aggregate them with max; left out while Redis is unreachable)."""
     metrics.READER_UP.set(1 if gw.hub.running else 0)
     body = generate_latest(metrics.REGISTRY)
     try:
         with translated():
             fields = await gw.redis.hgetall(keys.DELIVERY_METRICS)
+        body += metrics.delivery_text(fields) + metrics.backlog_text(await read_backlog(gw.redis))
     except StoreUnavailable:
-        fields = {}
-    return Response(body + metrics.delivery_text(fields), media_type=CONTENT_TYPE_LATEST)
+        pass
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

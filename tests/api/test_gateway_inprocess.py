@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import time
 
+import pytest
+import redis.asyncio as aioredis
+
+from notify import keys
 from tests.api.conftest import ApiFactory
 from tests.support.factories import TokenMaker
+from tests.support.redis import RedisServer
 
 PROBLEM = "application/problem+json"
 
@@ -100,6 +105,37 @@ async def test_operations_endpoints(api_factory: ApiFactory) -> None:
     api = await api_factory()
     assert (await api.get("/healthz")).status_code == 200
     assert (await api.get("/readyz")).status_code == 200
-    assert "notify_events_published_total" in (await api.get("/metrics")).text
+    text = (await api.get("/metrics")).text
+    assert "notify_events_published_total" in text
+    for standard in ("process_resident_memory_bytes", "python_gc_collections_total"):
+        assert standard in text
+    assert "notify_dispatch_lag_entries" not in text  # no dispatcher has ever run
+    assert "notify_retry_due_deliveries 0.0" in text
     schema = (await api.get("/openapi.json")).json()
     assert "/v1/events" in schema["paths"] and "/v1/subscriptions" in schema["paths"]
+
+
+async def test_metrics_report_the_dispatch_backlog_and_the_retry_set(
+    api_factory: ApiFactory, make_token: TokenMaker, redis_server: RedisServer
+) -> None:
+    api = await api_factory(make_token(publish=[">"]))
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.xgroup_create(keys.LOG, keys.DISPATCH_GROUP, id="0", mkstream=True)
+    for n in range(5):
+        await api.post("/v1/events", json={"channel": "a", "type": "t", "data": n})
+    # a dispatcher read two entries and died before acknowledging them
+    await client.xreadgroup(keys.DISPATCH_GROUP, "gone", {keys.LOG: ">"}, count=2)
+    late = (time.time() - 90) * 1000
+    await client.zadd(keys.RETRY_DUE, {"dlv_a": late, "dlv_b": late + 60_000})
+    await client.aclose()
+    text = (await api.get("/metrics")).text
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith(("notify_dispatch", "notify_retry"))
+    }
+    assert values["notify_dispatch_lag_entries"] == 3
+    assert values["notify_dispatch_pending_entries"] == 2
+    assert 0 <= values["notify_dispatch_oldest_pending_seconds"] < 60
+    assert values["notify_retry_due_deliveries"] == 2
+    assert 89 <= values["notify_retry_overdue_seconds"] < 120
