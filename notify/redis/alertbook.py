@@ -17,6 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from notify import keys
+from notify.redis.errors import translating
 from notify.redis.ledger import _NOW
 from notify.redis.subscriptions import text
 
@@ -59,6 +60,7 @@ return out
 )
 
 
+@translating
 class AlertBook:
     def __init__(self, redis: aioredis.Redis, *, resend_s: float) -> None:
         self._redis = redis

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from notify import keys
 from notify.errors import Conflict, NotFound
 from notify.events import now_rfc3339
+from notify.redis.errors import translating
 from notify.subscriptions import Draft, Secret, Subscription, new_id
 
 CHANGES_MAXLEN = 100_000
@@ -71,6 +72,7 @@ class ReplayRequest:
     until: str
 
 
+@translating
 class SubscriptionStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
