@@ -77,8 +77,8 @@ class FastPaths:
         if handler is None or scope["type"] != "http":
             gw: Gateway | None = getattr(self.app.state, "gateway", None)
             if scope["type"] == "http" and gw is not None:
-                async with gw.fair.turn(client_key(gw, scope)):  # see FairShare
-                    await self.app(scope, receive, send)
+                async with gw.fair.turn(client_key(gw, scope)) as release:  # see FairShare
+                    await self.app(scope, receive, releasing(send, release))
             else:
                 await self.app(scope, receive, send)
             return
@@ -151,6 +151,18 @@ class Accepted:
         length = (b"content-length", str(len(self.body)).encode())
         await send({"type": "http.response.start", "status": 202, "headers": [JSON_202, length]})
         await send({"type": "http.response.body", "body": self.body})
+
+
+def releasing(send: Send, release: Callable[[], None]) -> Send:
+    """``send`` that ends the request's fair-share turn as its response starts: a
+    stream (``/v1/feed``) would otherwise hold a turn for as long as it is open."""
+
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            release()
+        await send(message)
+
+    return sender
 
 
 def with_cors(send: Send, origin: str | None, allowed: list[str]) -> Send:
