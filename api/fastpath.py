@@ -11,7 +11,6 @@ handlers.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from notify.api.deps import authenticate, authenticate_raw, gateway_of, raw_token
-from notify.api.problems import from_error, problem
+from notify.api.problems import from_exception
 from notify.api.routes.publish import (
     accept_many,
     accept_one,
@@ -33,13 +32,11 @@ from notify.api.routes.publish import (
 from notify.api.routes.stream import prepare
 from notify.api.state import Gateway
 from notify.auth import Principal
-from notify.errors import NotifyError, StoreUnavailable, TooLarge
+from notify.errors import NotifyError, TooLarge
 from notify.events import loads
-from notify.redis.eventlog import TRANSIENT
 
 Handler = Callable[[Gateway, Principal, Request], Awaitable[Response]]
 Accept = Callable[[Gateway, Principal, Any, "str | None"], Awaitable[bytes]]
-log = logging.getLogger("notify.api")
 
 
 async def stream(gw: Gateway, principal: Principal, request: Request) -> Response:
@@ -80,8 +77,8 @@ class FastPaths:
         if handler is None or scope["type"] != "http":
             gw: Gateway | None = getattr(self.app.state, "gateway", None)
             if scope["type"] == "http" and gw is not None:
-                async with gw.fair.turn(client_key(gw, scope)):  # see FairShare
-                    await self.app(scope, receive, send)
+                async with gw.fair.turn(client_key(gw, scope)) as release:  # see FairShare
+                    await self.app(scope, receive, releasing(send, release))
             else:
                 await self.app(scope, receive, send)
             return
@@ -136,15 +133,10 @@ async def answer(work: Awaitable[ASGIApp]) -> ASGIApp | None:
     frame of this function nor any closure (bench c counts that memory)."""
     try:
         return await work
-    except NotifyError as exc:
-        return from_error(exc)
-    except TRANSIENT:
-        return from_error(StoreUnavailable("event store unavailable"))
     except ClientDisconnect:
         return None
     except Exception as exc:
-        log.exception("unhandled error", exc_info=exc)
-        return problem(500, "internal", "Internal error", "an unexpected error occurred")
+        return from_exception(exc)
 
 
 class Accepted:
@@ -159,6 +151,18 @@ class Accepted:
         length = (b"content-length", str(len(self.body)).encode())
         await send({"type": "http.response.start", "status": 202, "headers": [JSON_202, length]})
         await send({"type": "http.response.body", "body": self.body})
+
+
+def releasing(send: Send, release: Callable[[], None]) -> Send:
+    """``send`` that ends the request's fair-share turn as its response starts: a
+    stream (``/v1/feed``) would otherwise hold a turn for as long as it is open."""
+
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            release()
+        await send(message)
+
+    return sender
 
 
 def with_cors(send: Send, origin: str | None, allowed: list[str]) -> Send:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -159,6 +159,9 @@ class FairShare:
     One event loop serves everyone, so a client flooding the API from many connections
     would otherwise have every other client's request queue behind all of its own. With
     its share capped, another client waits behind at most ``limit`` of them.
+
+    A turn ends when the request starts answering (``release``), not when its response
+    ends: a stream (``/v1/feed``) answers for hours and is outside the share.
     """
 
     def __init__(self, limit: int) -> None:
@@ -166,16 +169,27 @@ class FairShare:
         self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
 
     @contextlib.asynccontextmanager
-    async def turn(self, key: str) -> AsyncIterator[None]:
+    async def turn(self, key: str) -> AsyncIterator[Callable[[], None]]:
+        """Wait for a turn; yields ``release``, which ends the turn early (idempotent)."""
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = (asyncio.Semaphore(self.limit), [0])
         semaphore, users = slot
         users[0] += 1
+        held = False
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                semaphore.release()
+
         try:
-            async with semaphore:
-                yield
+            await semaphore.acquire()
+            held = True
+            yield release
         finally:
+            release()
             users[0] -= 1
             if not users[0]:
                 del self._slots[key]

@@ -7,7 +7,6 @@ import math
 from typing import Any
 
 import orjson
-import redis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -16,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from notify.errors import PROBLEM_BASE, NotifyError, RateLimited, StoreUnavailable
+from notify.redis.errors import REDIS_ERRORS, unavailable
 
 log = logging.getLogger("notify.api")
 MEDIA_TYPE = "application/problem+json"
@@ -55,6 +55,19 @@ def from_error(exc: NotifyError) -> Response:
     return problem(exc.status, exc.code, exc.title, exc.detail, field=exc.field, headers=headers)
 
 
+def from_exception(exc: Exception) -> Response:
+    """The answer to any error a handler raised: the fast path and the FastAPI routes
+    both end here, so a Redis failure is the same 503 on every endpoint."""
+    if isinstance(exc, NotifyError):
+        return from_error(exc)
+    store = unavailable(exc)
+    if store is not None:
+        log.warning("redis unavailable: %s: %s", type(exc).__name__, exc)
+        return from_error(store)
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "internal", "Internal error", "an unexpected error occurred")
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
     out = ""
@@ -84,26 +97,21 @@ def install(app: FastAPI) -> None:
             headers["Allow"] = allowed_methods(request)
         return problem(exc.status_code, code, str(exc.detail), str(exc.detail), headers=headers)
 
-    async def redis_down(_: Request, exc: Exception) -> Response:
-        log.warning("redis unavailable: %s", type(exc).__name__)
-        return from_error(StoreUnavailable("event store unavailable"))
+    async def any_error(_: Request, exc: Exception) -> Response:
+        return from_exception(exc)
 
     async def client_gone(_: Request, exc: Exception) -> Response:
         # the client hung up while sending its body: nobody is left to answer
         log.debug("client disconnected mid-request")
         return Response(status_code=400)
 
-    async def unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", exc_info=exc)
-        return problem(500, "internal", "Internal error", "an unexpected error occurred")
-
     app.add_exception_handler(NotifyError, notify_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(redis.exceptions.ConnectionError, redis_down)
-    app.add_exception_handler(redis.exceptions.TimeoutError, redis_down)
+    for redis_error in REDIS_ERRORS:  # raised by a raw client, outside the adapters
+        app.add_exception_handler(redis_error, any_error)
     app.add_exception_handler(ClientDisconnect, client_gone)
-    app.add_exception_handler(Exception, unexpected)
+    app.add_exception_handler(Exception, any_error)
 
 
 def allowed_methods(request: Request) -> str:

@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from notify import keys
 from notify.events import is_last_possible, with_id
-from notify.redis.eventlog import TRANSIENT, entry_from, is_capacity_error
+from notify.redis.errors import refused
+from notify.redis.eventlog import entry_from
 from notify.redis.ledger import Ledger
 from notify.redis.subscriptions import ReplayRequest, SubscriptionStore, replay_from_fields, text
 from notify.routing import Delivery, replayed
@@ -85,11 +85,7 @@ def refused_for_good(exc: Exception) -> bool:
     want of memory, a replica or a loaded data set, which pass)."""
     if isinstance(exc, KeyError | ValueError):
         return True
-    return (
-        isinstance(exc, ResponseError)
-        and not isinstance(exc, TRANSIENT)
-        and not is_capacity_error(exc)
-    )
+    return refused(exc)
 
 
 class Replayer:

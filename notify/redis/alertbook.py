@@ -18,9 +18,11 @@ import redis.asyncio as aioredis
 
 from notify import keys
 from notify.redis import scripts
+from notify.redis.errors import translating
 from notify.redis.subscriptions import text
 
 
+@translating
 class AlertBook:
     def __init__(self, redis: aioredis.Redis, *, resend_s: float) -> None:
         self._redis = redis

@@ -23,6 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from notify import keys
+from notify.redis.errors import translating
 from notify.redis.ledger import _NOW
 from notify.redis.subscriptions import text
 from notify.subscriptions import Subscription
@@ -99,6 +100,7 @@ def is_digest(delivery_id: str) -> bool:
     return delivery_id.startswith(DIGEST_PREFIX)
 
 
+@translating
 class DigestStore:
     def __init__(self, redis: aioredis.Redis, *, lease_s: float, retention_s: int) -> None:
         self._redis = redis

@@ -10,20 +10,19 @@ patterns read the log.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
 from notify import keys
 from notify.channels import PatternIndex, is_wildcard
-from notify.errors import StoreUnavailable
 from notify.eventlog import Entry, Page
 from notify.events import Draft, is_last_possible, parse_id
+from notify.redis.errors import TRANSIENT, translated
 
 IDEMPOTENCY_SECONDS = 86400
 SCAN_BUDGET = 20_000
@@ -78,35 +77,6 @@ local encoded = cjson.encode(out)
 redis.call('SET', KEYS[2], encoded, 'EX', ARGV[5])
 return encoded
 """
-
-TRANSIENT = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-)
-
-
-def is_capacity_error(exc: ResponseError) -> bool:
-    text = str(exc)
-    return text.startswith(("OOM", "LOADING", "MASTERDOWN", "MISCONF", "NOREPLICAS"))
-
-
-@contextlib.contextmanager
-def translated() -> Iterator[None]:
-    """Redis failures that mean "try again later" become StoreUnavailable."""
-    try:
-        yield
-    except TRANSIENT as exc:
-        raise StoreUnavailable(f"event store unavailable: {type(exc).__name__}: {exc}") from exc
-    except ResponseError as exc:
-        if is_capacity_error(exc):
-            raise StoreUnavailable(f"event store refused the write: {exc}") from exc
-        raise
-    except OSError as exc:
-        raise StoreUnavailable(f"event store unavailable: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +188,10 @@ def _exclusive(after: str | None) -> str:
 
 
 class RedisEventLog:
-    """EventLog on a redis.asyncio client (created with ``decode_responses=False``)."""
+    """EventLog on a redis.asyncio client (created with ``decode_responses=False``).
+
+    The hot path: its methods call ``translated`` themselves around each command rather
+    than through ``translating``, which would add a coroutine frame to every publish."""
 
     def __init__(
         self,
@@ -415,4 +388,4 @@ async def connect(url: str, *, block_ms: int = 0) -> AsyncIterator[aioredis.Redi
         await client.aclose()
 
 
-__all__ = ["NoScriptError", "RedisEventLog", "Retention", "connect", "translated"]
+__all__ = ["TRANSIENT", "NoScriptError", "RedisEventLog", "Retention", "connect", "translated"]

@@ -18,6 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from notify import keys
+from notify.redis.errors import translating
 from notify.redis.subscriptions import text
 from notify.retry import as_datetime
 from notify.routing import Delivery
@@ -200,6 +201,7 @@ class Finish:
     delay_s: float = 0.0
 
 
+@translating
 class Ledger:
     def __init__(self, redis: aioredis.Redis, *, lease_s: float, retention_s: int) -> None:
         self._redis = redis

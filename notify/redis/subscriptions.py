@@ -19,6 +19,7 @@ from notify import keys
 from notify.errors import Conflict, NotFound
 from notify.events import now_rfc3339
 from notify.redis import scripts
+from notify.redis.errors import translating
 from notify.subscriptions import Draft, Secret, Subscription, new_id
 
 CHANGES_MAXLEN = 100_000
@@ -48,6 +49,7 @@ class ReplayRequest:
     until: str
 
 
+@translating
 class SubscriptionStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis

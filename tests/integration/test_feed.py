@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 
 from tests.integration.clients import SSE, publish
-from tests.support.factories import TokenMaker
+from tests.support.factories import GatewayFactory, TokenMaker
 from tests.support.procs import Gateway
 
 EFFECT_SECONDS = 1.0  # the spec's bound on a subscription change reaching open feeds
@@ -93,3 +93,22 @@ async def test_feed_resumes_and_admin_may_follow_another_user(
         assert response.status_code == 200
         stream = SSE(response, response.aiter_lines())
         assert [f.id for f in await stream.events(2)] == [missed[0], missed[2]]
+
+
+async def test_open_feeds_hold_no_fair_share_turn(
+    gateway_factory: GatewayFactory, make_token: TokenMaker
+) -> None:
+    """Streams are outside the per-client fair share: with the share at 2, three open
+    feeds of one user leave that user's next request to run at once."""
+    gw = gateway_factory(NOTIFY_API_CONCURRENCY_PER_CLIENT=2)
+    token = make_token("alice", subscribe=["orders.>"])
+    async with (
+        feed(gw.base_url, token),
+        feed(gw.base_url, token),
+        feed(gw.base_url, token),
+        httpx.AsyncClient(
+            base_url=gw.base_url, headers={"authorization": f"Bearer {token}"}, trust_env=False
+        ) as api,
+    ):
+        listed = await asyncio.wait_for(api.get("/v1/subscriptions"), 3.0)
+        assert listed.status_code == 200

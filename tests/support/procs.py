@@ -180,6 +180,7 @@ class Gateway(Proc):
         port: int | None = None,
         name: str = "gateway",
         ready_timeout: float = 30.0,
+        serve_args: tuple[str, ...] = (),
     ) -> None:
         super().__init__(
             [],
@@ -191,10 +192,15 @@ class Gateway(Proc):
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port()
         self.ready_timeout = ready_timeout
+        self.serve_args = serve_args  # more `notify serve` options (``--access-log``)
 
     @property
     def command(self) -> list[str]:
-        return [*super().command, "serve", "--host", self.host, "--port", str(self.port)]
+        return [
+            *super().command,
+            *("serve", "--host", self.host, "--port", str(self.port)),
+            *self.serve_args,
+        ]
 
     @property
     def base_url(self) -> str:

@@ -35,8 +35,10 @@ class RedisServer:
         appendfsync: Fsync = "everysec",
         password: str | None = None,
         port: int | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.directory = Path(directory)
+        self.extra = extra  # more redis-server arguments
         self.appendonly = appendonly
         self.appendfsync: Fsync = appendfsync
         self.password = password
@@ -72,7 +74,7 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
-        return args
+        return args + list(self.extra)
 
     def start(self, timeout: float = 10.0) -> Self:
         """Start and wait until it answers PING; a fresh port is tried when the first one

@@ -47,7 +47,6 @@ REDIS_DEBT: tuple[str, ...] = (
     "notify.api.app",
     "notify.api.deps",
     "notify.api.limits",
-    "notify.api.problems",
     "notify.api.state",
     "notify.publisher",
     "notify.workers.dispatcher",

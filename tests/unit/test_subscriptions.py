@@ -8,7 +8,6 @@ import pytest
 
 from notify.errors import InvalidInput
 from notify.subscriptions import (
-    ROTATION_OVERLAP_SECONDS,
     Secret,
     Subscription,
     parse_create,
@@ -142,7 +141,9 @@ def test_rotation_keeps_the_old_secret_for_a_day() -> None:
     now = 1000.0
     rotated = make().rotated("whsec_BBBB", now)
     assert rotated.signing_secrets(now) == ["whsec_BBBB", "whsec_AAAA"]
-    later = now + ROTATION_OVERLAP_SECONDS
+    # a day (README), by literal: the old secret signs until the last second of it
+    assert rotated.signing_secrets(now + 86399) == ["whsec_BBBB", "whsec_AAAA"]
+    later = now + 86400
     assert rotated.signing_secrets(later) == ["whsec_BBBB"]
     again = rotated.rotated("whsec_CCCC", later + 1)
     assert [s.value for s in again.secrets] == ["whsec_CCCC", "whsec_BBBB"]

@@ -25,6 +25,13 @@ def test_spec_vector() -> None:
 def test_prefix_and_padding_are_optional() -> None:
     bare = SPEC_SECRET.removeprefix("whsec_")
     assert webhooks.signature(bare, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY) == SPEC_SIGNATURE
+    # a 16-byte key needs two padding characters (the spec vector's needs none); the
+    # reference library, given the padded secret, is the oracle
+    padded = "whsec_MDEyMzQ1Njc4OWFiY2RlZg=="
+    when = datetime.fromtimestamp(SPEC_TIMESTAMP, UTC)
+    expected = Webhook(padded).sign(SPEC_ID, when, SPEC_BODY)
+    for secret in (padded, padded.rstrip("="), "MDEyMzQ1Njc4OWFiY2RlZg"):
+        assert webhooks.signature(secret, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY) == expected
 
 
 def test_headers_sign_with_every_secret_in_order() -> None:
@@ -57,7 +64,19 @@ def test_the_reference_library_verifies_our_headers() -> None:
     Webhook(secret).verify(body, webhooks.headers([secret], "msg_x", now, body))
 
 
-@pytest.mark.parametrize("bad", ["whsec_", "whsec_%%%", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "whsec_",
+        "whsec_%%%",
+        "",
+        # lenient base64 would skip the stray characters and sign with some key
+        "whsec_MfKQ9r8G!KYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_MfKQ9r8GKYqr TwjUPD8ILPZIo2LaLaSw",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaL",  # a length no padding completes
+    ],
+)
 def test_bad_secrets_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         webhooks.secret_key(bad)
