@@ -55,7 +55,7 @@ Item = tuple[Delivery, str, str, bytes]
 WEDGED_SECONDS = 60.0
 """/healthz fails when the dispatch loop has not gone round for this long (a round
 blocks at most BLOCK_MS reading, plus the handling of one batch)."""
-READY_SECONDS = 15.0
+READY_SECONDS = 10.0
 """/readyz fails when the dispatch loop has not succeeded for this long."""
 
 

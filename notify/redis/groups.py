@@ -39,7 +39,10 @@ long without reading: long enough that it cannot be a frozen process about to re
 
 
 def is_nogroup(exc: Exception) -> bool:
-    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
+    """The group, or its whole stream, is gone (XINFO says "no such key" for the latter)."""
+    if not isinstance(exc, ResponseError):
+        return False
+    return str(exc).startswith("NOGROUP") or "no such key" in str(exc)
 
 
 def refused_for_good(exc: Exception) -> bool:

@@ -44,16 +44,16 @@ class Stack:
             trust_env=False,
         )
 
-    def role(self, *args: str, name: str) -> Proc:
-        proc = Proc(list(args), directory=self.directory, env=self.env, name=name)
+    def role(self, *args: str, name: str, **env: object) -> Proc:
+        proc = Proc(list(args), directory=self.directory, env={**self.env, **env}, name=name)
         self.procs.append(proc)
         return proc.start()
 
-    def dispatcher(self, name: str = "dispatcher") -> Proc:
-        return self.role("dispatcher", name=name)
+    def dispatcher(self, name: str = "dispatcher", **env: object) -> Proc:
+        return self.role("dispatcher", name=name, **env)
 
-    def worker(self, concurrency: int = 2, name: str = "worker") -> Proc:
-        return self.role("worker", "--concurrency", str(concurrency), name=name)
+    def worker(self, concurrency: int = 2, name: str = "worker", **env: object) -> Proc:
+        return self.role("worker", "--concurrency", str(concurrency), name=name, **env)
 
     def close(self) -> None:
         self.client.close()
