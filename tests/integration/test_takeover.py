@@ -31,7 +31,7 @@ TAKEOVER = 5.0
 SLACK = 5.0  # two shared cores: processing after the takeover, and scheduling under load
 
 
-def ready(proc: Proc, port: int, timeout: float = 90.0) -> None:
+def ready(proc: Proc, port: int, timeout: float = 120.0) -> None:
     proc.wait_http_ready(f"http://127.0.0.1:{port}/readyz", timeout)
 
 
