@@ -83,8 +83,10 @@ class Loops:
         return time.monotonic() - of.get(name, self.started)
 
 
-def serve(health: Health, host: str, port: int) -> ThreadingHTTPServer:
-    """Answer health requests from a daemon thread until the process ends."""
+def serve(health: Health, host: str, port: int) -> ThreadingHTTPServer | None:
+    """Answer health requests from a daemon thread until the process ends; None (with
+    an error logged) when the port cannot be had: the role's work goes on regardless,
+    and an orchestrator probing the port sees the failure."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -99,7 +101,11 @@ def serve(health: Health, host: str, port: int) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:
             pass  # probes every few seconds: not worth a line each
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        log.error("no %s health server on %s:%d: %s", health.role, host, port, exc)
+        return None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="notify-health", daemon=True).start()
     log.info("%s health on http://%s:%d/healthz", health.role, host, server.server_address[1])

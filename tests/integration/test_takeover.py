@@ -163,10 +163,25 @@ def test_a_slow_worker_keeps_its_lease(stack_factory: StackFactory, receiver: Re
     assert [a["outcome"] for a in done["attempts"]] == ["delivered"]
 
 
+def test_first_delivery_after_a_redis_restart_does_not_wait_out_a_lease(
+    stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
+) -> None:
+    stack = stack_factory(**PRODUCTION)
+    sub = webhook(stack, receiver, "/h")
+    stack.publish("orders.1")
+    receiver.wait("/h", 1, timeout=90)  # every process holds connections now
+    client = redis.Redis.from_url(redis_server.url)
+    client.save()  # loaded again at the restart: the data survives, the connections not
+    client.close()
+    redis_server.restart()
+    event = stack.publish("orders.2")
+    stack.wait_events(sub, "delivered", [event], timeout=TAKEOVER + SLACK)
+
+
 def test_groups_are_recreated_after_redis_loses_its_data(
     stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
 ) -> None:
-    stack = stack_factory()
+    stack = stack_factory(**PRODUCTION)
     dispatcher = stack.procs[0]
     webhook(stack, receiver, "/before")
     stack.publish("orders.1")
@@ -182,7 +197,7 @@ def test_groups_are_recreated_after_redis_loses_its_data(
     recovered = time.monotonic() - lost_at
     sub = webhook(stack, receiver, "/after")  # the subscription was lost with the data
     event = stack.publish("orders.2")
-    stack.wait_events(sub, "delivered", [event], timeout=30)
+    stack.wait_events(sub, "delivered", [event], timeout=TAKEOVER + SLACK)
     text = dispatcher.log_text()
     assert "NOGROUP" not in text  # one line saying what happened, not a loop of errors
     assert text.count("consumer group 'dispatchers'") == 1
