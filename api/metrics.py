@@ -15,7 +15,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from notify.redis.backlog import Backlog
+from notify.redis.pending import Backlog
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # the standard process_* and python_* series (the default registry's collectors)

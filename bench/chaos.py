@@ -12,6 +12,7 @@ the receiver and makes some clients stop reading. Then it counts.
     python bench/chaos.py                  # issue 5's load, fsync everysec then always
     python bench/chaos.py --quick          # about a minute per fsync mode
     python bench/chaos.py --fsync always --events 50000 --clients 200
+    python bench/chaos.py --takeover       # kill -9 mid-burst: time to the last delivery
 
 Redis restarts: with ``appendfsync everysec`` Redis is stopped with SIGTERM (it fsyncs
 the file; a SIGKILL may lose the last second of acknowledged writes, Redis's documented
@@ -731,6 +732,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fsync", choices=["everysec", "always", "both"], default="both")
     p.add_argument("--quick", action="store_true", help="about a minute per fsync mode")
     p.add_argument("--seed", type=int, default=5)
+    p.add_argument(
+        "--takeover",
+        action="store_true",
+        help="instead of the soak: kill -9 mid-burst, seconds to the last delivery per fault",
+    )
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "chaos.json"))
     args = p.parse_args(argv)
     if args.quick:
@@ -748,6 +754,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     args = parse_args(argv)
     random.seed(args.seed)
+    if args.takeover:
+        from bench.takeover import measure
+
+        events = 300 if args.events == 100_000 else args.events
+        taken = {"machine": machine(), "takeover": measure(events)}
+        out = Path(args.out).with_name("takeover.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(taken, indent=2))
+        print(f"written to {out}")
+        return
     modes: list[Fsync] = ["everysec", "always"] if args.fsync == "both" else [args.fsync]
     results: dict[str, Any] = {"machine": machine(), "load": vars(args), "runs": []}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))

@@ -74,6 +74,13 @@ REPLAYS = PREFIX + "replays"
 
 REPLAY_GROUP = "replayers"
 
+
+def alive(process: str) -> str:
+    """String with a short TTL: a dispatcher or worker process's heartbeat. While it
+    exists, the process's consumer-group entries and delivery leases stay its own."""
+    return f"{PREFIX}alive:{process}"
+
+
 DELIVERY_METRICS = PREFIX + "metrics:deliveries"
 """Hash of delivery counters and latency buckets, written by workers, read by /metrics."""
 

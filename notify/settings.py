@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(0.25, gt=0, le=60)
     dispatch_claim_idle_seconds: float = Field(30.0, gt=0)
     broker_visibility_seconds: int = Field(3600, ge=10)
+    heartbeat_seconds: float = Field(3.0, ge=0.5, le=60)
+    health_port: int | None = Field(None, ge=0, le=65535)  # None: no health server
+    health_host: str = "127.0.0.1"
     max_subscriptions_per_user: int = Field(1000, ge=1)
 
     # email and monitoring sinks

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from notify import retry
 from notify.errors import DeliveryError, TargetGone, TransientDeliveryError
@@ -33,6 +33,22 @@ UNKNOWN_SINK_DELAY = 60.0
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
+class Holder(Protocol):
+    """Renews the leases a batch holds while it runs (the process's heartbeat)."""
+
+    def hold(self, token: str, ids: Sequence[str]) -> None: ...
+
+    def release(self, token: str) -> None: ...
+
+
+class _NoHolder:
+    def hold(self, token: str, ids: Sequence[str]) -> None:
+        pass
+
+    def release(self, token: str) -> None:
+        pass
+
+
 class Deliverer:
     def __init__(
         self,
@@ -40,15 +56,26 @@ class Deliverer:
         ledger: Ledger,
         subscriptions: SubscriptionStore,
         sinks: Mapping[str, Sink],
+        holder: Holder | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
         self._subs = subscriptions
         self._sinks = sinks
+        self._holder = holder or _NoHolder()
 
     async def run(self, ids: Sequence[str]) -> Counter[str]:
         """Attempt every deliverable id; returns outcome counts (for logs and tests)."""
         token = secrets.token_hex(8)
+        # renewed from before the claim: no beat can miss a lease taken under this token;
+        # after a failure the unfinished leases lapse within a heartbeat's TTL
+        self._holder.hold(token, ids)
+        try:
+            return await self._run(ids, token)
+        finally:
+            self._holder.release(token)
+
+    async def _run(self, ids: Sequence[str], token: str) -> Counter[str]:
         claimed = await self._ledger.claim(ids, token)
         if not claimed:
             return Counter()

@@ -1,45 +1,47 @@
 """``notify dispatcher``: routes logged events to delivery records and Celery tasks.
 
-Dispatchers read the event log as one Redis consumer group, so any number share the
-work and each entry goes to one of them. For each batch: read entries, catch up on
-subscription changes (so a subscription created before an event was published is
-seen by the time that event is routed), route with the in-memory index, create the
-records (create-if-absent under a stable id), enqueue their tasks, and only then
-XACK. A dispatcher killed anywhere in between leaves its entries pending in the
-group; a live one takes them over with XAUTOCLAIM once they have been idle for
-NOTIFY_DISPATCH_CLAIM_IDLE_SECONDS, and the stable ids make the retry harmless.
+Dispatchers read the event log as one Redis consumer group (notify.redis.groups), so
+any number share the work and each entry goes to one of them. For each batch: read
+entries, catch up on subscription changes (so a subscription created before an event
+was published is seen by the time that event is routed), route with the in-memory
+index, create the records (create-if-absent under a stable id), enqueue their tasks,
+and only then XACK. A dispatcher killed anywhere in between leaves its entries pending
+in the group; its heartbeat stops, and within the heartbeat's TTL a live dispatcher (or
+its replacement) takes them over; the stable ids make the retry harmless.
 
 A fresh deployment creates the group at the start of the retained log (id 0), so
 events published before the first dispatcher ever ran are not skipped; they still
-reach only subscriptions that existed when they were published.
+reach only subscriptions that existed when they were published. When Redis lost its
+data (NOGROUP), the group is created again and the subscriptions read anew.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
-
 from notify import keys
 from notify.events import with_id
+from notify.redis.client import Client, connect
 from notify.redis.eventlog import entry_from
+from notify.redis.groups import GroupReader
+from notify.redis.heartbeat import Heartbeat, process_name
 from notify.redis.ledger import Ledger
-from notify.redis.subscriptions import SubscriptionStore, text
+from notify.redis.subscriptions import SubscriptionStore
 from notify.routing import Delivery, Router
 from notify.settings import Settings
+from notify.workers import health
 from notify.workers.celery_app import Enqueuer, create_app, new_loop
 from notify.workers.flusher import DigestFlusher
+from notify.workers.loops import backoff_loop
+from notify.workers.replayer import Replayer
 from notify.workers.resender import AlertResender
-from notify.workers.sweeper import Replayer, Sweeper, backoff_loop
+from notify.workers.sweeper import Sweeper
 
 log = logging.getLogger("notify.dispatcher")
 
@@ -50,26 +52,25 @@ Enqueue = Callable[[Sequence[str]], Awaitable[int]]
 Item = tuple[Delivery, str, str, bytes]
 
 
-async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
-    try:
-        await redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+WEDGED_SECONDS = 60.0
+"""/healthz fails when the dispatch loop has not gone round for this long (a round
+blocks at most BLOCK_MS reading, plus the handling of one batch)."""
+READY_SECONDS = 10.0
+"""/readyz fails when the dispatch loop has not succeeded for this long."""
 
 
 class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        redis: aioredis.Redis,
+        redis: Client,
         enqueue: Enqueue,
-        consumer: str,
+        reader: GroupReader,
     ) -> None:
-        self._redis = redis
         self._enqueue = enqueue
-        self._consumer = consumer
-        self._claim_idle_ms = int(settings.dispatch_claim_idle_seconds * 1000)
+        self._reader = reader
+        self._recreated = 0
+        self.dispatched = 0
         self._subs = SubscriptionStore(redis)
         self._ledger = Ledger(
             redis,
@@ -79,7 +80,6 @@ class Dispatcher:
         self.router = Router()
         self._changes = "0-0"
         self._next_reload = 0.0
-        self._next_claim = 0.0
 
     async def reload(self) -> None:
         # the cursor is taken first: a change racing the scan is applied again later
@@ -112,24 +112,16 @@ class Dispatcher:
 
     async def step(self) -> int:
         """One read-route-record-enqueue-ack round; returns the entries handled."""
-        entries: list[tuple[Any, Any]] = []
-        if time.monotonic() >= self._next_claim:
-            entries = await self._claim_stale()
-            self._next_claim = time.monotonic() + max(self._claim_idle_ms / 2000, 0.5)
-        if not entries:
-            reply: Any = await self._redis.xreadgroup(
-                keys.DISPATCH_GROUP,
-                self._consumer,
-                {keys.LOG: ">"},
-                count=READ_COUNT,
-                block=BLOCK_MS,
-            )
-            for _, batch in reply or []:
-                entries.extend(batch)
+        entries = await self._reader.read(READ_COUNT, BLOCK_MS)
+        if self._reader.recreated != self._recreated:
+            # Redis lost its data: the change cursor points past the new change stream
+            self._recreated = self._reader.recreated
+            await self.reload()
         if not entries:
             return 0
         await self.catch_up()
         await self.handle(entries)
+        self.dispatched += len(entries)
         return len(entries)
 
     async def handle(self, entries: Sequence[tuple[Any, Any]]) -> None:
@@ -147,34 +139,7 @@ class Dispatcher:
         ids = await self._ledger.create(items)
         if ids:
             await self._enqueue(ids)
-        acked = [raw_id for raw_id, _ in entries if raw_id is not None]
-        if acked:
-            await self._redis.xack(keys.LOG, keys.DISPATCH_GROUP, *acked)
-
-    async def _claim_stale(self) -> list[tuple[Any, Any]]:
-        """Entries a dead dispatcher read but never acknowledged."""
-        taken: list[tuple[Any, Any]] = []
-        start: Any = "0-0"
-        for _ in range(10):
-            reply: Any = await self._redis.xautoclaim(
-                keys.LOG,
-                keys.DISPATCH_GROUP,
-                self._consumer,
-                self._claim_idle_ms,
-                start_id=start,
-                count=READ_COUNT,
-            )
-            start, claimed = reply[0], reply[1]
-            taken += [(i, f) for i, f in claimed if i is not None]
-            if text(start) == "0-0" or len(taken) >= READ_COUNT:
-                break
-        if taken:
-            log.warning("took over %d entries from a stalled dispatcher", len(taken))
-        return taken
-
-
-def consumer_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+        await self._reader.ack([raw_id for raw_id, _ in entries if raw_id is not None])
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -186,40 +151,93 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     async def enqueue(ids: Sequence[str]) -> int:
         return await asyncio.get_running_loop().run_in_executor(pool, enqueuer, list(ids))
 
-    redis = aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=False,
-        socket_timeout=BLOCK_MS / 1000 + 10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-    )
-    name = consumer_name()
-    dispatcher = Dispatcher(settings, redis, enqueue, name)
+    redis = connect(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 10)
+    name = process_name()
+    heartbeat = Heartbeat(redis, name, settings.heartbeat_seconds)
+    stale_s = settings.dispatch_claim_idle_seconds
+    log_reader = GroupReader(redis, keys.LOG, keys.DISPATCH_GROUP, name, stale_s=stale_s)
+    replay_reader = GroupReader(redis, keys.REPLAYS, keys.REPLAY_GROUP, name, stale_s=stale_s)
+    dispatcher = Dispatcher(settings, redis, enqueue, log_reader)
     sweeper = Sweeper(settings, redis, enqueue)
-    replayer = Replayer(settings, redis, enqueue, name)
+    replayer = Replayer(settings, redis, enqueue, replay_reader)
     flusher = DigestFlusher(settings, redis, enqueue)
     resender = AlertResender(settings, redis)
+    loops = health.Loops()
+    server = None
+    if settings.health_port is not None:
+        server = health.serve(
+            dispatcher_health(loops, dispatcher, log_reader, replay_reader),
+            settings.health_host,
+            settings.health_port,
+        )
 
     async def prepare() -> None:
-        await ensure_group(redis, keys.LOG, keys.DISPATCH_GROUP)
-        await ensure_group(redis, keys.REPLAYS, keys.REPLAY_GROUP)
+        await heartbeat.beat()  # before the first read: what it reads is its own
+        await log_reader.ensure()
+        await replay_reader.ensure()
         await dispatcher.reload()
 
     try:
-        await backoff_loop(stop, prepare, "start", once=True)
+        await backoff_loop(stop, prepare, "start", once=True, loops=loops)
         log.info("dispatcher %s started", name)
         await asyncio.gather(
-            backoff_loop(stop, dispatcher.step, "dispatch"),
-            backoff_loop(stop, sweeper.step, "sweep"),
-            backoff_loop(stop, replayer.step, "replay"),
-            backoff_loop(stop, flusher.step, "digest flush"),
-            backoff_loop(stop, resender.step, "alert resend"),
+            heartbeat.run(stop),
+            backoff_loop(stop, dispatcher.step, "dispatch", loops=loops),
+            backoff_loop(stop, sweeper.step, "sweep", loops=loops),
+            backoff_loop(stop, replayer.step, "replay", loops=loops),
+            backoff_loop(stop, flusher.step, "digest flush", loops=loops),
+            backoff_loop(stop, resender.step, "alert resend", loops=loops),
         )
     finally:
+        await heartbeat.end()
+        if server is not None:
+            server.shutdown()
         await resender.aclose()
         await redis.aclose()
         pool.shutdown(wait=True)
         app.close()
+
+
+def dispatcher_health(
+    loops: health.Loops, dispatcher: Dispatcher, *readers: GroupReader
+) -> health.Health:
+    def live() -> tuple[bool, str]:
+        age = loops.age("dispatch", loops.turned)
+        if age > WEDGED_SECONDS:
+            return False, f"wedged: the dispatch loop has not gone round for {age:.0f} s"
+        return True, "ok"
+
+    def ready() -> tuple[bool, str]:
+        if "start" not in loops.succeeded:
+            return False, "starting: Redis not reached yet"
+        age = loops.age("dispatch", loops.succeeded)
+        if age > READY_SECONDS:
+            return False, f"not ready: dispatching has failed for {age:.0f} s"
+        return True, "ready"
+
+    h = health.Health("dispatcher", live=live, ready=ready)
+    h.gauge("entries_total", "Log entries dispatched.", lambda: dispatcher.dispatched)
+    h.gauge(
+        "taken_over_total",
+        "Pending entries taken over from consumers whose heartbeat stopped.",
+        lambda: sum(r.taken_over for r in readers),
+    )
+    h.gauge(
+        "groups_recreated_total",
+        "Consumer groups created again after Redis lost them.",
+        lambda: sum(r.recreated for r in readers),
+    )
+    h.gauge(
+        "loop_failures_total",
+        "Failed rounds of the dispatcher's loops.",
+        lambda: sum(loops.failures.values()),
+    )
+    h.gauge(
+        "seconds_since_dispatch",
+        "Seconds since the dispatch loop last succeeded.",
+        lambda: loops.age("dispatch", loops.succeeded),
+    )
+    return h
 
 
 def run(settings: Settings) -> None:

@@ -10,8 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-import redis.asyncio as aioredis
-
+from notify.redis.client import Client
 from notify.redis.digests import DigestStore
 from notify.redis.subscriptions import SubscriptionStore
 from notify.settings import Settings
@@ -23,7 +22,7 @@ Enqueue = Callable[[Sequence[str]], Awaitable[int]]
 
 
 class DigestFlusher:
-    def __init__(self, settings: Settings, redis: aioredis.Redis, enqueue: Enqueue) -> None:
+    def __init__(self, settings: Settings, redis: Client, enqueue: Enqueue) -> None:
         self._enqueue = enqueue
         self._interval = settings.sweep_interval_seconds
         self._subs = SubscriptionStore(redis)

@@ -14,10 +14,9 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from notify.errors import DeliveryError
 from notify.redis.alertbook import AlertBook
+from notify.redis.client import Client
 from notify.redis.subscriptions import SubscriptionStore
 from notify.settings import Settings
 from notify.sinks.monitoring import AlertmanagerClient
@@ -28,7 +27,7 @@ TAKE_COUNT = 500
 
 
 class AlertResender:
-    def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
+    def __init__(self, settings: Settings, redis: Client) -> None:
         self._settings = settings
         self._subs = SubscriptionStore(redis)
         self._book = AlertBook(redis, resend_s=settings.alert_resend_seconds)

@@ -1,7 +1,8 @@
 """Celery tasks: thin shells around the Deliverer.
 
 Each worker process builds its own runtime on first use, after the fork: an event
-loop, a Redis client and the sinks (with their keep-alive HTTP pool) that live as long
+loop, a Redis client, a heartbeat thread that renews the leases in hand, and the sinks
+(with their keep-alive HTTP pool) that live as long
 as the process, so connections are reused across tasks.
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 
-import redis.asyncio as aioredis
 from celery import Celery
 
 from notify.proxy import Proxy
 from notify.redis.alertbook import AlertBook
+from notify.redis.client import Client, connect
 from notify.redis.digests import DigestStore
+from notify.redis.heartbeat import LeaseKeeper, process_name
 from notify.redis.ledger import Ledger
 from notify.redis.subscriptions import SubscriptionStore
 from notify.settings import Settings
@@ -38,13 +40,9 @@ class Runtime:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self.pid = os.getpid()
         self.loop = new_loop()
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=False,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
+        self.redis = connect(settings.redis_url)
+        self.keeper = LeaseKeeper(settings.redis_url, process_name(), settings.heartbeat_seconds)
+        self.keeper.start()
         sinks: dict[str, Sink] = {
             "web": WebSink(),
             "webhook": WebhookSink(
@@ -70,9 +68,11 @@ class Runtime:
                 self.redis,
                 lease_s=settings.delivery_lease_seconds,
                 retention_s=settings.delivery_retention_seconds,
+                hold_s=settings.heartbeat_seconds,
             ),
             SubscriptionStore(self.redis),
             sinks,
+            self.keeper,
         )
 
     def deliver(self, ids: list[str]) -> None:
@@ -80,7 +80,7 @@ class Runtime:
         log.debug("batch of %d: %s", len(ids), dict(counts))
 
 
-def email_sink(settings: Settings, redis: aioredis.Redis) -> email.EmailSink | None:
+def email_sink(settings: Settings, redis: Client) -> email.EmailSink | None:
     """The email sink, or None (with a warning) when no secret can sign unsubscribe
     links: its deliveries then wait for a worker that has one."""
     key = key_from(

@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
-from celery.signals import after_setup_logger, task_prerun, worker_process_init
+from celery.signals import after_setup_logger, task_prerun, worker_process_init, worker_ready
 
-from notify import keys
 from notify.mail import prepare_templates
+from notify.redis.backlog import Backlog
 from notify.settings import Settings, load
 from notify.smtpurl import parse_sender
+from notify.workers import health
 from notify.workers.celery_app import QUEUE, create_app
 from notify.workers.tasks import register
 
@@ -59,6 +59,12 @@ class Supervisor:
         self.started = 0.0
         self.stopping = False
         self.restarts = 0
+        self.restarts_total = 0
+        self.ticked = time.monotonic()
+        self.queued: int | None = 0
+        self.last_progress = time.monotonic()
+        self.consuming = False
+        self.started_mtime = 0.0
 
     def command(self) -> list[str]:
         return [
@@ -72,7 +78,9 @@ class Supervisor:
         ]
 
     def start(self) -> None:
+        self.consuming = False
         self.progress.touch()
+        self.started_mtime = self.progress.stat().st_mtime
         self.child = subprocess.Popen(self.command(), preexec_fn=die_with_parent)
         self.started = time.monotonic()
 
@@ -84,13 +92,16 @@ class Supervisor:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        backlog = Backlog(self.settings.redis_url)
+        backlog = Backlog(self.settings.redis_url, QUEUE)
+        if self.settings.health_port is not None:
+            health.serve(self.health(), self.settings.health_host, self.settings.health_port)
         self.start()
         seen = self.progress.stat().st_mtime
         waiting_since: float | None = None  # work queued and nothing started since then
         try:
             while not self.stopping:
                 time.sleep(CHECK_EVERY)
+                self.ticked = time.monotonic()
                 assert self.child is not None
                 if self.child.poll() is not None:
                     if self.stopping:
@@ -99,10 +110,12 @@ class Supervisor:
                     waiting_since = None
                     continue
                 mtime = self.progress.stat().st_mtime
+                queued = self.queued = backlog.size()
                 if mtime != seen:
                     seen, waiting_since = mtime, None
+                    self.last_progress = time.monotonic()
+                    self.consuming = mtime != self.started_mtime
                     continue
-                queued = backlog.size()
                 if not queued:  # idle, or Redis unreachable: nothing to judge
                     waiting_since = None
                 elif waiting_since is None:
@@ -121,11 +134,40 @@ class Supervisor:
         # a worker that keeps dying right after its start is restarted less and less often
         quick = time.monotonic() - self.started < 30
         self.restarts = self.restarts + 1 if quick else 0
+        self.restarts_total += 1
         pause = min(30.0, 0.5 * 2**self.restarts) if quick else 0.0
         log.warning("celery worker %s; starting it again in %.1f s", why, pause)
         time.sleep(pause)
         if not self.stopping:
             self.start()
+
+    def health(self) -> health.Health:
+        def live() -> tuple[bool, str]:
+            if time.monotonic() - self.ticked > 10 * CHECK_EVERY + 5:
+                return False, "wedged: the supervisor stopped checking its worker"
+            return True, "ok"
+
+        def ready() -> tuple[bool, str]:
+            if self.child is None or self.child.poll() is not None:
+                return False, "not ready: the celery worker is not running"
+            if not self.consuming:
+                return False, "starting: the celery worker is not consuming yet"
+            if self.queued is None:
+                return False, "not ready: Redis does not answer"
+            return True, "ready"
+
+        h = health.Health("worker", live=live, ready=ready)
+        h.gauge("restarts_total", "Celery worker restarts.", lambda: self.restarts_total)
+        h.gauge("backlog", "Delivery batches waiting in the broker queue.", self.backlog_gauge)
+        h.gauge(
+            "seconds_since_task",
+            "Seconds since a delivery task last started (or the worker started).",
+            lambda: time.monotonic() - self.last_progress,
+        )
+        return h
+
+    def backlog_gauge(self) -> float:
+        return float(self.queued) if self.queued is not None else float("nan")
 
     def shut_down(self) -> None:
         child = self.child
@@ -137,22 +179,6 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-
-
-class Backlog:
-    """How many delivery batches wait in the broker queue (0 when it cannot tell)."""
-
-    def __init__(self, url: str) -> None:
-        self.client: redis.Redis = redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2
-        )
-        self.key = keys.CELERY_PREFIX + QUEUE
-
-    def size(self) -> int:
-        try:
-            return int(self.client.llen(self.key))
-        except redis.RedisError:
-            return 0
 
 
 def die_with_parent() -> None:
@@ -182,6 +208,7 @@ def run_celery(settings: Settings, concurrency: int, progress: str) -> None:
             os.utime(progress)
 
     task_prerun.connect(touch, weak=False)
+    worker_ready.connect(touch, weak=False)  # the supervisor's sign that it consumes
     after_setup_logger.connect(quiet_per_task_lines, weak=False)
     # pool processes go with the worker: none is left behind when it is killed
     worker_process_init.connect(lambda **_: die_with_parent(), weak=False)

@@ -11,8 +11,8 @@ from notify.api import metrics
 from notify.api.deps import GatewayDep
 from notify.api.problems import problem
 from notify.errors import StoreUnavailable
-from notify.redis.backlog import read_backlog
 from notify.redis.eventlog import translated
+from notify.redis.pending import read_backlog
 
 router = APIRouter(tags=["operations"])
 

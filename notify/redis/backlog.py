@@ -1,54 +1,25 @@
-"""What is waiting, read from Redis for ``/metrics``: the dispatchers' backlog and the
-retry set. These are properties of the whole deployment, not of one process, so every
-gateway reports the same values; aggregate them with ``max``, never ``sum``.
-"""
+"""The length of the broker's delivery queue, read by the worker's supervisor."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Any
-
-import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from notify import keys
-from notify.redis.eventlog import translated
+from notify.redis.client import connect_sync
 
 
-@dataclass(frozen=True, slots=True)
 class Backlog:
-    dispatch_lag: int | None  # log entries not yet read by the dispatchers (None: no group)
-    dispatch_pending: int  # read by a dispatcher, not yet acknowledged
-    dispatch_oldest_pending_seconds: float  # age of the oldest of those (0 when none)
-    retry_due: int  # deliveries waiting for a later attempt
-    retry_overdue_seconds: float  # how late the most overdue of them is (0 when none)
+    """How many delivery batches wait in a Celery queue (None when Redis cannot tell)."""
 
+    def __init__(self, url: str, queue: str) -> None:
+        self._client = connect_sync(url)
+        self._key = keys.CELERY_PREFIX + queue
 
-async def read_backlog(client: aioredis.Redis, now: float | None = None) -> Backlog:
-    now_ms = (time.time() if now is None else now) * 1000
-    with translated():
-        pipe = client.pipeline(transaction=False)
-        pipe.zcard(keys.RETRY_DUE)
-        pipe.zrange(keys.RETRY_DUE, 0, 0, withscores=True)
-        pipe.exists(keys.LOG)
-        retry_due, first_due, log_exists = await pipe.execute()
-        lag: int | None = None
-        pending = 0
-        oldest = 0.0
-        if log_exists:
-            groups: list[dict[Any, Any]] = await client.xinfo_groups(keys.LOG)
-            for group in groups:
-                if _text(group.get("name", group.get(b"name", b""))) == keys.DISPATCH_GROUP:
-                    raw_lag = group.get("lag", group.get(b"lag"))
-                    lag = int(raw_lag) if raw_lag is not None else None
-                    summary = await client.xpending(keys.LOG, keys.DISPATCH_GROUP)
-                    pending = int(summary["pending"])
-                    if pending and summary["min"]:
-                        oldest_ms = int(_text(summary["min"]).split("-")[0])
-                        oldest = max(0.0, (now_ms - oldest_ms) / 1000)
-    overdue = max(0.0, (now_ms - first_due[0][1]) / 1000) if first_due else 0.0
-    return Backlog(lag, pending, oldest, int(retry_due), overdue)
+    def size(self) -> int | None:
+        try:
+            return int(self._client.llen(self._key))
+        except RedisError:
+            return None
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    def close(self) -> None:
+        self._client.close()

@@ -2,8 +2,9 @@
 
 Every pending delivery sits in the due set (``keys.RETRY_DUE``) scored by when some
 process should next look at it: when it is created (now + lease, in case its Celery
-task is lost), when a worker claims it (now + lease, in case the worker dies), and
-when an attempt fails (the retry time). The sweeper re-enqueues whatever falls due, so
+task is lost), when a worker claims it (now + the heartbeat TTL, pushed ahead by every
+beat of the claiming process, so it falls due within a TTL of that process's death),
+and when an attempt fails (the retry time). The sweeper re-enqueues whatever falls due, so
 the broker never holds a delay and no crash strands a delivery. All times come from
 the Redis clock (``TIME`` inside the scripts), so workers' clocks need not agree.
 """
@@ -149,6 +150,24 @@ return 1
 """
 )
 
+# KEYS: alive, due, dlv... ARGV: ttl_ms, token, id... A worker's heartbeat: it keeps the
+# process's key alive and pushes the leases it still holds under ``token`` one TTL ahead.
+RENEW = (
+    _NOW
+    + """
+local ttl = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], '1', 'PX', ttl)
+for n = 3, #KEYS do
+  local f = redis.call('HMGET', KEYS[n], 'status', 'lease')
+  if f[1] == 'pending' and f[2] == ARGV[2] then
+    redis.call('HSET', KEYS[n], 'lease_until', now + ttl)
+    redis.call('ZADD', KEYS[2], now + ttl, ARGV[n])
+  end
+end
+return 1
+"""
+)
+
 # KEYS: due. ARGV: count, lease_ms. Takes due ids and pushes them a lease ahead, so
 # concurrent sweepers never hand out the same id twice.
 _SWEEP = (
@@ -203,9 +222,21 @@ class Finish:
 
 @translating
 class Ledger:
-    def __init__(self, redis: aioredis.Redis, *, lease_s: float, retention_s: int) -> None:
+    """``lease_s`` is how long a record waits for its task before the sweeper sends it
+    again (a task lost with the broker); ``hold_s`` how long a claim holds unless the
+    claiming process's heartbeat renews it (notify.redis.heartbeat), by default as long."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        lease_s: float,
+        retention_s: int,
+        hold_s: float | None = None,
+    ) -> None:
         self._redis = redis
         self._lease_ms = int(lease_s * 1000)
+        self._hold_ms = int((lease_s if hold_s is None else hold_s) * 1000)
         self._retention_s = retention_s
         self._create = redis.register_script(_CREATE)
         self._claim = redis.register_script(_CLAIM)
@@ -248,7 +279,7 @@ class Ledger:
             return []
         replies = await self._claim(
             keys=[keys.RETRY_DUE, *(keys.delivery(i) for i in ids)],
-            args=[self._lease_ms, token, *ids],
+            args=[self._hold_ms, token, *ids],
         )
         out: list[Claimed] = []
         for i, r in zip(ids, replies, strict=True):

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from tests.support.factories import GatewayFactory, TokenMaker
+from tests.support.ports import free_port
 from tests.support.procs import Gateway, Proc
 
 FAST_ENV: dict[str, object] = {
@@ -44,16 +45,24 @@ class Stack:
             trust_env=False,
         )
 
-    def role(self, *args: str, name: str) -> Proc:
-        proc = Proc(list(args), directory=self.directory, env=self.env, name=name)
+    def role(self, *args: str, name: str, **env: object) -> Proc:
+        proc = Proc(list(args), directory=self.directory, env={**self.env, **env}, name=name)
         self.procs.append(proc)
         return proc.start()
 
-    def dispatcher(self, name: str = "dispatcher") -> Proc:
-        return self.role("dispatcher", name=name)
+    def dispatcher(self, name: str = "dispatcher", **env: object) -> Proc:
+        env.setdefault("NOTIFY_HEALTH_PORT", free_port())
+        return self.role("dispatcher", name=name, **env)
 
-    def worker(self, concurrency: int = 2, name: str = "worker") -> Proc:
-        return self.role("worker", "--concurrency", str(concurrency), name=name)
+    def worker(self, concurrency: int = 2, name: str = "worker", **env: object) -> Proc:
+        env.setdefault("NOTIFY_HEALTH_PORT", free_port())
+        return self.role("worker", "--concurrency", str(concurrency), name=name, **env)
+
+    def wait_ready(self, proc: Proc, timeout: float = 120.0) -> None:
+        """Until the role answers /readyz (a worker: its Celery worker consumes); a
+        Celery worker takes long to start on a busy machine."""
+        port = proc.env["NOTIFY_HEALTH_PORT"]
+        proc.wait_http_ready(f"http://127.0.0.1:{port}/readyz", timeout)
 
     def close(self) -> None:
         self.client.close()
@@ -157,4 +166,6 @@ def make_stack(
     stack.dispatcher()
     for n in range(workers):
         stack.worker(name=f"worker{n}")
+    for proc in stack.procs:
+        stack.wait_ready(proc)
     return stack

@@ -49,12 +49,6 @@ REDIS_DEBT: tuple[str, ...] = (
     "notify.api.limits",
     "notify.api.state",
     "notify.publisher",
-    "notify.workers.dispatcher",
-    "notify.workers.flusher",
-    "notify.workers.resender",
-    "notify.workers.sweeper",
-    "notify.workers.tasks",
-    "notify.workers.worker",
 )
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,113 @@
+"""Heartbeats: the proof that a dispatcher or worker process is alive.
+
+A process sets its key (``keys.alive``, a short TTL) every third of that TTL. What it
+holds is its own only while the key lives: consumer-group entries (notify.redis.groups)
+and delivery leases. A killed or frozen process stops beating; within the TTL its work
+is taken over by a survivor or its replacement. A clean exit deletes the key at once.
+
+Dispatchers beat from their event loop (``Heartbeat``). A worker process beats from a
+thread (``LeaseKeeper``), because its event loop runs only while a task runs and may be
+busy with a slow receiver; each beat also renews the leases of the deliveries in hand,
+so a slow but alive worker never loses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+
+from redis.exceptions import RedisError
+
+from notify import keys
+from notify.redis.client import Client, connect_sync
+from notify.redis.ledger import RENEW
+
+log = logging.getLogger("notify.heartbeat")
+
+
+def process_name() -> str:
+    """This process's name in Redis (heartbeat, consumer name): unique while it lives."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Heartbeat:
+    def __init__(self, redis: Client, process: str, ttl_s: float) -> None:
+        self._redis = redis
+        self._key = keys.alive(process)
+        self._ttl_ms = int(ttl_s * 1000)
+        self.interval = ttl_s / 3
+
+    async def beat(self) -> None:
+        await self._redis.set(self._key, b"1", px=self._ttl_ms)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Beat until ``stop``; a failed beat is logged and the next one tried on time."""
+        while not stop.is_set():
+            try:
+                await self.beat()
+            except Exception as exc:
+                log.warning("heartbeat failed (%s: %s)", type(exc).__name__, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
+
+    async def end(self) -> None:
+        """Stop holding anything now: survivors need not wait for the TTL."""
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._key)
+
+
+class LeaseKeeper:
+    """A worker process's heartbeat thread; it also renews the leases in hand."""
+
+    def __init__(self, url: str, process: str, ttl_s: float) -> None:
+        self._redis = connect_sync(url, socket_timeout=max(ttl_s / 3, 0.5))
+        self._renew = self._redis.register_script(RENEW)
+        self._key = keys.alive(process)
+        self._ttl_ms = int(ttl_s * 1000)
+        self._interval = ttl_s / 3
+        self._held: dict[str, tuple[str, ...]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notify-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._beat()  # alive before the first claim
+        self._thread.start()
+
+    def hold(self, token: str, ids: Sequence[str]) -> None:
+        """Renew the leases taken under ``token`` (on these ids) from now on."""
+        with self._lock:
+            self._held[token] = tuple(ids)
+
+    def release(self, token: str) -> None:
+        """Stop renewing: unfinished ones lapse within the TTL and go to another worker."""
+        with self._lock:
+            self._held.pop(token, None)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(RedisError):
+            self._redis.delete(self._key)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._beat()
+
+    def _beat(self) -> None:
+        with self._lock:
+            held = list(self._held.items())
+        try:
+            if not held:
+                self._redis.set(self._key, b"1", px=self._ttl_ms)
+            for token, ids in held:
+                self._renew(
+                    keys=[self._key, keys.RETRY_DUE, *(keys.delivery(i) for i in ids)],
+                    args=[self._ttl_ms, token, *ids],
+                )
+        except RedisError as exc:
+            log.warning("heartbeat failed (%s: %s)", type(exc).__name__, exc)

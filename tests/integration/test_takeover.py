@@ -1,0 +1,273 @@
+"""Crashed work is taken over in seconds (SPEC 2.5), with production leases and claim idle
+times, so only the heartbeats can make it quick; a slow but alive worker keeps its lease."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from notify import keys
+from tests.integration.conftest import StackFactory
+from tests.integration.delivery_stack import Stack
+from tests.support.ports import free_port
+from tests.support.procs import Proc
+from tests.support.redis import RedisServer
+from tests.support.webhook_receiver import Answer, Receiver
+
+# the defaults: a lost lease or an idle entry alone would take 60 s or 30 s
+PRODUCTION = {
+    "NOTIFY_DELIVERY_LEASE_SECONDS": "60",
+    "NOTIFY_DISPATCH_CLAIM_IDLE_SECONDS": "30",
+    "NOTIFY_SWEEP_INTERVAL_SECONDS": "0.25",
+    "NOTIFY_HEARTBEAT_SECONDS": "3",
+}
+TAKEOVER = 5.0
+SLACK = 5.0  # two shared cores: processing after the takeover, and scheduling under load
+
+
+def ready(proc: Proc, port: int, timeout: float = 120.0) -> None:
+    proc.wait_http_ready(f"http://127.0.0.1:{port}/readyz", timeout)
+
+
+def start_worker(stack: Stack, name: str) -> tuple[Proc, int]:
+    port = free_port()
+    return stack.worker(name=name, NOTIFY_HEALTH_PORT=port), port
+
+
+def webhook(stack: Stack, receiver: Receiver, path: str) -> str:
+    created = stack.subscribe("orders.>", {"kind": "webhook", "url": receiver.url(path)})
+    receiver.trust(path, created["secret"])
+    return str(created["id"])
+
+
+def test_killed_dispatcher_and_worker_are_taken_over_within_seconds(
+    stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
+) -> None:
+    stack = stack_factory(workers=0, **PRODUCTION)
+    first = stack.procs[0]
+    stack.dispatcher(name="dispatcher2")
+    workers = [start_worker(stack, f"worker{n}") for n in range(2)]
+    for proc, port in workers:
+        ready(proc, port)
+    paths = {webhook(stack, receiver, p): p for p in ("/a", "/b")}
+    for path in paths.values():
+        receiver.answer(path, default=Answer(delay=0.3))  # batches stay in flight a while
+    total_events = 300
+
+    def publish() -> None:
+        for start in range(0, total_events, 20):
+            events = [
+                {"channel": f"orders.{n % 5}", "type": "order.created", "data": n}
+                for n in range(start, start + 20)
+            ]
+            published.extend(stack.publish_many(events))
+            time.sleep(0.1)
+
+    published: list[str] = []
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    stack.wait_for("deliveries under way", lambda: len(receiver.received) >= 100, timeout=60)
+    killed_at = time.monotonic()
+    first.kill()
+    workers[0][0].kill()
+    first.start()  # replacements at once; the survivors do not wait for them
+    workers[0][0].start()
+    publisher.join()
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        expected = total_events * len(paths)
+
+        def finished() -> bool:
+            created = sum(client.zcard(keys.subscription_deliveries(s)) for s in paths)
+            return created == expected and not client.zcard(keys.RETRY_DUE)
+
+        stack.wait_for("every delivery to finish", finished, timeout=60, every=0.1)
+        records = list(client.scan_iter(keys.delivery("*"), count=1000))
+        assert len(records) == expected  # one record per (subscription, event)
+        for sub_id, path in paths.items():
+            listed = stack.deliveries(sub_id)
+            assert {d["event_id"] for d in listed} == set(published)
+            assert {d["status"] for d in listed} == {"delivered"}
+            assert {r.webhook_id for r in receiver.at(path)} >= {d["id"] for d in listed}
+        last = max(r.at for r in receiver.received)
+    finally:
+        client.close()
+    # the publisher was still sending for about a second after the kill
+    assert last - killed_at < TAKEOVER + SLACK, f"last delivery {last - killed_at:.1f} s after"
+
+
+def test_entries_of_a_consumer_without_heartbeat_move_and_a_live_ones_stay(
+    stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
+) -> None:
+    stack = stack_factory(**PRODUCTION)
+    dispatcher = stack.procs[0]
+    sub = webhook(stack, receiver, "/h")
+    stack.publish("orders.1")
+    receiver.wait("/h", 1, timeout=90)  # the worker consumes
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        dispatcher.kill(signal.SIGSTOP)  # so that two consumers of our own read first
+        # a read the dispatcher had blocked in before it stopped is still served to it
+        for n in range(3):
+            stack.publish(f"orders.{n}")
+        held = {}
+        for name in ("ghost-dead", "ghost-alive"):
+            reply = client.xreadgroup(keys.DISPATCH_GROUP, name, {keys.LOG: ">"}, count=1)
+            held[name] = reply[0][1][0][0].decode()
+        dead, alive = held["ghost-dead"], held["ghost-alive"]
+        client.set(keys.alive("ghost-alive"), b"1", px=60_000)
+        time.sleep(1.5)  # the dead one's entry has been idle a while, as after a crash
+        resumed = time.monotonic()
+        dispatcher.kill(signal.SIGCONT)
+
+        stack.wait_events(sub, "delivered", [dead], timeout=TAKEOVER + SLACK)
+        took = time.monotonic() - resumed
+        time.sleep(4)  # more than a heartbeat TTL: the live consumer keeps its entry
+        assert alive not in {d["event_id"] for d in stack.deliveries(sub)}
+        pending = client.xpending_range(keys.LOG, keys.DISPATCH_GROUP, "-", "+", 10)
+        assert [p["consumer"] for p in pending] == [b"ghost-alive"]
+
+        client.delete(keys.alive("ghost-alive"))  # it dies
+        stack.wait_events(sub, "delivered", [alive], timeout=TAKEOVER + SLACK)
+    finally:
+        client.close()
+    assert took < TAKEOVER + SLACK
+    assert "took over 1 pending entries" in dispatcher.log_text()
+
+
+def test_a_slow_worker_keeps_its_lease(stack_factory: StackFactory, receiver: Receiver) -> None:
+    # a 2 s heartbeat and an 8 s answer: without renewal the lease would lapse four
+    # times over and the worker's second process would send the delivery again
+    stack = stack_factory(
+        workers=0,
+        NOTIFY_HEARTBEAT_SECONDS="2",
+        NOTIFY_WEBHOOK_TIMEOUT_SECONDS="20",
+        NOTIFY_DELIVERY_LEASE_SECONDS="60",
+    )
+    worker, port = start_worker(stack, "worker")
+    ready(worker, port)
+    sub = webhook(stack, receiver, "/slow")
+    receiver.answer("/slow", Answer(delay=8.0))
+    event = stack.publish("orders.1")
+    receiver.wait("/slow", 1, timeout=30)
+    [done] = stack.wait_events(sub, "delivered", [event], timeout=20)
+    time.sleep(1)
+    assert len(receiver.at("/slow")) == 1
+    assert [a["outcome"] for a in done["attempts"]] == ["delivered"]
+
+
+def test_first_delivery_after_a_redis_restart_does_not_wait_out_a_lease(
+    stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
+) -> None:
+    stack = stack_factory(**PRODUCTION)
+    sub = webhook(stack, receiver, "/h")
+    stack.publish("orders.1")
+    receiver.wait("/h", 1, timeout=90)  # every process holds connections now
+    client = redis.Redis.from_url(redis_server.url)
+    client.save()  # loaded again at the restart: the data survives, the connections not
+    client.close()
+    redis_server.restart()
+    event = stack.publish("orders.2")
+    stack.wait_events(sub, "delivered", [event], timeout=TAKEOVER + SLACK)
+
+
+def test_groups_are_recreated_after_redis_loses_its_data(
+    stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
+) -> None:
+    stack = stack_factory(**PRODUCTION)
+    dispatcher = stack.procs[0]
+    webhook(stack, receiver, "/before")
+    stack.publish("orders.1")
+    receiver.wait("/before", 1, timeout=90)
+
+    redis_server.restart()  # no persistence: everything is gone
+    lost_at = time.monotonic()
+    stack.wait_for(
+        "the groups to be created again",
+        lambda: dispatcher.log_text().count("was gone") == 2,
+        timeout=20,
+    )
+    recovered = time.monotonic() - lost_at
+    sub = webhook(stack, receiver, "/after")  # the subscription was lost with the data
+    event = stack.publish("orders.2")
+    stack.wait_events(sub, "delivered", [event], timeout=TAKEOVER + SLACK)
+    text = dispatcher.log_text()
+    assert "NOGROUP" not in text  # one line saying what happened, not a loop of errors
+    assert text.count("consumer group 'dispatchers'") == 1
+    assert text.count("consumer group 'replayers'") == 1
+    assert recovered < 10
+
+
+def status(port: int, path: str) -> tuple[int, str]:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2, trust_env=False)
+    except httpx.TransportError as exc:
+        return 0, repr(exc)
+    return r.status_code, r.text
+
+
+def test_dispatcher_and_worker_health(
+    stack_factory: StackFactory, redis_server: RedisServer
+) -> None:
+    stack = stack_factory(workers=0)
+    d_port = free_port()
+    dispatcher = stack.dispatcher(name="dispatcher2", NOTIFY_HEALTH_PORT=d_port)
+    worker, w_port = start_worker(stack, "worker")
+    ready(dispatcher, d_port)
+    ready(worker, w_port)
+    for port in (d_port, w_port):
+        assert status(port, "/healthz")[0] == 200
+        assert status(port, "/nothing")[0] == 404
+    d_metrics = status(d_port, "/metrics")[1]
+    assert "notify_dispatcher_taken_over_total 0" in d_metrics
+    assert "notify_dispatcher_groups_recreated_total 0" in d_metrics
+    assert "notify_worker_restarts_total 0" in status(w_port, "/metrics")[1]
+
+    redis_server.stop()
+    stack.wait_for("the dispatcher to be unready", lambda: status(d_port, "/readyz")[0] == 503, 30)
+    stack.wait_for("the worker to be unready", lambda: status(w_port, "/readyz")[0] == 503, 30)
+    # Redis away is not a wedge: a restart would not help
+    assert status(d_port, "/healthz")[0] == 200
+    assert status(w_port, "/healthz")[0] == 200
+
+    redis_server.start()
+    ready(dispatcher, d_port, 30)
+    ready(worker, w_port, 30)
+    stack.wait_for(
+        "both groups to be created again",
+        lambda: "notify_dispatcher_groups_recreated_total 2" in status(d_port, "/metrics")[1],
+        10,
+    )
+
+    celery = children(worker.pid)
+    assert celery, "the supervisor runs a celery worker"
+    for pid in celery:
+        os.kill(pid, signal.SIGKILL)
+    stack.wait_for(
+        "the restart to be counted",
+        lambda: "notify_worker_restarts_total 1" in status(w_port, "/metrics")[1],
+        30,
+    )
+    ready(worker, w_port, 90)
+
+
+def children(pid: int | None) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
