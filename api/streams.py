@@ -16,9 +16,10 @@ from notify.api.httpproto import DIRECT
 from notify.api.hub import Subscriber
 from notify.api.state import Gateway
 from notify.auth import Principal
+from notify.errors import StoreUnavailable
 from notify.eventlog import Entry
 from notify.events import parse_id, with_id
-from notify.sse import PREAMBLE, event_frame, gap_frame
+from notify.sse import event_frame, gap_frame, position_frame
 
 PAGE = 500
 Emit = Callable[[list[Entry]], Awaitable[None]]
@@ -47,7 +48,7 @@ async def resume(
     begins) and replays the few events in between while live ones are held back.
     """
     if cursor is None:
-        gw.hub.attach(sub, patterns)
+        gw.hub.attach(sub, patterns)  # a no-op when :func:`start` attached it already
         return
     after = await replay(gw, sub, patterns, None if gap_reason else cursor, emit)
     if after is not None:
@@ -79,6 +80,28 @@ async def replay(
         if page.next is None:
             return after
         after = page.next
+
+
+async def hub_started(gw: Gateway, timeout: float = 2.0) -> None:
+    """A stream without a cursor starts at the hub's position, which means nothing
+    until the hub has read the log's head: wait a little for it, else answer 503."""
+    if gw.hub.started.is_set():
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            await gw.hub.started.wait()
+    except TimeoutError as exc:
+        raise StoreUnavailable("the event reader is not running yet; try again") from exc
+
+
+def start(gw: Gateway, sub: Subscriber, patterns: Sequence[str], cursor: str | None) -> str:
+    """The position a stream starts from: its cursor, or, without one, the point after
+    which the hub delivers live events (the stream is attached here, with its live
+    events held back until the caller releases it once the position is out)."""
+    if cursor is not None:
+        return cursor
+    sub.hold += 1
+    return gw.hub.attach(sub, patterns)
 
 
 def expire_at(sub: Subscriber, principal: Principal) -> asyncio.TimerHandle | None:
@@ -145,8 +168,13 @@ class EventStream(Response):
         expiry = expire_at(sub, self.principal)
         metrics.STREAMS_OPEN.labels("sse").inc()
         try:
-            head = PREAMBLE + (gap_frame(self.gap_reason) if self.gap_reason else b"")
-            await sub.send(write, head)
+            position = start(gw, sub, self.patterns, self.cursor)
+            try:
+                gap = gap_frame(self.gap_reason) if self.gap_reason else b""
+                await sub.send(write, position_frame(position) + gap)
+            finally:
+                if self.cursor is None:
+                    sub.release()
             # live events may now be written by the hub itself (see Subscriber.flush)
             sub.direct = scope.get(DIRECT)
             if self.on_open is not None:

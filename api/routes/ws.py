@@ -16,7 +16,7 @@ from notify.api.hub import Subscriber
 from notify.api.problems import from_error
 from notify.api.routes.publish import store
 from notify.api.state import Gateway
-from notify.api.streams import expire_at, resume
+from notify.api.streams import expire_at, hub_started, resume, start
 from notify.auth import Principal
 from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
@@ -157,7 +157,15 @@ class Session:
         gap = await self.gw.log.position(fresh, cursor) if cursor and fresh else None
         if again:  # only once the cursor is known to be usable
             self.gw.hub.detach(self.sub, again)
-        await self.reply(wsproto.ok(frame.ref))
+        if cursor is None:
+            await hub_started(self.gw)
+        # the position answers first, before any live event of the new patterns
+        position = start(self.gw, self.sub, fresh, cursor)
+        try:
+            await self.reply(wsproto.ok(frame.ref, position=position))
+        finally:
+            if cursor is None:
+                self.sub.release()
         if gap:
             await self.reply(wsproto.gap(gap))
         if fresh:

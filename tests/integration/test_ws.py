@@ -21,7 +21,8 @@ async def test_subscribe_receive_unsubscribe(gateway: Gateway, make_token: Token
     token = make_token(publish=[">"], subscribe=["orders.>"])
     async with ws(gateway.base_url, token) as conn:
         await conn.send(json.dumps({"op": "subscribe", "ref": "1", "channels": ["orders.*"]}))
-        assert await ws_recv(conn) == {"op": "ok", "ref": "1"}
+        ok = await ws_recv(conn)
+        assert ok.keys() == {"op", "ref", "position"} and ok["ref"] == "1"
         event_id = await asyncio.to_thread(publish, gateway.base_url, token, "orders.eu", "t", 7)
         message = await ws_recv(conn)
         assert message["op"] == "event"
@@ -82,21 +83,21 @@ async def test_a_cursor_restarts_a_channel_the_socket_already_follows(
     )
     async with ws(gateway.base_url, token) as conn:
         await conn.send(json.dumps({"op": "subscribe", "ref": 1, "channels": ["re"]}))
-        assert await ws_recv(conn) == {"op": "ok", "ref": 1}
+        assert await ws_recv(conn) == {"op": "ok", "ref": 1, "position": before[-1]}
         first = await asyncio.to_thread(publish, gateway.base_url, token, "re")
         assert (await ws_recv(conn))["event"]["id"] == first
         # the same channel again, from an id: everything after it, in order, then live
         # once (the socket already had `first`; the client asked for it again)
         frame = {"op": "subscribe", "ref": 2, "channels": ["re"], "last_event_id": before[0]}
         await conn.send(json.dumps(frame))
-        assert await ws_recv(conn) == {"op": "ok", "ref": 2}
+        assert await ws_recv(conn) == {"op": "ok", "ref": 2, "position": before[0]}
         replayed = [(await ws_recv(conn))["event"]["id"] for _ in range(3)]
         assert replayed == [before[1], before[2], first]
         live = await asyncio.to_thread(publish, gateway.base_url, token, "re")
         assert (await ws_recv(conn))["event"]["id"] == live
         # without a cursor, a repeat subscribe changes nothing
         await conn.send(json.dumps({"op": "subscribe", "ref": 3, "channels": ["re"]}))
-        assert await ws_recv(conn) == {"op": "ok", "ref": 3}
+        assert await ws_recv(conn) == {"op": "ok", "ref": 3, "position": live}
         await conn.send(json.dumps({"op": "ping", "ref": 4}))
         assert await ws_recv(conn) == {"op": "pong", "ref": 4}
 
