@@ -22,6 +22,7 @@ from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
 from notify.eventlog import Entry
 from notify.events import encode_draft, validate_type, with_id
+from notify.origins import origin_allowed
 
 router = APIRouter()
 MAX_BAD_FRAMES = 10
@@ -37,10 +38,16 @@ CLOSE_CODES = {
 async def websocket(ws: WebSocket) -> None:
     gw = gateway_of(ws)
     try:
-        allowed = gw.settings.cors_origin_list
         origin = ws.headers.get("origin")
-        if allowed and origin is not None and origin not in allowed and "*" not in allowed:
-            raise Forbidden(f"origin {origin!r} is not allowed")
+        secure = ws.url.scheme in ("wss", "https")
+        if not origin_allowed(
+            origin,
+            gw.settings.cors_origin_list,
+            ws.headers.get("host"),
+            secure,
+            gw.settings.public_url,
+        ):
+            raise Forbidden("origin is not allowed: the gateway's own, or NOTIFY_CORS_ORIGINS")
         principal = await authenticate(ws)
         sub = Subscriber("ws", gw.settings.max_queued, origin="ws-" + secrets.token_hex(8))
         sub.lease = (principal.sub, sub.origin or "")

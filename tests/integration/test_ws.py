@@ -192,6 +192,25 @@ async def test_origin_is_checked_against_the_cors_list(
     assert "ERROR" not in gw.log_text()  # the refused origin was not a server fault
 
 
+async def test_without_a_cors_list_only_the_gateways_own_origin_may_open_a_socket(
+    gateway: Gateway, make_token: TokenMaker
+) -> None:
+    """A cookie-authenticated socket opened by another site's page must fail."""
+    token = make_token(subscribe=[">"])
+    url = gateway.base_url.replace("http://", "ws://") + "/v1/ws"
+    cookie = {"Cookie": f"notify_token={token}"}
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with websockets.connect(
+            url, origin=Origin("https://evil.example"), additional_headers=cookie
+        ):
+            pass
+    assert info.value.response.status_code == 403
+    for origin in (Origin(gateway.base_url), None):  # same origin, or not a browser
+        async with websockets.connect(url, origin=origin, additional_headers=cookie) as conn:
+            await conn.send(json.dumps({"op": "ping", "ref": 1}))
+            assert await ws_recv(conn) == {"op": "pong", "ref": 1}
+
+
 async def test_query_tokens_and_secrets_never_reach_the_log(
     gateway: Gateway, make_token: TokenMaker, jwt_secret: str
 ) -> None:
