@@ -1,0 +1,59 @@
+"""Hostile input and faults against a real gateway and redis-server (issue 11, part 4)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from tests.support.factories import TokenMaker
+from tests.support.procs import Gateway
+from tests.support.redis import RedisServer
+
+pytestmark = pytest.mark.asyncio
+
+
+class LoggingGateway(Gateway):
+    """A gateway with uvicorn's access log on."""
+
+    @property
+    def command(self) -> list[str]:
+        return [*super().command, "--access-log"]
+
+
+@pytest.fixture
+def logging_gateway(
+    redis_server: RedisServer, jwt_secret: str, tmp_path: Path
+) -> Iterator[Gateway]:
+    gateway = LoggingGateway(
+        redis_url=redis_server.url, jwt_secret=jwt_secret, directory=tmp_path, name="logged"
+    )
+    try:
+        yield gateway.start()
+    finally:
+        gateway.terminate()
+        print(gateway.log_tail())
+
+
+async def test_a_token_in_the_query_is_redacted_by_its_decoded_name(
+    logging_gateway: Gateway, make_token: TokenMaker
+) -> None:
+    gw = logging_gateway
+    token = make_token(subscribe=[">"])
+    async with httpx.AsyncClient(base_url=gw.base_url, trust_env=False) as client:
+        for name in ("token", "%74oken", "to%6Ben"):
+            r = await client.get(f"/v1/events?channel=x&{name}={token}")
+            assert r.status_code == 200, r.text  # it authenticates: the server decodes names
+    ws_url = gw.base_url.replace("http://", "ws://") + f"/v1/ws?%74oken={token}"
+    async with websockets.connect(ws_url) as conn:
+        await conn.send('{"op":"ping","ref":1}')
+        await conn.recv()
+    await asyncio.sleep(0.5)
+    text = gw.log_text()
+    assert "/v1/events?channel=x&%74oken=[redacted]" in text  # the access log line
+    assert "WebSocket /v1/ws?%74oken=[redacted]" in text
+    assert token.split(".")[2] not in text
