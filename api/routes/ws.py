@@ -196,6 +196,7 @@ class Session:
             body["data"],
             self.sub.origin,
             max_bytes=self.gw.settings.max_event_bytes,
+            parsed=True,
         )
         pairs = await store(self.gw, self.principal.sub, [draft], None)
         await self.reply(wsproto.ok(frame.ref, id=pairs[0][0]))
