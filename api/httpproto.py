@@ -29,6 +29,9 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from notify.errors import PROBLEM_BASE
 
 STREAM_PATH = "/v1/stream"
+STREAM_PATHS = (STREAM_PATH, "/v1/feed")
+ABORT = "notify.abort"
+"""The scope key under which an event stream finds :meth:`GatewayProtocol.abort`."""
 DIRECT = "notify.direct"
 """The scope key under which an event stream finds :meth:`GatewayProtocol.write_chunk`
 (a bare key, not an ``extensions`` entry: two dicts per idle stream is memory that
@@ -74,8 +77,19 @@ class GatewayProtocol(HttpToolsProtocol):
         if self.pipeline or "path" not in self.scope:
             # queued behind a response (reading is paused), or a WebSocket upgrade
             self.reading_since = 0.0
-        elif self.scope["path"] == STREAM_PATH:
-            self.scope[DIRECT] = self.write_chunk  # type: ignore[literal-required]
+        elif self.scope["path"] in STREAM_PATHS:
+            self.scope[ABORT] = self.abort  # type: ignore[literal-required]
+            if self.scope["path"] == STREAM_PATH:
+                self.scope[DIRECT] = self.write_chunk  # type: ignore[literal-required]
+
+    def abort(self) -> None:
+        """Drop the connection at once, unsent data and all: for a stream whose peer
+        stopped reading (a graceful end would wait on it, then count as an app error);
+        the client resumes from its last id."""
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.abort()
 
     def write_chunk(self, data: bytes) -> bool:
         """Write one chunk of the response under way now, or say it cannot (the caller

@@ -4,7 +4,7 @@ the SSE response itself (a bare ASGI app: one write per batch of pending events)
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from notify.api import metrics
-from notify.api.httpproto import DIRECT
+from notify.api.httpproto import ABORT, DIRECT
 from notify.api.hub import Subscriber
 from notify.api.state import Gateway
 from notify.auth import Principal
@@ -22,6 +22,7 @@ from notify.events import parse_id, with_id
 from notify.sse import event_frame, gap_frame, position_frame
 
 PAGE = 500
+log = logging.getLogger("notify.streams")
 Emit = Callable[[list[Entry]], Awaitable[None]]
 
 
@@ -194,9 +195,23 @@ class EventStream(Response):
             watcher.cancel()
             if expiry is not None:
                 expiry.cancel()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+            abort: Callable[[], None] | None = scope.get(ABORT)
+            log_cut(sub)
+            if sub.reason == "slow_consumer" and abort is not None:
+                abort()  # it does not read: waiting to say goodbye would be in vain
+            else:
+                try:
+                    async with asyncio.timeout(1.0):
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except Exception:
+                    if abort is not None:
+                        abort()
+
+
+def log_cut(sub: Subscriber) -> None:
+    """A slow consumer is an expected event (counted in metrics), not an error."""
+    if sub.reason == "slow_consumer":
+        log.info("%s stream cut as a slow consumer; the client resumes from its last id", sub.kind)
 
 
 async def _watch_disconnect(receive: Receive, sub: Subscriber) -> None:

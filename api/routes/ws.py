@@ -16,7 +16,7 @@ from notify.api.hub import Subscriber
 from notify.api.problems import from_error
 from notify.api.routes.publish import store
 from notify.api.state import Gateway
-from notify.api.streams import expire_at, hub_started, resume, start
+from notify.api.streams import expire_at, hub_started, log_cut, resume, start
 from notify.auth import Principal
 from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
@@ -98,6 +98,7 @@ class Session:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+            log_cut(sub)
             if sub.reason != "disconnected":
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):

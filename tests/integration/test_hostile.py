@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import httpx
 import pytest
 import websockets
 
-from tests.support.factories import TokenMaker
+from tests.integration.clients import publish_batch
+from tests.support.factories import GatewayFactory, TokenMaker
 from tests.support.procs import Gateway
 from tests.support.redis import RedisServer
 
@@ -57,3 +60,36 @@ async def test_a_token_in_the_query_is_redacted_by_its_decoded_name(
     assert "/v1/events?channel=x&%74oken=[redacted]" in text  # the access log line
     assert "WebSocket /v1/ws?%74oken=[redacted]" in text
     assert token.split(".")[2] not in text
+
+
+async def test_a_slow_consumer_cut_is_logged_at_info_and_counted(
+    gateway_factory: GatewayFactory, make_token: TokenMaker
+) -> None:
+    gw = gateway_factory(NOTIFY_MAX_QUEUED="5", NOTIFY_SEND_TIMEOUT_SECONDS="2")
+    token = make_token(publish=["slow"], subscribe=["slow"])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", gw.port))
+    sock.sendall(f"GET /v1/stream?channel=slow&token={token} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        for _ in range(40):  # never read: 10 MB fill the socket buffers, then the queue
+            await asyncio.to_thread(
+                publish_batch,
+                gw.base_url,
+                token,
+                [{"channel": "slow", "type": "t", "data": "x" * 50000}] * 5,
+            )
+        async with httpx.AsyncClient(base_url=gw.base_url, trust_env=False) as client:
+            for _ in range(100):
+                metrics = (await client.get("/metrics")).text
+                if re.search(r"notify_slow_consumer_disconnects_total [1-9]", metrics):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("no slow-consumer cut was counted")
+        await asyncio.sleep(2.5)  # what the gateway does with the stuck connection
+    finally:
+        sock.close()
+    text = gw.log_text()
+    assert re.search(r"INFO.*slow consumer", text), text[-2000:]
+    assert "ERROR" not in text, text[-2000:]
