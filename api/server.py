@@ -105,7 +105,10 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
         return
     from notify.settings import load
 
-    GatewayProtocol.read_timeout = load().request_timeout_seconds
+    settings = load()
+    GatewayProtocol.read_timeout = settings.request_timeout_seconds
+    GatewayProtocol.max_head_bytes = settings.max_header_bytes
+    GatewayProtocol.max_headers = settings.max_headers
     config = uvicorn.Config(
         "notify.api.server:create",
         factory=True,

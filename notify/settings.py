@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     keepalive_seconds: float = Field(15.0, gt=0)
     send_timeout_seconds: float = Field(10.0, gt=0)
     request_timeout_seconds: float = Field(10.0, gt=0)
+    max_header_bytes: int = Field(32 * 1024, ge=4096, le=1024 * 1024)
+    max_headers: int = Field(100, ge=16, le=10_000)
     publish_rate: float | None = Field(None, gt=0)
     max_streams_per_subject: int | None = Field(None, ge=1)
     auth_failures_per_minute: int = Field(60, ge=1)

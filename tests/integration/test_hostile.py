@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 from collections.abc import Iterator
@@ -93,3 +94,60 @@ async def test_a_slow_consumer_cut_is_logged_at_info_and_counted(
     text = gw.log_text()
     assert re.search(r"INFO.*slow consumer", text), text[-2000:]
     assert "ERROR" not in text, text[-2000:]
+
+
+def _raw_request(port: int, head: bytes, chunk: int = 65536) -> bytes:
+    """Send ``head`` (as much as the server takes) and read the answer to its end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            for start in range(0, len(head), chunk):
+                sock.sendall(head[start : start + chunk])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the whole head was sent: what the cap is for
+        answer = b""
+        try:
+            while data := sock.recv(65536):
+                answer += data
+        except ConnectionResetError:
+            pass
+        return answer
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # many small fields
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: 1\r\n" % i for i in range(200))
+        + b"\r\n",
+        # one huge field, never finished (the reported attack sent ~100 MiB)
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (8 * 1024 * 1024),
+        # fields that fit one by one but not together
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (i, b"b" * 4000) for i in range(20))
+        + b"\r\n",
+        # a huge URL
+        b"GET /healthz?" + b"q" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["count", "endless-field", "total-size", "url"],
+)
+async def test_an_oversized_head_gets_431_and_the_connection_closes(
+    gateway: Gateway, head: bytes
+) -> None:
+    answer = await asyncio.to_thread(_raw_request, gateway.port, head)
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large", answer[:200]
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"content-type: application/problem+json" in headers
+    assert b"connection: close" in headers
+    problem = json.loads(body)
+    assert problem["status"] == 431 and problem["type"].endswith("/headers-too-large")
+    # the recv loop above ended: the gateway closed the connection
+    ok = await asyncio.to_thread(
+        _raw_request,
+        gateway.port,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fine: "
+        + b"c" * 8000
+        + b"\r\nConnection: close\r\n\r\n",
+    )
+    assert ok.startswith(b"HTTP/1.1 200 ")
