@@ -100,13 +100,16 @@ def translated() -> Iterator[None]:
     try:
         yield
     except TRANSIENT as exc:
-        raise StoreUnavailable(f"event store unavailable: {type(exc).__name__}: {exc}") from exc
+        # what failed, never where: the message reaches clients (503) and the
+        # exception's text names the internal host and port
+        raise StoreUnavailable(f"event store unavailable ({type(exc).__name__})") from exc
     except ResponseError as exc:
         if is_capacity_error(exc):
-            raise StoreUnavailable(f"event store refused the write: {exc}") from exc
+            reason = str(exc).split(" ", 1)[0]
+            raise StoreUnavailable(f"event store refused the write ({reason})") from exc
         raise
     except OSError as exc:
-        raise StoreUnavailable(f"event store unavailable: {exc}") from exc
+        raise StoreUnavailable(f"event store unavailable ({type(exc).__name__})") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,3 +151,28 @@ async def test_an_oversized_head_gets_431_and_the_connection_closes(
         + b"\r\nConnection: close\r\n\r\n",
     )
     assert ok.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_503_answers_say_what_failed_not_where(
+    redis_server: RedisServer, gateway: Gateway, make_token: TokenMaker
+) -> None:
+    token = make_token(publish=[">"], subscribe=[">"])
+    redis_server.kill()
+    try:
+        async with httpx.AsyncClient(
+            base_url=gateway.base_url,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        ) as client:
+            answers = [
+                await client.post("/v1/events", json={"channel": "a", "type": "t", "data": 1}),
+                await client.get("/v1/events", params={"channel": "a"}),
+                await client.get("/readyz"),
+            ]
+    finally:
+        redis_server.start()
+    port = str(redis_server.url.rsplit(":", 1)[1].split("/")[0])
+    for r in answers:
+        assert r.status_code == 503, r.text
+        assert "127.0.0.1" not in r.text and port not in r.text, r.text
