@@ -49,7 +49,10 @@ def ascii_name(host: str) -> str:
     different domain "fass.de"). ASCII names pass unchanged once their labels are
     checked for length. Raises UnicodeError for a name that cannot be encoded."""
     if host.isascii():
-        return host.encode("idna").decode("ascii")  # as before: label lengths only
+        name = host.encode("idna").decode("ascii")  # as before: label lengths only
+        if "xn--" in name.lower():
+            idna.decode(name)  # an A-label must hold Punycode, as httpx checks it
+        return name
     return idna.encode(host, uts46=True).decode("ascii")
 
 

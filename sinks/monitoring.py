@@ -49,16 +49,18 @@ class AlertmanagerClient:
     async def post(self, url: str, batch: Sequence[dict[str, Any]]) -> Receipt:
         """POST alerts; 2xx is a Receipt, 4xx (but 408/429) permanent, the rest transient."""
         try:
+            request = self._client.build_request(
+                "POST",
+                alerts.endpoint(url),
+                content=orjson.dumps(list(batch)),
+                headers={"content-type": "application/json"},
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            # a URL stored before validation matched the client: fail, no traceback
+            raise PermanentDeliveryError(f"the URL cannot be requested: {exc}"[:200]) from exc
+        try:
             async with asyncio.timeout(self._timeout):
-                response = await self._client.send(
-                    self._client.build_request(
-                        "POST",
-                        alerts.endpoint(url),
-                        content=orjson.dumps(list(batch)),
-                        headers={"content-type": "application/json"},
-                    ),
-                    stream=True,
-                )
+                response = await self._client.send(request, stream=True)
                 try:
                     head = await read_capped(response)
                 finally:
