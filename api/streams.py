@@ -19,7 +19,7 @@ from notify.auth import Principal
 from notify.errors import StoreUnavailable
 from notify.eventlog import Entry
 from notify.events import parse_id, with_id
-from notify.sse import event_frame, gap_frame, position_frame
+from notify.sse import continue_frame, event_frame, gap_frame, position_frame
 
 PAGE = 500
 log = logging.getLogger("notify.streams")
@@ -63,6 +63,16 @@ async def resume(
         sub.release()
 
 
+class BudgetSpent(Exception):
+    """A catch-up read its share of the log (``NOTIFY_RESUME_SCAN_BUDGET`` entries)
+    before reaching the head: the client continues from ``position`` with a new
+    request, so no one request can make the gateway read the whole log."""
+
+    def __init__(self, position: str) -> None:
+        super().__init__(position)
+        self.position = position
+
+
 async def replay(
     gw: Gateway,
     sub: Subscriber,
@@ -72,15 +82,19 @@ async def replay(
     until: str | None = None,
 ) -> str | None:
     """Send the history of ``patterns`` after ``after`` (up to ``until``); returns the
-    position reached."""
+    position reached, or raises :class:`BudgetSpent`."""
+    budget = gw.settings.resume_scan_budget
     while True:
         page = await gw.log.history(patterns, after, PAGE, until=until)
+        budget -= page.scanned
         if page.entries:
             await emit(visible(sub, page.entries))
             after = page.entries[-1].id
         if page.next is None:
             return after
         after = page.next
+        if budget <= 0:
+            raise BudgetSpent(after)
 
 
 async def hub_started(gw: Gateway, timeout: float = 2.0) -> None:
@@ -180,7 +194,11 @@ class EventStream(Response):
             sub.direct = scope.get(DIRECT)
             if self.on_open is not None:
                 await self.on_open(sub)
-            await resume(gw, sub, self.patterns, self.cursor, self.gap_reason, emit)
+            try:
+                await resume(gw, sub, self.patterns, self.cursor, self.gap_reason, emit)
+            except BudgetSpent as spent:
+                await sub.send(write, continue_frame(spent.position))
+                sub.close("resume_budget")
             await sub.pump(write)
         except Exception as exc:
             # the stream has begun: all we can say is goodbye; the client resumes by id

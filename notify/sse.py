@@ -32,3 +32,13 @@ def control_frame(name: str, data: object) -> bytes:
 
 def gap_frame(reason: str = "history_expired") -> bytes:
     return control_frame("gap", {"reason": reason})
+
+
+CONTINUE_RETRY_MS = 100
+
+
+def continue_frame(position: str) -> bytes:
+    """The end of a stream whose catch-up spent its budget: where to resume from,
+    and a short reconnect delay so the browser comes back for the rest at once (the
+    next stream's first frame sets the usual delay again)."""
+    return b"retry: %d\nid: %s\n\n" % (CONTINUE_RETRY_MS, position.encode())

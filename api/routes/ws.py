@@ -16,7 +16,7 @@ from notify.api.hub import Subscriber
 from notify.api.problems import from_error
 from notify.api.routes.publish import store
 from notify.api.state import Gateway
-from notify.api.streams import expire_at, hub_started, log_cut, resume, start
+from notify.api.streams import BudgetSpent, expire_at, hub_started, log_cut, resume, start
 from notify.auth import Principal
 from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
@@ -177,7 +177,11 @@ class Session:
         if gap:
             await self.reply(wsproto.gap(gap))
         if fresh:
-            await resume(self.gw, self.sub, fresh, cursor, gap, self.emit)
+            try:
+                await resume(self.gw, self.sub, fresh, cursor, gap, self.emit)
+            except BudgetSpent as spent:
+                detail = "catch-up budget spent: subscribe again from position"
+                await self.reply(wsproto.error(frame.ref, 503, detail, position=spent.position))
 
     async def emit(self, entries: list[Entry]) -> None:
         for e in entries:

@@ -11,9 +11,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from notify.publisher import Publisher
 from tests.integration.clients import publish, publish_batch, sse, ws, ws_recv
 from tests.support.factories import GatewayFactory, TokenMaker
 from tests.support.procs import Gateway
+from tests.support.redis import RedisServer
 from tests.support.streamers import StreamClient
 
 pytestmark = pytest.mark.asyncio
@@ -135,3 +137,69 @@ async def test_burst_cuts_a_small_buffer_client_and_it_loses_nothing(
     finally:
         client.stop()
         await running
+
+
+async def test_a_wildcard_catch_up_over_a_large_log_continues_in_bounded_requests(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, make_token: TokenMaker
+) -> None:
+    """No one request reads the whole log: a resume that spent its scan budget ends
+    with the position it reached (an ``id:`` without data), and the client's next
+    request continues from there, losing nothing and repeating nothing."""
+    gw = gateway_factory(NOTIFY_RESUME_SCAN_BUDGET="1000")
+    token = make_token(subscribe=["w.>"])
+    noise = [{"channel": "noise", "type": "t", "data": 0}] * 1000
+    with Publisher(redis_server.url) as producer:
+        start = producer.publish("start", "t", 0)
+        wanted = []
+        for part in range(2):
+            for _ in range(25):
+                producer.publish_many(noise)
+            wanted.append(producer.publish(f"w.{part}", "t", part))
+    got: list[str] = []
+    cursor = start
+    requests = 0
+    while len(got) < len(wanted) and requests < 10:
+        requests += 1
+        async with sse(gw.base_url, ["w.>"], token, last_event_id=cursor) as s:
+            assert await s.position() == cursor
+            frames = (
+                await s.until_closed(timeout=5)
+                if requests < 3
+                else await s.events(len(wanted) - len(got))
+            )
+            got += [f.id for f in frames if f.id is not None]
+            cursor = s.last_id or cursor
+    assert got == wanted
+    assert requests == 3  # 51,000 entries in pages of 20,000, each request one page
+
+
+async def test_a_wildcard_ws_catch_up_continues_from_the_position_it_reached(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, make_token: TokenMaker
+) -> None:
+    gw = gateway_factory(NOTIFY_RESUME_SCAN_BUDGET="1000")
+    token = make_token(subscribe=["w.>"])
+    noise = [{"channel": "noise", "type": "t", "data": 0}] * 1000
+    with Publisher(redis_server.url) as producer:
+        cursor = producer.publish("start", "t", 0)
+        wanted = []
+        for part in range(2):
+            for _ in range(25):
+                producer.publish_many(noise)
+            wanted.append(producer.publish(f"w.{part}", "t", part))
+    got: list[str] = []
+    continued = 0
+    async with ws(gw.base_url, token) as conn:
+        frame = {"op": "subscribe", "ref": "s", "channels": ["w.>"], "last_event_id": cursor}
+        await conn.send(json.dumps(frame))
+        assert (await ws_recv(conn))["op"] == "ok"
+        while len(got) < len(wanted):
+            message = await ws_recv(conn, timeout=10)
+            if message["op"] == "event":
+                got.append(message["event"]["id"])
+            else:
+                assert message["op"] == "error" and message["status"] == 503, message
+                continued += 1
+                await conn.send(json.dumps({**frame, "last_event_id": message["position"]}))
+                assert (await ws_recv(conn))["op"] == "ok"
+    assert got == wanted
+    assert continued == 2
