@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     send_timeout_seconds: float = Field(10.0, gt=0)
     request_timeout_seconds: float = Field(10.0, gt=0)
     max_header_bytes: int = Field(32 * 1024, ge=4096, le=1024 * 1024)
-    resume_scan_budget: int = Field(100_000, ge=1000)
+    resume_scan_budget: int = Field(20_000, ge=1000)
     max_headers: int = Field(100, ge=16, le=10_000)
     publish_rate: float | None = Field(None, gt=0)
     max_streams_per_subject: int | None = Field(None, ge=1)
