@@ -64,9 +64,9 @@ async def resume(
 
 
 class BudgetSpent(Exception):
-    """A catch-up read its share of the log (``NOTIFY_RESUME_SCAN_BUDGET`` entries, checked after each page of the log)
-    before reaching the head: the client continues from ``position`` with a new
-    request, so no one request can make the gateway read the whole log."""
+    """A catch-up read its share of the log (``NOTIFY_RESUME_SCAN_BUDGET`` entries,
+    checked after each page) before reaching the head: the client continues from
+    ``position`` with a new request, so no one request reads the whole log."""
 
     def __init__(self, position: str) -> None:
         super().__init__(position)
