@@ -37,14 +37,16 @@ async def get_settings(conn: HTTPConnection) -> Settings:
 
 async def authenticate(conn: HTTPConnection) -> Principal:
     """The caller's principal. Failures are counted per client address across all
-    gateways; an address over the limit is refused (429) before its token is read."""
+    gateways; over the limit, a failure is answered 429 instead of 401. A valid token
+    is never refused for its address: requests without a token (or with a bad one)
+    from a shared address must not lock its other users out."""
     gw = gateway_of(conn)
     address = conn.client.host if conn.client else None
-    gw.limiter.check_address(address)
     try:
         return principal_of(conn)
     except Unauthenticated:
         await gw.limiter.auth_failed(address)
+        gw.limiter.check_address(address)
         raise
 
 
@@ -56,7 +58,6 @@ async def authenticate_raw(
     query_string: bytes,
 ) -> Principal:
     """:func:`authenticate` for a bare ASGI request (the publish fast path)."""
-    gw.limiter.check_address(address)
     try:
         token = raw_token(authorization, cookie_header, query_string)
         if token is None:
@@ -64,6 +65,7 @@ async def authenticate_raw(
         return gw.verifier.verify(token)
     except Unauthenticated:
         await gw.limiter.auth_failed(address)
+        gw.limiter.check_address(address)
         raise
 
 

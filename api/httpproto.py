@@ -1,5 +1,12 @@
-"""uvicorn's protocols with what a gateway needs from them: for HTTP, two things;
-for WebSocket, a quiet refusal (:class:`GatewayWebSocketProtocol`).
+"""uvicorn's protocols with what a gateway needs from them: for HTTP, three things;
+for WebSocket, a quiet refusal (:class:`GatewayWebSocketProtocol`). Written against
+uvicorn 0.55's httptools protocol (pinned in pyproject.toml).
+
+**Caps on a request's head.** Neither uvicorn nor httptools limits header fields: one
+connection could send 100 MiB of headers and be answered. A head (request line and
+header fields) over ``max_head_bytes``, or with more than ``max_headers`` fields,
+gets ``431`` and the connection is closed; bytes are counted as they arrive, so a
+head that never ends is refused as soon as it is too long.
 
 **A deadline for reading a request.** uvicorn times out idle keep-alive connections
 but not a request that arrives a byte at a time (slowloris): each such client would
@@ -23,12 +30,16 @@ import asyncio
 import time
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from notify.errors import PROBLEM_BASE
+from notify.errors import PROBLEM_BASE, HeadersTooLarge
 
 STREAM_PATH = "/v1/stream"
+STREAM_PATHS = (STREAM_PATH, "/v1/feed")
+ABORT = "notify.abort"
+"""The scope key under which an event stream finds :meth:`GatewayProtocol.abort`."""
 DIRECT = "notify.direct"
 """The scope key under which an event stream finds :meth:`GatewayProtocol.write_chunk`
 (a bare key, not an ``extensions`` entry: two dicts per idle stream is memory that
@@ -48,6 +59,29 @@ TIMEOUT_RESPONSE = (
 )
 
 
+def _problem_response(status_line: bytes, error: HeadersTooLarge) -> bytes:
+    body = b'{"type":"%s","title":"%s","status":%d,"detail":"%s"}' % (
+        error.type_uri.encode(),
+        error.title.encode(),
+        error.status,
+        error.detail.encode(),
+    )
+    return (
+        status_line + b"\r\ncontent-type: application/problem+json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+    )
+
+
+HEAD_TOO_LARGE = _problem_response(
+    b"HTTP/1.1 431 Request Header Fields Too Large",
+    HeadersTooLarge("the request's header fields are over the size or count limit"),
+)
+
+
+class _HeadRefused(Exception):
+    """Raised from a parser callback to stop parsing a head over the caps."""
+
+
 _last_data: bytes = b""
 _last_chunk: bytes = b""
 
@@ -56,26 +90,93 @@ class GatewayProtocol(HttpToolsProtocol):
     read_timeout = 10.0
     """Set by ``notify serve`` from ``NOTIFY_REQUEST_TIMEOUT_SECONDS``."""
 
+    max_head_bytes = 32 * 1024
+    max_headers = 100
+    """Set by ``notify serve`` from ``NOTIFY_MAX_HEADER_BYTES`` / ``NOTIFY_MAX_HEADERS``."""
+
     reading_since = 0.0
     """When this connection began waiting for the request it is reading; 0 when none."""
+
+    in_head = True
+    head_bytes = 0
+    """Bytes received since the current request's head began (while ``in_head``)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.reading_since = now()
         _sweeper(self.loop, self.connections)
 
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, with the head caps (a cap hit in a parser callback stops parsing
+        with :class:`_HeadRefused`, which httptools hands back as a callback error)."""
+        if self.in_head:
+            self.head_bytes += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadRefused):
+                self.refuse_head()
+                return
+            self._invalid_request()
+            return
+        except httptools.HttpParserError:
+            self._invalid_request()
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        if self.in_head and self.head_bytes > self.max_head_bytes:
+            self.refuse_head()
+
+    def _invalid_request(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    def refuse_head(self) -> None:
+        self.in_head = False
+        self.reading_since = 0.0
+        if not self.transport.is_closing():
+            self.transport.write(HEAD_TOO_LARGE)
+            self.transport.close()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.in_head = True
         if not self.reading_since:
             self.reading_since = now()
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= self.max_headers:
+            raise _HeadRefused
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
+        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if size > self.max_head_bytes:
+            raise _HeadRefused
+        self.in_head = False
+        self.head_bytes = 0
         super().on_headers_complete()
         if self.pipeline or "path" not in self.scope:
             # queued behind a response (reading is paused), or a WebSocket upgrade
             self.reading_since = 0.0
-        elif self.scope["path"] == STREAM_PATH:
-            self.scope[DIRECT] = self.write_chunk  # type: ignore[literal-required]
+        elif self.scope["path"] in STREAM_PATHS:
+            self.scope[ABORT] = self.abort  # type: ignore[literal-required]
+            if self.scope["path"] == STREAM_PATH:
+                self.scope[DIRECT] = self.write_chunk  # type: ignore[literal-required]
+
+    def abort(self) -> None:
+        """Drop the connection at once, unsent data and all: for a stream whose peer
+        stopped reading (a graceful end would wait on it, then count as an app error);
+        the client resumes from its last id."""
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.abort()
 
     def write_chunk(self, data: bytes) -> bool:
         """Write one chunk of the response under way now, or say it cannot (the caller
@@ -95,6 +196,7 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self.in_head = True  # the next request's head may follow at once
         if self.cycle is None or not self.cycle.response_complete:
             # (a request answered before its body was read, e.g. 401 or 413, keeps the
             # deadline armed when the response completed: nothing else would end it)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import re
 import signal
 import socket
 import subprocess
@@ -24,21 +23,18 @@ from uvicorn.config import LOGGING_CONFIG
 
 from notify.api.httpproto import GatewayProtocol, GatewayWebSocketProtocol
 from notify.api.hub import ACTIVE
-
-TOKEN_IN_URL = re.compile(r"((?:^|[?&])token=)[^&\s\"']+")
+from notify.redact import redact
 
 
 class RedactTokens(logging.Filter):
-    """Query tokens (EventSource cannot send headers) must never reach a log line."""
+    """Query tokens (EventSource cannot send headers) must never reach a log line:
+    uvicorn's access and WebSocket lines carry the raw path with its query."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(
-                TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                for a in (record.args if isinstance(record.args, tuple) else (record.args,))
-            )
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
-            record.msg = TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
+            record.msg = redact(record.msg)
         return True
 
 
@@ -109,7 +105,10 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
         return
     from notify.settings import load
 
-    GatewayProtocol.read_timeout = load().request_timeout_seconds
+    settings = load()
+    GatewayProtocol.read_timeout = settings.request_timeout_seconds
+    GatewayProtocol.max_head_bytes = settings.max_header_bytes
+    GatewayProtocol.max_headers = settings.max_headers
     config = uvicorn.Config(
         "notify.api.server:create",
         factory=True,

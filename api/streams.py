@@ -4,7 +4,7 @@ the SSE response itself (a bare ASGI app: one write per batch of pending events)
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -12,15 +12,17 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from notify.api import metrics
-from notify.api.httpproto import DIRECT
+from notify.api.httpproto import ABORT, DIRECT
 from notify.api.hub import Subscriber
 from notify.api.state import Gateway
 from notify.auth import Principal
+from notify.errors import StoreUnavailable
 from notify.eventlog import Entry
 from notify.events import parse_id, with_id
-from notify.sse import PREAMBLE, event_frame, gap_frame
+from notify.sse import continue_frame, event_frame, gap_frame, position_frame
 
 PAGE = 500
+log = logging.getLogger("notify.streams")
 Emit = Callable[[list[Entry]], Awaitable[None]]
 
 
@@ -47,7 +49,7 @@ async def resume(
     begins) and replays the few events in between while live ones are held back.
     """
     if cursor is None:
-        gw.hub.attach(sub, patterns)
+        gw.hub.attach(sub, patterns)  # a no-op when :func:`start` attached it already
         return
     after = await replay(gw, sub, patterns, None if gap_reason else cursor, emit)
     if after is not None:
@@ -61,6 +63,16 @@ async def resume(
         sub.release()
 
 
+class BudgetSpent(Exception):
+    """A catch-up read its share of the log (``NOTIFY_RESUME_SCAN_BUDGET`` entries,
+    checked after each page) before reaching the head: the client continues from
+    ``position`` with a new request, so no one request reads the whole log."""
+
+    def __init__(self, position: str) -> None:
+        super().__init__(position)
+        self.position = position
+
+
 async def replay(
     gw: Gateway,
     sub: Subscriber,
@@ -70,15 +82,41 @@ async def replay(
     until: str | None = None,
 ) -> str | None:
     """Send the history of ``patterns`` after ``after`` (up to ``until``); returns the
-    position reached."""
+    position reached, or raises :class:`BudgetSpent`."""
+    budget = gw.settings.resume_scan_budget
     while True:
         page = await gw.log.history(patterns, after, PAGE, until=until)
+        budget -= page.scanned
         if page.entries:
             await emit(visible(sub, page.entries))
             after = page.entries[-1].id
         if page.next is None:
             return after
         after = page.next
+        if budget <= 0:
+            raise BudgetSpent(after)
+
+
+async def hub_started(gw: Gateway, timeout: float = 2.0) -> None:
+    """A stream without a cursor starts at the hub's position, which means nothing
+    until the hub has read the log's head: wait a little for it, else answer 503."""
+    if gw.hub.started.is_set():
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            await gw.hub.started.wait()
+    except TimeoutError as exc:
+        raise StoreUnavailable("the event reader is not running yet; try again") from exc
+
+
+def start(gw: Gateway, sub: Subscriber, patterns: Sequence[str], cursor: str | None) -> str:
+    """The position a stream starts from: its cursor, or, without one, the point after
+    which the hub delivers live events (the stream is attached here, with its live
+    events held back until the caller releases it once the position is out)."""
+    if cursor is not None:
+        return cursor
+    sub.hold += 1
+    return gw.hub.attach(sub, patterns)
 
 
 def expire_at(sub: Subscriber, principal: Principal) -> asyncio.TimerHandle | None:
@@ -145,13 +183,22 @@ class EventStream(Response):
         expiry = expire_at(sub, self.principal)
         metrics.STREAMS_OPEN.labels("sse").inc()
         try:
-            head = PREAMBLE + (gap_frame(self.gap_reason) if self.gap_reason else b"")
-            await sub.send(write, head)
+            position = start(gw, sub, self.patterns, self.cursor)
+            try:
+                gap = gap_frame(self.gap_reason) if self.gap_reason else b""
+                await sub.send(write, position_frame(position) + gap)
+            finally:
+                if self.cursor is None:
+                    sub.release()
             # live events may now be written by the hub itself (see Subscriber.flush)
             sub.direct = scope.get(DIRECT)
             if self.on_open is not None:
                 await self.on_open(sub)
-            await resume(gw, sub, self.patterns, self.cursor, self.gap_reason, emit)
+            try:
+                await resume(gw, sub, self.patterns, self.cursor, self.gap_reason, emit)
+            except BudgetSpent as spent:
+                await sub.send(write, continue_frame(spent.position))
+                sub.close("resume_budget")
             await sub.pump(write)
         except Exception as exc:
             # the stream has begun: all we can say is goodbye; the client resumes by id
@@ -166,9 +213,23 @@ class EventStream(Response):
             watcher.cancel()
             if expiry is not None:
                 expiry.cancel()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+            abort: Callable[[], None] | None = scope.get(ABORT)
+            log_cut(sub)
+            if sub.reason == "slow_consumer" and abort is not None:
+                abort()  # it does not read: waiting to say goodbye would be in vain
+            else:
+                try:
+                    async with asyncio.timeout(1.0):
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except Exception:
+                    if abort is not None:
+                        abort()
+
+
+def log_cut(sub: Subscriber) -> None:
+    """A slow consumer is an expected event (counted in metrics), not an error."""
+    if sub.reason == "slow_consumer":
+        log.info("%s stream cut as a slow consumer; the client resumes from its last id", sub.kind)
 
 
 async def _watch_disconnect(receive: Receive, sub: Subscriber) -> None:

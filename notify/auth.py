@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -110,7 +111,8 @@ class Verifier:
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("token expired") from exc
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, OverflowError, TypeError) as exc:
+            # PyJWT converts time claims with int(): odd values raise more than its own
             raise Unauthenticated("invalid token") from exc
         return principal_from_claims(claims)
 
@@ -132,14 +134,26 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     admin = claims.get("admin", False)
     if not isinstance(admin, bool):
         raise Unauthenticated("claim 'admin' must be a boolean")
-    exp = claims.get("exp")
     return Principal(
         sub=sub,
         publish=_patterns(claims, "publish"),
         subscribe=_patterns(claims, "subscribe"),
         admin=admin,
-        exp=float(exp) if isinstance(exp, int | float) else None,
+        exp=_expiry(claims.get("exp")),
     )
+
+
+def _expiry(exp: object) -> float | None:
+    """A JSON number, or none: a numeric string would pass PyJWT's own check (it calls
+    ``int()``) and then never expire here, where the verified-token cache needs it."""
+    if exp is None:
+        return None
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or exp != exp:  # NaN
+        raise Unauthenticated("claim 'exp' must be a number (seconds since the epoch)")
+    try:
+        return float(exp)
+    except OverflowError:  # an integer beyond any float: as good as never
+        return math.inf
 
 
 def mint(

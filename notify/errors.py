@@ -6,6 +6,7 @@
     │   ├── InvalidEvent             event fields (type, data, origin)
     │   ├── InvalidCursor            an unparsable event id / cursor (400)
     │   └── TooLarge                 over a size limit (413)
+    │       └── HeadersTooLarge      request header fields over their caps (431)
     ├── AuthError
     │   ├── Unauthenticated          no token, bad token, expired token (401)
     │   └── Forbidden                valid token without the right (403)
@@ -69,6 +70,12 @@ class TooLarge(InvalidInput):
     status = 413
     code = "too-large"
     title = "Payload too large"
+
+
+class HeadersTooLarge(TooLarge):
+    status = 431
+    code = "headers-too-large"
+    title = "Request header fields too large"
 
 
 class AuthError(NotifyError):

@@ -29,6 +29,8 @@ class Page:
     entries: list[Entry]
     next: str | None
     gap: bool = False
+    scanned: int = 0
+    """Log entries read to make this page (the work it cost), matching or not."""
 
 
 class EventLog(Protocol):

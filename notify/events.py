@@ -114,8 +114,10 @@ def draft(
     max_bytes: int,
     time: str | None = None,
     index: int | None = None,
+    parsed: bool = False,
 ) -> Draft:
-    """Validate one client-supplied event object and encode it.
+    """Validate one client-supplied event object and encode it (``parsed``: as for
+    :func:`encode_draft`).
 
     ``index`` is the event's place in a batch, named in error fields (``events[3].``).
     The common well-formed event is recognised by a few cheap checks; anything else
@@ -131,16 +133,28 @@ def draft(
         ):
             try:
                 return encode_draft(
-                    channel, type_, raw["data"], origin, max_bytes=max_bytes, time=time
+                    channel,
+                    type_,
+                    raw["data"],
+                    origin,
+                    max_bytes=max_bytes,
+                    time=time,
+                    parsed=parsed,
                 )
             except (InvalidEvent, TooLarge):
                 pass  # checked_draft raises it again, naming the event's place
     return checked_draft(
-        raw, max_bytes=max_bytes, time=time, prefix="" if index is None else f"events[{index}]."
+        raw,
+        max_bytes=max_bytes,
+        time=time,
+        prefix="" if index is None else f"events[{index}].",
+        parsed=parsed,
     )
 
 
-def checked_draft(raw: object, *, max_bytes: int, time: str | None, prefix: str) -> Draft:
+def checked_draft(
+    raw: object, *, max_bytes: int, time: str | None, prefix: str, parsed: bool = False
+) -> Draft:
     """:func:`draft`, field by field, raising the first problem found."""
     if not isinstance(raw, dict):
         raise InvalidEvent("an event must be a JSON object", field=prefix.rstrip(".") or "body")
@@ -162,8 +176,56 @@ def checked_draft(raw: object, *, max_bytes: int, time: str | None, prefix: str)
             f"origin must be a string of at most {MAX_ORIGIN} characters", field=prefix + "origin"
         )
     return encode_draft(
-        channel, type_, raw["data"], origin, max_bytes=max_bytes, time=time, prefix=prefix
+        channel,
+        type_,
+        raw["data"],
+        origin,
+        max_bytes=max_bytes,
+        time=time,
+        prefix=prefix,
+        parsed=parsed,
     )
+
+
+MAX_DEPTH = 254
+"""orjson's own nesting limit."""
+
+
+def check_data(data: Any, field: str = "data") -> None:
+    """Refuse what JSON cannot carry as given: NaN and infinities (orjson would write
+    ``null``), integers outside -2^63..2^64-1, keys that are not strings, and types
+    other than dict, list, tuple, str, int, float, bool and None (orjson would
+    silently write a dataclass or a datetime). Data parsed from JSON text by
+    :func:`loads` is plain already; a Python producer's data is checked here, so
+    every way in stores the same events."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        if kind is int:
+            if not _I64_MIN <= value <= _U64_MAX:
+                raise InvalidEvent(
+                    "integers must be within -2^63..2^64-1; send others as strings", field=field
+                )
+        elif kind is float:
+            if value != value or value in (_INF, -_INF):
+                raise InvalidEvent("NaN and Infinity are not JSON numbers", field=field)
+        elif depth >= MAX_DEPTH:
+            raise InvalidEvent(f"{field} nests too deeply", field=field)
+        elif kind is dict:
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise InvalidEvent("object keys must be strings", field=field)
+                stack.append((item, depth + 1))
+        elif kind is list or kind is tuple:
+            stack.extend((item, depth + 1) for item in value)
+        else:
+            raise InvalidEvent(f"{kind.__name__} is not a JSON value", field=field)
+
+
+_INF = float("inf")
 
 
 def encode_draft(
@@ -175,7 +237,12 @@ def encode_draft(
     max_bytes: int,
     time: str | None = None,
     prefix: str = "",
+    parsed: bool = False,
 ) -> Draft:
+    """Encode a validated event; ``parsed`` says ``data`` came from :func:`loads` (plain
+    JSON already), else it is checked with :func:`check_data`."""
+    if not parsed:
+        check_data(data, prefix + "data")
     envelope: dict[str, Any] = {
         "channel": channel,
         "type": type_,

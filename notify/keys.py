@@ -13,7 +13,10 @@ def channel_stream(channel: str) -> str:
 
 
 def idempotency(subject: str, key: str) -> str:
-    return f"{PREFIX}idem:{subject}:{key}"
+    """A publish's answer kept for its retries. The subject's length comes first so
+    that no (subject, key) pair can name another's record (``alice:x`` + ``k`` and
+    ``alice`` + ``x:k`` differ)."""
+    return f"{PREFIX}idem:{len(subject)}:{subject}:{key}"
 
 
 def publish_rate(subject: str) -> str:

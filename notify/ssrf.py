@@ -8,6 +8,7 @@ address. IPv6 forms that embed an IPv4 address (IPv4-mapped, IPv4-compatible, NA
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Final
 
 import idna
@@ -48,7 +49,10 @@ def ascii_name(host: str) -> str:
     different domain "fass.de"). ASCII names pass unchanged once their labels are
     checked for length. Raises UnicodeError for a name that cannot be encoded."""
     if host.isascii():
-        return host.encode("idna").decode("ascii")  # as before: label lengths only
+        name = host.encode("idna").decode("ascii")  # as before: label lengths only
+        if "xn--" in name.lower():
+            idna.decode(name)  # an A-label must hold Punycode, as httpx checks it
+        return name
     return idna.encode(host, uts46=True).decode("ascii")
 
 
@@ -95,11 +99,27 @@ def classify(address: IPAddress) -> str | None:
 
 
 def refusal(address: str, allow_private: bool) -> str | None:
-    """A human reason to refuse connecting to ``address``, or None to allow it."""
+    """A human reason to refuse connecting to ``address``, or None to allow it. It
+    does not name the address: it reaches the subscription's owner, who must not
+    learn what an internal host name resolves to."""
     if allow_private:
         return None
     parsed = parse(address)
     if parsed is None:
-        return f"{address!r} is not an IP address"
+        return "it resolves to something that is not an IP address"
     reason = classify(parsed)
-    return f"{parsed} is a {reason} address" if reason else None
+    return f"it resolves to a {reason} address" if reason else None
+
+
+_V4 = r"\d{1,3}(?:\.\d{1,3}){3}"
+_V6 = (
+    r"\[?(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
+    r"|(?:[0-9A-Fa-f]{1,4}:)*[0-9A-Fa-f]{0,4}::(?:[0-9A-Fa-f]{1,4}:)*[0-9A-Fa-f]{0,4})\]?"
+)
+_ADDRESS = re.compile(rf"(?<![\w.:])(?:{_V4}|{_V6})(?::\d{{1,5}})?(?![\w.:])")
+
+
+def scrub(text: str) -> str:
+    """``text`` (a delivery error a user will read) without IP addresses or ports:
+    connection errors name the address a host name resolved to."""
+    return _ADDRESS.sub("<address>", text)

@@ -275,6 +275,8 @@ def validate_url(raw: object, name: str, *, allow_private: bool) -> str:
     if port == 0:
         raise InvalidInput("URL port must be 1-65535", field=name)
     address = ssrf.parse(host)
+    if address is None and "[" in parts.netloc:
+        raise InvalidInput("URL host in brackets must be an IPv6 address", field=name)
     if address is None:
         try:
             ssrf.ascii_name(host)

@@ -76,8 +76,16 @@ def pong(ref: str | int | None) -> str:
     return orjson.dumps({"op": "pong", "ref": ref}).decode()
 
 
-def error(ref: str | int | None, status: int, detail: str, field: str | None = None) -> str:
+def error(
+    ref: str | int | None,
+    status: int,
+    detail: str,
+    field: str | None = None,
+    position: str | None = None,
+) -> str:
     body: dict[str, Any] = {"op": "error", "ref": ref, "status": status, "detail": detail}
+    if position is not None:  # where to subscribe again from
+        body["position"] = position
     if field is not None:
         body["field"] = field
     return orjson.dumps(body).decode()

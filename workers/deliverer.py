@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from notify import retry
+from notify import retry, ssrf
 from notify.errors import DeliveryError, TargetGone, TransientDeliveryError
 from notify.events import now_rfc3339
 from notify.redis.ledger import Claimed, Finish, Ledger
@@ -171,7 +171,7 @@ def record(at: str, started: float, outcome: str, exc: DeliveryError) -> dict[st
         at=at,
         duration_ms=round((time.monotonic() - started) * 1000, 1),
         status_code=exc.status_code,
-        error=exc.detail,
+        error=ssrf.scrub(exc.detail),  # what failed, never which internal address
     )
 
 

@@ -121,7 +121,7 @@ async def publish_one(gw: Gateway, principal: Principal, request: Request) -> Re
 
 async def accept_one(gw: Gateway, principal: Principal, raw: Any, key: str | None) -> bytes:
     """Validate and store one event; the body of the ``202``."""
-    d = draft(raw, max_bytes=gw.settings.max_event_bytes)
+    d = draft(raw, max_bytes=gw.settings.max_event_bytes, parsed=True)
     principal.require_publish(d.channel)
     pairs = await store(gw, principal.sub, [d], key)
     event_id, channel = pairs[0]
@@ -179,7 +179,9 @@ async def accept_many(gw: Gateway, principal: Principal, raw: Any, key: str | No
         raise InvalidEvent(f"events must be a list of 1-{MAX_BATCH} events", field="events")
     limit = gw.settings.max_event_bytes
     at = now_rfc3339()  # one clock reading for the whole batch
-    drafts = [draft(e, max_bytes=limit, time=at, index=i) for i, e in enumerate(events)]
+    drafts = [
+        draft(e, max_bytes=limit, time=at, index=i, parsed=True) for i, e in enumerate(events)
+    ]
     allowed: set[str] = set()  # a batch mostly repeats a few channels
     for i, d in enumerate(drafts):
         if d.channel not in allowed:

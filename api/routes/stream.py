@@ -11,7 +11,7 @@ from starlette.responses import Response
 from notify.api.deps import Auth, GatewayDep
 from notify.api.hub import Subscriber
 from notify.api.state import Gateway
-from notify.api.streams import EventStream
+from notify.api.streams import EventStream, hub_started
 from notify.auth import Principal
 from notify.channels import validate_pattern
 from notify.errors import InvalidInput
@@ -38,6 +38,8 @@ async def open_stream(
 ) -> EventStream:
     # checked before the 200 goes out, so a dead store still answers 503
     gap = await gw.log.position(patterns, cursor) if cursor else None
+    if cursor is None:
+        await hub_started(gw)  # the stream's position is the hub's
     sub.lease = (principal.sub, secrets.token_hex(8))
     await gw.limiter.open_stream(*sub.lease)
     return EventStream(gw, principal, patterns, cursor, gap, sub)

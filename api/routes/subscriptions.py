@@ -141,8 +141,13 @@ async def patch(
         await read_json(request, MAX_BODY), allow_private=settings.allow_private_targets
     )
     sink_kind_change(current, change)
-    if change.channel is not None:
-        principal.require_read(change.channel)
+    only_disables = change.enabled is False and (
+        change.channel is None and change.types is None and change.sink is None
+    )
+    if not only_disables:
+        # as creation does: the caller must still be able to read what it routes
+        # (a token that lost the right could otherwise re-point an existing webhook)
+        principal.require_read(change.channel if change.channel is not None else current.channel)
 
     def apply(sub: Subscription) -> Subscription:
         out = sub
@@ -174,6 +179,7 @@ async def rotate_secret(sub_id: str, principal: Auth, redis: Store) -> dict[str,
     current = await owned(store, principal, sub_id)
     if current.kind != "webhook":
         raise Conflict("only webhook subscriptions have a signing secret")
+    principal.require_read(current.channel)  # as creation does
     secret = new_secret()
     now = float(await store.server_ms()) / 1000
     sub = await store.update(sub_id, lambda s: s.rotated(secret, now))

@@ -16,12 +16,13 @@ from notify.api.hub import Subscriber
 from notify.api.problems import from_error
 from notify.api.routes.publish import store
 from notify.api.state import Gateway
-from notify.api.streams import expire_at, resume
+from notify.api.streams import BudgetSpent, expire_at, hub_started, log_cut, resume, start
 from notify.auth import Principal
 from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
 from notify.eventlog import Entry
 from notify.events import encode_draft, validate_type, with_id
+from notify.origins import origin_allowed
 
 router = APIRouter()
 MAX_BAD_FRAMES = 10
@@ -37,10 +38,16 @@ CLOSE_CODES = {
 async def websocket(ws: WebSocket) -> None:
     gw = gateway_of(ws)
     try:
-        allowed = gw.settings.cors_origin_list
         origin = ws.headers.get("origin")
-        if allowed and origin is not None and origin not in allowed and "*" not in allowed:
-            raise Forbidden(f"origin {origin!r} is not allowed")
+        secure = ws.url.scheme in ("wss", "https")
+        if not origin_allowed(
+            origin,
+            gw.settings.cors_origin_list,
+            ws.headers.get("host"),
+            secure,
+            gw.settings.public_url,
+        ):
+            raise Forbidden("origin is not allowed: the gateway's own, or NOTIFY_CORS_ORIGINS")
         principal = await authenticate(ws)
         sub = Subscriber("ws", gw.settings.max_queued, origin="ws-" + secrets.token_hex(8))
         sub.lease = (principal.sub, sub.origin or "")
@@ -91,6 +98,7 @@ class Session:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+            log_cut(sub)
             if sub.reason != "disconnected":
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
@@ -157,11 +165,23 @@ class Session:
         gap = await self.gw.log.position(fresh, cursor) if cursor and fresh else None
         if again:  # only once the cursor is known to be usable
             self.gw.hub.detach(self.sub, again)
-        await self.reply(wsproto.ok(frame.ref))
+        if cursor is None:
+            await hub_started(self.gw)
+        # the position answers first, before any live event of the new patterns
+        position = start(self.gw, self.sub, fresh, cursor)
+        try:
+            await self.reply(wsproto.ok(frame.ref, position=position))
+        finally:
+            if cursor is None:
+                self.sub.release()
         if gap:
             await self.reply(wsproto.gap(gap))
         if fresh:
-            await resume(self.gw, self.sub, fresh, cursor, gap, self.emit)
+            try:
+                await resume(self.gw, self.sub, fresh, cursor, gap, self.emit)
+            except BudgetSpent as spent:
+                detail = "catch-up budget spent: subscribe again from position"
+                await self.reply(wsproto.error(frame.ref, 503, detail, position=spent.position))
 
     async def emit(self, entries: list[Entry]) -> None:
         for e in entries:
@@ -181,6 +201,7 @@ class Session:
             body["data"],
             self.sub.origin,
             max_bytes=self.gw.settings.max_event_bytes,
+            parsed=True,
         )
         pairs = await store(self.gw, self.principal.sub, [draft], None)
         await self.reply(wsproto.ok(frame.ref, id=pairs[0][0]))

@@ -287,9 +287,10 @@ class RedisEventLog:
         more = any(len(r) >= limit for r in results)
         read = (entry_from(i, f) for r in results for i, f in r)
         merged = sorted((e for e in read if e is not None), key=lambda e: parse_id(e.id))
+        scanned = sum(len(r) for r in results)
         if len(merged) > limit:
             merged, more = merged[:limit], True
-        return Page(merged, merged[-1].id if more and merged else None)
+        return Page(merged, merged[-1].id if more and merged else None, scanned=scanned)
 
     async def _scan_log(
         self, patterns: Sequence[str], after: str | None, limit: int, until: str
@@ -303,7 +304,7 @@ class RedisEventLog:
         while scanned < SCAN_BUDGET:
             chunk: Any = await self._r.xrange(keys.LOG, _exclusive(cursor), until, count=1000)
             if not chunk:
-                return Page(found, None)
+                return Page(found, None, scanned=scanned)
             for raw_id, fields in chunk:
                 scanned += 1
                 cursor = _text(raw_id)
@@ -311,10 +312,10 @@ class RedisEventLog:
                 if entry is not None and next(index.match(entry.channel), None) is not None:
                     found.append(entry)
                     if len(found) == limit:
-                        return Page(found, entry.id)
+                        return Page(found, entry.id, scanned=scanned)
             if len(chunk) < 1000:
-                return Page(found, None)
-        return Page(found, cursor)
+                return Page(found, None, scanned=scanned)
+        return Page(found, cursor, scanned=scanned)
 
     async def position(self, patterns: Sequence[str], cursor: str) -> str | None:
         """Why a resume from ``cursor`` cannot be gapless, or None when it can.

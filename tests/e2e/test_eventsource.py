@@ -24,6 +24,7 @@ PAGE = """<!doctype html>
 const params = new URLSearchParams(location.search);
 window.received = [];
 window.errors = 0;
+window.opens = 0;
 const source = new EventSource(params.get("gateway") + "/v1/stream?channel=e2e.*&token="
                                + encodeURIComponent(params.get("token")));
 source.onmessage = (message) => {
@@ -32,6 +33,7 @@ source.onmessage = (message) => {
   document.getElementById("log").textContent += event.id + "\\n";
 };
 source.onerror = () => { window.errors += 1; };
+source.onopen = () => { window.opens += 1; };
 </script></body></html>
 """
 
@@ -102,3 +104,29 @@ def test_eventsource_receives_everything_across_a_gateway_crash(
     assert [row[0] for row in got] == published  # lastEventId is the event id
     assert [row[2] for row in got] == list(range(8))
     assert browser.execute_script("return window.errors") >= 1  # it did see the outage
+
+
+def test_eventsource_cut_before_its_first_event_resumes_from_its_position(
+    browser: webdriver.Chrome,
+    page_server: str,
+    redis_server: RedisServer,
+    gateway_factory: GatewayFactory,
+    make_token: TokenMaker,
+) -> None:
+    """The first frame (``retry`` and ``id``, no ``data``) fires nothing but sets the
+    browser's last event id: a stream cut before any event resumes from where it
+    opened, so what was published during the outage arrives, once."""
+    gateway = gateway_factory(NOTIFY_CORS_ORIGINS=page_server)
+    token = make_token(publish=["e2e.>"], subscribe=["e2e.>"])
+    browser.get(f"{page_server}/index.html?gateway={gateway.base_url}&token={token}")
+    wait_for(lambda: browser.execute_script("return window.opens === 1"))
+    time.sleep(0.5)  # the first frame follows the headers that fired onopen
+    gateway.kill()  # cut before any event
+    with Publisher(redis_server.url) as producer:
+        published = [producer.publish("e2e.c", "t", {"n": n}) for n in range(3)]
+    gateway.start()
+    wait_for(lambda: len(browser.execute_script("return window.received")) >= 3, timeout=30)
+    time.sleep(1.0)  # nothing more may arrive: no duplicates
+    got = browser.execute_script("return window.received")
+    assert [row[1] for row in got] == published
+    assert browser.execute_script("return window.opens") >= 2  # it did reconnect

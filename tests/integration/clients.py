@@ -34,6 +34,23 @@ class SSE:
     comments: list[str] = field(default_factory=list)
     retry: int | None = None
     closed: bool = False
+    last_id: str | None = None
+    """What a browser's last event id would be: set by every ``id:`` line."""
+
+    async def position(self, timeout: float = 5.0) -> str:
+        """Read the stream's first frame only: ``retry`` and ``id`` (its position), with
+        no ``data`` and no ``event`` (nothing fires in a browser)."""
+        fields: dict[str, str] = {}
+        async with asyncio.timeout(timeout):
+            async for line in self.lines:
+                if line == "":
+                    break
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+        assert fields.keys() == {"retry", "id"}, fields
+        self.retry = int(fields["retry"])
+        self.last_id = fields["id"]
+        return self.last_id
 
     async def next(self, timeout: float = 5.0) -> Frame:
         """The next dispatched frame (events and named control frames)."""
@@ -52,7 +69,7 @@ class SSE:
                 name, _, value = line.partition(":")
                 value = value.removeprefix(" ")
                 if name == "id":
-                    frame.id = value
+                    frame.id = self.last_id = value
                 elif name == "event":
                     frame.event = value
                 elif name == "data":

@@ -112,14 +112,16 @@ async def test_slow_consumer_is_disconnected_then_resumes_losing_nothing(
         # the healthy client, reading as it should, is not held back by the stalled one
         assert [f.id for f in await reading] == ids
     received = await asyncio.to_thread(_drain, stalled, 3.0)
-    first = re.findall(rb"\nid: ([0-9]+-[0-9]+)\n", b"\n" + received)
+    position = re.search(rb"retry: 3000\nid: ([0-9]+-[0-9]+)\n\n", received)
+    assert position is not None, received[:100]
+    first = re.findall(rb"\nid: ([0-9]+-[0-9]+)\ndata: ", received)
     got = [i.decode() for i in first]
     assert len(got) < len(ids), "the stalled client should have been cut off"
     assert got == ids[: len(got)]
     async with httpx.AsyncClient(base_url=gw.base_url, trust_env=False) as c:
         text = (await c.get("/metrics")).text
     assert re.search(r"notify_slow_consumer_disconnects_total [1-9]", text)
-    cursor = got[-1] if got else None
+    cursor = got[-1] if got else position[1].decode()
     async with sse(gw.base_url, ["slow"], token, last_event_id=cursor) as again:
         rest = [f.id for f in await again.events(len(ids) - len(got), timeout=30)]
     assert got + rest == ids

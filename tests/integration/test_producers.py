@@ -122,3 +122,20 @@ def test_cli_token_publish_tail(
     assert bad_pattern.returncode == 2 and "'publish'" in bad_pattern.stderr
     bad_setting = notify_cli("publish", "cli.a", "t", env={**env, "NOTIFY_MAX_QUEUED": "lots"})
     assert bad_setting.returncode == 2 and "NOTIFY_MAX_QUEUED" in bad_setting.stderr
+
+
+@pytest.mark.parametrize(
+    "data",
+    [float("nan"), {"x": [float("inf")]}, -float("inf"), {1: "key"}, {"when": object()}],
+)
+def test_the_publisher_refuses_what_http_refuses_and_stores_nothing(
+    redis_server: RedisServer, data: object
+) -> None:
+    with Publisher(redis_server.url) as pub:
+        with pytest.raises(InvalidEvent) as refused:
+            pub.publish("odd", "t", data)
+        assert refused.value.field == "data"
+        with pytest.raises(InvalidEvent):
+            pub.publish_many([{"channel": "odd", "type": "t", "data": data}])
+        pub.publish("odd", "t", 1.5)  # an ordinary float is fine
+        assert pub.redis_url  # the publisher is still usable

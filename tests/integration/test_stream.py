@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import pytest
@@ -50,9 +51,9 @@ async def test_raw_wire_bytes(gateway: Gateway, make_token: TokenMaker) -> None:
     ):
         chunks = r.aiter_raw()
         first = await anext(chunks)
-        assert first.startswith(b"retry: 3000\n\n")
+        assert re.match(rb"retry: 3000\nid: [0-9]+-[0-9]+\n\n", first)
         event_id = await asyncio.to_thread(publish, gateway.base_url, token, "a", "t", [1])
-        raw = first[len(b"retry: 3000\n\n") :]
+        raw = first[first.index(b"\n\n") + 2 :]
         while b"\n\n" not in raw:
             raw += await anext(chunks)
     head, data = raw.split(b"\n", 1)

@@ -194,3 +194,23 @@ def test_deliveries_need_a_subscription_and_valid_cursor(
         assert r.status_code == 422
         assert c.get("/v1/deliveries/msg_nope").status_code == 404
         assert c.post("/v1/deliveries/msg_nope/retry").status_code == 404
+
+
+def test_changes_are_checked_against_the_callers_current_rights(
+    gateway: Gateway, make_token: TokenMaker
+) -> None:
+    """A token that can no longer read orders.> must not re-point, re-enable or
+    re-key an orders.> webhook made while it could; it may still disable it."""
+    with client(gateway, make_token("bob", subscribe=["orders.>"])) as before:
+        sub = before.post("/v1/subscriptions", json={"channel": "orders.>", "sink": HOOK}).json()
+    path = f"/v1/subscriptions/{sub['id']}"
+    elsewhere = {"kind": "webhook", "url": "https://attacker.example.com/in"}
+    with client(gateway, make_token("bob", subscribe=["news.>"])) as now:
+        for change in ({"sink": elsewhere}, {"enabled": True}, {"types": ["t"]}):
+            r = now.patch(path, json=change)
+            assert r.status_code == 403, (change, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+        assert now.post(f"{path}/rotate-secret").status_code == 403
+        assert now.get(path).json()["sink"]["url"] == HOOK["url"]  # nothing changed
+        assert now.patch(path, json={"enabled": False}).status_code == 200
+        assert now.delete(path).status_code == 204

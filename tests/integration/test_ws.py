@@ -24,7 +24,8 @@ async def test_subscribe_receive_unsubscribe(gateway: Gateway, make_token: Token
     token = make_token(publish=[">"], subscribe=["orders.>"])
     async with ws(gateway.base_url, token) as conn:
         await conn.send(json.dumps({"op": "subscribe", "ref": "1", "channels": ["orders.*"]}))
-        assert await ws_recv(conn) == {"op": "ok", "ref": "1"}
+        ok = await ws_recv(conn)
+        assert ok.keys() == {"op", "ref", "position"} and ok["ref"] == "1"
         event_id = await asyncio.to_thread(publish, gateway.base_url, token, "orders.eu", "t", 7)
         message = await ws_recv(conn)
         assert message["op"] == "event"
@@ -85,21 +86,21 @@ async def test_a_cursor_restarts_a_channel_the_socket_already_follows(
     )
     async with ws(gateway.base_url, token) as conn:
         await conn.send(json.dumps({"op": "subscribe", "ref": 1, "channels": ["re"]}))
-        assert await ws_recv(conn) == {"op": "ok", "ref": 1}
+        assert await ws_recv(conn) == {"op": "ok", "ref": 1, "position": before[-1]}
         first = await asyncio.to_thread(publish, gateway.base_url, token, "re")
         assert (await ws_recv(conn))["event"]["id"] == first
         # the same channel again, from an id: everything after it, in order, then live
         # once (the socket already had `first`; the client asked for it again)
         frame = {"op": "subscribe", "ref": 2, "channels": ["re"], "last_event_id": before[0]}
         await conn.send(json.dumps(frame))
-        assert await ws_recv(conn) == {"op": "ok", "ref": 2}
+        assert await ws_recv(conn) == {"op": "ok", "ref": 2, "position": before[0]}
         replayed = [(await ws_recv(conn))["event"]["id"] for _ in range(3)]
         assert replayed == [before[1], before[2], first]
         live = await asyncio.to_thread(publish, gateway.base_url, token, "re")
         assert (await ws_recv(conn))["event"]["id"] == live
         # without a cursor, a repeat subscribe changes nothing
         await conn.send(json.dumps({"op": "subscribe", "ref": 3, "channels": ["re"]}))
-        assert await ws_recv(conn) == {"op": "ok", "ref": 3}
+        assert await ws_recv(conn) == {"op": "ok", "ref": 3, "position": live}
         await conn.send(json.dumps({"op": "ping", "ref": 4}))
         assert await ws_recv(conn) == {"op": "pong", "ref": 4}
 
@@ -192,6 +193,25 @@ async def test_origin_is_checked_against_the_cors_list(
         other = await client.get("/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
     assert "ERROR" not in gw.log_text()  # the refused origin was not a server fault
+
+
+async def test_without_a_cors_list_only_the_gateways_own_origin_may_open_a_socket(
+    gateway: Gateway, make_token: TokenMaker
+) -> None:
+    """A cookie-authenticated socket opened by another site's page must fail."""
+    token = make_token(subscribe=[">"])
+    url = gateway.base_url.replace("http://", "ws://") + "/v1/ws"
+    cookie = {"Cookie": f"notify_token={token}"}
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with websockets.connect(
+            url, origin=Origin("https://evil.example"), additional_headers=cookie
+        ):
+            pass
+    assert info.value.response.status_code == 403
+    for origin in (Origin(gateway.base_url), None):  # same origin, or not a browser
+        async with websockets.connect(url, origin=origin, additional_headers=cookie) as conn:
+            await conn.send(json.dumps({"op": "ping", "ref": 1}))
+            assert await ws_recv(conn) == {"op": "pong", "ref": 1}
 
 
 async def test_query_tokens_and_secrets_never_reach_the_log(

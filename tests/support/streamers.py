@@ -36,12 +36,16 @@ class StreamStats:
     connects: int = 0
     drops: int = 0
     stalled_drops: int = 0  # connections that ended while the client was not reading
+    received_at_drops: list[int] = field(default_factory=list)  # len(ids) at each drop
     gaps: list[str] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
+    position: str | None = None
+    """Where to resume from: the last event's id, or the position the stream opened
+    at when no event has come since (SSE's first frame, WebSocket's subscribe ok)."""
 
     @property
     def last_id(self) -> str | None:
-        return self.ids[-1] if self.ids else None
+        return self.position
 
     def duplicates(self) -> int:
         return len(self.ids) - len(set(self.ids))
@@ -113,6 +117,7 @@ class StreamClient:
             if self._stop.is_set():
                 return
             self.stats.drops += 1
+            self.stats.received_at_drops.append(len(self.stats.ids))
             self.stats.stalled_drops += stalled
             self._turn += 1
             await self.reading.wait()  # a stalled client comes back only when it reads again
@@ -120,6 +125,7 @@ class StreamClient:
                 await asyncio.wait_for(self._stop.wait(), RECONNECT_DELAY)
 
     def _record(self, event_id: str) -> None:
+        self.stats.position = event_id
         self.stats.ids.append(event_id)
         self.stats.times.append(time.time())
 
@@ -177,6 +183,7 @@ class StreamClient:
         self.stats.connects += 1
         pending = b""
         event: str | None = None
+        frame_id: str | None = None
         while True:
             size_line = await reader.readline()
             if not size_line:
@@ -189,13 +196,17 @@ class StreamClient:
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 if line.startswith(b"id: "):
-                    self._record(line[4:].decode())
+                    frame_id = line[4:].decode()
                 elif line.startswith(b"event: "):
                     event = line[7:].decode()
                 elif line.startswith(b"data: ") and event is not None:
                     self.stats.gaps.append(event + " " + line[6:].decode())
+                elif line.startswith(b"data: ") and frame_id is not None:
+                    self._record(frame_id)
                 elif not line:
-                    event = None
+                    if frame_id is not None:  # with or without data, as a browser does
+                        self.stats.position = frame_id
+                    event = frame_id = None
             if not self.reading.is_set():
                 await self.reading.wait()
 
@@ -222,6 +233,8 @@ class StreamClient:
                     op = body.get("op")
                     if op == "event":
                         self._record(body["event"]["id"])
+                    elif op == "ok" and body.get("ref") == "s" and self.stats.position is None:
+                        self.stats.position = body["position"]
                     elif op == "gap":
                         self.stats.gaps.append("gap " + str(body.get("reason")))
                     elif op == "error":

@@ -318,3 +318,48 @@ def test_mint_refuses_claims_a_gateway_would_refuse(
     with pytest.raises(InvalidInput) as error:
         mint(SECRET, sub, **claims)
     assert named in error.value.detail
+
+
+def _signed(payload: bytes) -> str:
+    """A token with exactly this JSON payload (PyJWT would not write Infinity)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(raw: bytes) -> bytes:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+    head = b64(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64(payload)
+    sig = b64(hmac.new(SECRET.encode(), head, hashlib.sha256).digest())
+    return (head + b"." + sig).decode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"sub":"alice","exp":"%d"}' % (time.time() + 60),  # a numeric string
+        b'{"sub":"alice","exp":"soon"}',
+        b'{"sub":"alice","exp":true}',
+        b'{"sub":"alice","exp":Infinity}',
+        b'{"sub":"alice","exp":NaN}',
+        b'{"sub":"alice","exp":[1]}',
+        b'{"sub":"alice","nbf":Infinity}',
+    ],
+)
+def test_exp_must_be_a_number(payload: bytes) -> None:
+    with pytest.raises(Unauthenticated):
+        Verifier(secret=SECRET).verify(_signed(payload))
+
+
+def test_an_exp_beyond_any_float_is_far_future_not_an_error() -> None:
+    principal = Verifier(secret=SECRET).verify(_signed(b'{"sub":"alice","exp":1%s}' % (b"0" * 400)))
+    assert principal.exp == float("inf") and not principal.expired()
+
+
+def test_the_cache_keeps_a_numeric_exp_and_honours_it() -> None:
+    verifier = Verifier(secret=SECRET)
+    token = _signed(b'{"sub":"alice","exp":%.1f}' % (time.time() + 1.5))
+    assert verifier.verify(token).exp is not None
+    time.sleep(1.6)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(token)  # from the cache, which knows the expiry

@@ -16,6 +16,7 @@ from notify.errors import (
 )
 from notify.events import (
     MAX_ID_OVERHEAD,
+    check_data,
     decode,
     draft,
     encode_draft,
@@ -291,3 +292,41 @@ def test_loads_names_the_field_of_bad_json() -> None:
     with pytest.raises(InvalidInput) as error:
         loads(b"{nope", "frame")
     assert error.value.field == "frame" and "not valid JSON" in error.value.detail
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        float("nan"),
+        float("inf"),
+        [1, {"a": -float("inf")}],
+        2**64,
+        -(2**63) - 1,
+        {1: 2},
+        {"t": (1, object())},
+        {"s": {1, 2}},
+        b"bytes",
+    ],
+)
+def test_check_data_refuses_what_json_text_cannot_carry(data: object) -> None:
+    with pytest.raises(InvalidEvent) as refused:
+        check_data(data)
+    assert refused.value.field == "data"
+
+
+def test_check_data_refuses_cycles_and_deep_nesting() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    deep: list[object] = []
+    for _ in range(300):
+        deep = [deep]
+    for data in (loop, deep):
+        with pytest.raises(InvalidEvent, match="deeply"):
+            check_data(data)
+
+
+@pytest.mark.parametrize(
+    "data", [None, True, 0, -(2**63), 2**64 - 1, 1.5, "s", [1, [2]], {"a": {"b": (1,)}}]
+)
+def test_check_data_passes_plain_json(data: object) -> None:
+    check_data(data)

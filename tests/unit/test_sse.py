@@ -4,12 +4,20 @@ import orjson
 import pytest
 
 from notify.events import draft, with_id
-from notify.sse import KEEPALIVE, PREAMBLE, RETRY_MS, control_frame, event_frame, gap_frame
+from notify.sse import (
+    KEEPALIVE,
+    RETRY_MS,
+    control_frame,
+    event_frame,
+    gap_frame,
+    position_frame,
+)
 
 
 def test_preamble_and_keepalive() -> None:
     assert RETRY_MS == 3000
-    assert PREAMBLE == b"retry: 3000\n\n"
+    assert position_frame("1732683600000-7") == b"retry: 3000\nid: 1732683600000-7\n\n"
+    assert b"data" not in position_frame("0-0")  # no event fires; the last event id is set
     assert KEEPALIVE == b": keepalive\n\n"
 
 
@@ -89,9 +97,9 @@ def parse_sse(stream: bytes) -> list[dict[str, str]]:
 def test_a_real_event_is_one_whole_frame(data: object) -> None:
     body = draft({"channel": "c", "type": "t", "data": data}, max_bytes=65536).body
     envelope = with_id("7-3", body)
-    stream = PREAMBLE + event_frame("7-3", envelope) + KEEPALIVE + gap_frame()
+    stream = position_frame("7-2") + event_frame("7-3", envelope) + KEEPALIVE + gap_frame()
     frames = parse_sse(stream)
-    assert frames[0] == {"retry": "3000"}
+    assert frames[0] == {"retry": "3000", "id": "7-2"}  # no data: no blank message
     assert frames[1].keys() == {"id", "data"}
     assert frames[1]["id"] == "7-3"
     assert orjson.loads(frames[1]["data"])["data"] == data

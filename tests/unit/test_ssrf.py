@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notify.ssrf import ascii_name, classify, parse, refusal
+from notify.ssrf import ascii_name, classify, parse, refusal, scrub
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,8 @@ def test_parse(text: str, parsed: str | None) -> None:
 
 
 def test_refusal() -> None:
-    assert refusal("127.0.0.1", allow_private=False) == "127.0.0.1 is a loopback address"
+    assert refusal("127.0.0.1", allow_private=False) == "it resolves to a loopback address"
+    assert refusal("10.1.2.3", allow_private=False) == "it resolves to a private address"
     assert refusal("127.0.0.1", allow_private=True) is None
     assert refusal("8.8.8.8", allow_private=False) is None
 
@@ -86,3 +87,21 @@ def test_names_are_encoded_as_browsers_encode_them(host: str, encoded: str) -> N
 def test_names_that_cannot_be_encoded_are_refused(host: str) -> None:
     with pytest.raises(UnicodeError):
         ascii_name(host)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "ConnectError: [Errno 111] connect to 10.0.0.5:8080 failed",
+            "ConnectError: [Errno 111] connect to <address> failed",
+        ),
+        ("cannot reach [fd00::1]:443 or fe80::1", "cannot reach <address> or <address>"),
+        ("HTTP 500: upstream 192.168.1.20 down", "HTTP 500: upstream <address> down"),
+        ("HTTP 503", "HTTP 503"),
+        ("ReadTimeout: timed out after 15.0 s", "ReadTimeout: timed out after 15.0 s"),
+        ("at 12:30:45 version 1.2.3", "at 12:30:45 version 1.2.3"),
+    ],
+)
+def test_scrub(text: str, expected: str) -> None:
+    assert scrub(text) == expected

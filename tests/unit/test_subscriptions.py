@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
+from notify import alerts
 from notify.errors import InvalidInput
 from notify.subscriptions import (
     Secret,
@@ -165,3 +167,28 @@ def test_an_address_smtp_cannot_carry_without_smtputf8_is_refused() -> None:
     with pytest.raises(InvalidInput) as info:
         validate_address("üser@example.com", "sink.to")
     assert info.value.field == "sink.to" and "before the @-sign" in info.value.detail
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://am:9093",
+        "http://xn--:9093",  # an A-label without Punycode: httpx refuses it
+        "http://xn--zz-:9093",
+        "http://[v1.x]:80",  # an IPvFuture literal: urlsplit takes it, httpx does not
+        "http://[fe80::1]:9093",
+        "http://am:9093/path?x=1",
+        "https://b\u00fccher.example/alerts",
+        "http://a..b:9093",
+        "http://" + "a" * 64 + ".example",
+    ],
+)
+def test_an_accepted_url_is_one_the_client_can_request(url: str) -> None:
+    """Accepted URLs must be requestable as the sinks will request them (httpx)."""
+    try:
+        validate_url(url, "sink.url", allow_private=True)
+    except InvalidInput:
+        return
+    with httpx.Client(trust_env=False) as client:
+        client.build_request("POST", alerts.endpoint(url))
+        client.build_request("POST", url)
