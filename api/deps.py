@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection, cookie_parser
 
 from notify.api.state import Gateway
 from notify.auth import COOKIE, QUERY, Principal, pick_token
+from notify.csrf import STATE_CHANGING, check_cookie_write
 from notify.errors import Unauthenticated
 from notify.settings import Settings
 
@@ -41,11 +42,48 @@ async def authenticate(conn: HTTPConnection) -> Principal:
     gw = gateway_of(conn)
     address = conn.client.host if conn.client else None
     gw.limiter.check_address(address)
+    method = conn.scope.get("method", "GET")
+    if (
+        method in STATE_CHANGING
+        and not conn.headers.get("authorization")
+        and conn.cookies.get(COOKIE)
+    ):
+        guard_cookie_write(
+            gw,
+            method,
+            conn.url.scheme,
+            conn.headers.get("host"),
+            conn.headers.get("origin"),
+            conn.headers.get("referer"),
+            conn.headers.get("content-type"),
+        )
     try:
         return principal_of(conn)
     except Unauthenticated:
         await gw.limiter.auth_failed(address)
         raise
+
+
+def guard_cookie_write(
+    gw: Gateway,
+    method: str,
+    scheme: str,
+    host: str | None,
+    origin: str | None,
+    referer: str | None,
+    content_type: str | None,
+) -> None:
+    """The one CSRF check (see :mod:`notify.csrf`) for a write authenticated by the
+    cookie, in the FastAPI routes and the fast path alike. Trusted: the CORS origins,
+    ``NOTIFY_PUBLIC_URL`` and the origin the request itself was sent to."""
+    own = [f"{scheme}://{host}"] if host else []
+    check_cookie_write(
+        method,
+        origin=origin,
+        referer=referer,
+        content_type=content_type,
+        trusted=[*gw.settings.cors_origin_list, gw.settings.public_url, *own],
+    )
 
 
 async def authenticate_raw(
@@ -54,9 +92,15 @@ async def authenticate_raw(
     authorization: str | None,
     cookie_header: str | None,
     query_string: bytes,
+    *,
+    csrf: tuple[str, str, str | None, str | None, str | None, str | None] | None = None,
 ) -> Principal:
-    """:func:`authenticate` for a bare ASGI request (the publish fast path)."""
+    """:func:`authenticate` for a bare ASGI request (the publish fast path); ``csrf``
+    is (method, scheme, host, origin, referer, content type) for a write."""
     gw.limiter.check_address(address)
+    cookie = cookie_parser(cookie_header).get(COOKIE) if cookie_header else None
+    if csrf is not None and csrf[0] in STATE_CHANGING and not authorization and cookie:
+        guard_cookie_write(gw, *csrf)
     try:
         token = raw_token(authorization, cookie_header, query_string)
         if token is None:

@@ -5,10 +5,12 @@
     │   ├── InvalidChannel           channel or pattern grammar
     │   ├── InvalidEvent             event fields (type, data, origin)
     │   ├── InvalidCursor            an unparsable event id / cursor (400)
-    │   └── TooLarge                 over a size limit (413)
+    │   ├── TooLarge                 over a size limit (413)
+    │   └── UnsupportedMediaType     a cookie-authenticated write without JSON (415)
     ├── AuthError
     │   ├── Unauthenticated          no token, bad token, expired token (401)
     │   └── Forbidden                valid token without the right (403)
+    │       └── CrossOrigin          a cookie-authenticated write from elsewhere (403)
     ├── RateLimited                  over a rate limit (429 + Retry-After)
     ├── NotFound                     no such resource (404)
     ├── Conflict                     state does not allow the operation (409)
@@ -71,6 +73,12 @@ class TooLarge(InvalidInput):
     title = "Payload too large"
 
 
+class UnsupportedMediaType(InvalidInput):
+    status = 415
+    code = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
 class AuthError(NotifyError):
     status = 401
     code = "unauthenticated"
@@ -85,6 +93,11 @@ class Forbidden(AuthError):
     status = 403
     code = "forbidden"
     title = "Forbidden"
+
+
+class CrossOrigin(Forbidden):
+    code = "cross-origin"
+    title = "Cross-origin request refused"
 
 
 class RateLimited(NotifyError):
