@@ -18,7 +18,7 @@ from notify.api import problems
 from notify.api.batcher import AppendBatcher
 from notify.api.hub import Hub, stop
 from notify.api.limits import FairShare, RateLimiter
-from notify.api.routes import history, ops, publish, stream, ws
+from notify.api.routes import catalogue, history, ops, publish, stream, ws
 from notify.api.state import Gateway
 from notify.auth import Verifier
 from notify.redis.eventlog import RedisEventLog, Retention
@@ -112,7 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Event notification fan-out: SSE, WebSocket, email, webhooks, monitoring",
         lifespan=lifespan,
     )
-    problems.install(app)
+    problems.install(app, settings.problem_base)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -121,7 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
-    for module in (publish, history, stream, ws, ops):
+    for module in (publish, history, stream, ws, ops, catalogue):
         app.include_router(module.router)
     for name in OPTIONAL_ROUTERS:
         try:

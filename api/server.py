@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from notify.api.httpproto import GatewayProtocol, GatewayWebSocketProtocol
+from notify.api.httpproto import GatewayProtocol, GatewayWebSocketProtocol, timeout_response
 from notify.api.hub import ACTIVE
 
 TOKEN_IN_URL = re.compile(r"((?:^|[?&])token=)[^&\s\"']+")
@@ -109,7 +109,9 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
         return
     from notify.settings import load
 
-    GatewayProtocol.read_timeout = load().request_timeout_seconds
+    settings = load()
+    GatewayProtocol.read_timeout = settings.request_timeout_seconds
+    GatewayProtocol.timeout_answer = timeout_response(settings.problem_base)
     config = uvicorn.Config(
         "notify.api.server:create",
         factory=True,

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     smtp_url: SecretStr = SecretStr("smtp://localhost:25")  # may carry a password
     email_from: str = "notify@localhost"
     public_url: str = "http://127.0.0.1:8000"
+    problem_base_url: str | None = None  # None: NOTIFY_PUBLIC_URL + "/problems/"
     allow_private_targets: bool = False
     # NoDecode: the variable is a comma-separated list, not JSON
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
@@ -147,6 +148,19 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("problem_base_url")
+    @classmethod
+    def _check_problem_base(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s?#]+", value):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value
+
+    @property
+    def problem_base(self) -> str:
+        """What a problem ``type`` starts with (the code follows)."""
+        base = self.problem_base_url or self.public_url + "/problems/"
+        return base if base.endswith("/") else base + "/"
 
     @property
     def cors_origin_list(self) -> list[str]:

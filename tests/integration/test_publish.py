@@ -31,7 +31,7 @@ def assert_problem(r: httpx.Response, status: int, field: str | None = None) -> 
     assert r.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = r.json()
     assert body["status"] == status
-    assert body["type"].startswith("https://") and body["title"] and body["detail"]
+    assert body["type"].startswith("http") and body["title"] and body["detail"]
     if field is not None:
         assert body.get("field") == field, body
     return body
