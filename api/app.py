@@ -21,6 +21,8 @@ from notify.api.limits import FairShare, RateLimiter
 from notify.api.routes import catalogue, history, ops, publish, stream, ws
 from notify.api.state import Gateway
 from notify.auth import Verifier
+from notify.errors import StoreUnavailable
+from notify.redis import limits
 from notify.redis.eventlog import RedisEventLog, Retention
 from notify.settings import Settings
 
@@ -97,6 +99,9 @@ def create_app(settings: Settings) -> FastAPI:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await gw.hub.started.wait()
+        with contextlib.suppress(StoreUnavailable, TimeoutError):  # Redis may be down yet
+            async with asyncio.timeout(2.0):
+                await limits.advertise(gw.redis, settings.model_dump(include=set(limits.FIELDS)))
         try:
             yield
         finally:

@@ -8,8 +8,9 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from notify.cli import check, dev, producer, roles, tail
 from notify.errors import ConfigError, NotifyError
+
+SERVER_EXTRA = frozenset({"pydantic", "pydantic_settings", "fastapi", "uvicorn", "celery", "jwt"})
 
 
 def notify_version() -> str:
@@ -20,6 +21,8 @@ def notify_version() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
+    from notify.cli import check, dev, producer, roles, tail
+
     p = argparse.ArgumentParser(
         prog="notify",
         description="event notification fan-out. Every setting is a NOTIFY_* environment"
@@ -43,7 +46,18 @@ def warn_unknown(environ: dict[str, str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    args = parser().parse_args(argv)
+    try:
+        command = parser()
+    except ModuleNotFoundError as exc:  # `pip install notify` has the clients only
+        if (exc.name or "").split(".")[0] not in SERVER_EXTRA:
+            raise
+        print(
+            f"notify: the command line needs the server's dependencies ({exc.name} is"
+            " missing): pip install 'notify[server]'",
+            file=sys.stderr,
+        )
+        return 2
+    args = command.parse_args(argv)
     warn_unknown(dict(os.environ))
     try:
         code: int = args.func(args)

@@ -31,13 +31,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print(f"notify publish: {exc.detail}", file=sys.stderr)
         return 2
     say_redis("publish", settings)
-    with Publisher(
-        settings.redis_url,
-        max_event_bytes=settings.max_event_bytes,
-        history_seconds=settings.history_seconds,
-        history_max_events=settings.history_max_events,
-        channel_history_max_events=settings.channel_history_max_events,
-    ) as pub:
+    # limits set in this environment win; the rest come from what the gateways use
+    limits = ("max_event_bytes", "history_seconds", "history_max_events")
+    given = {k: getattr(settings, k) for k in (*limits, "channel_history_max_events")}
+    chosen = {k: v for k, v in given.items() if k in settings.model_fields_set}
+    with Publisher(settings.redis_url, **chosen) as pub:
         print(pub.publish(args.channel, args.type, data, origin=args.origin))
     return 0
 

@@ -20,7 +20,8 @@ def _subclasses(cls: type[NotifyError]) -> list[type[NotifyError]]:
 API_ERRORS = [
     c
     for c in _subclasses(NotifyError)
-    if not issubclass(c, errors.DeliveryError | errors.ConfigError)
+    if c.__module__ == "notify.errors"
+    and not issubclass(c, errors.DeliveryError | errors.ConfigError)
 ]
 
 
