@@ -18,7 +18,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -137,9 +137,10 @@ class Client:
         self.url = url.rstrip("/")
         self.backoff = backoff
         self._stream_timeout = httpx.Timeout(timeout, read=read_timeout)
+        self._auth = f"Bearer {token}"
         self._http = httpx.AsyncClient(
             base_url=self.url,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": self._auth},
             timeout=timeout,
             transport=transport,
             trust_env=False,
@@ -198,51 +199,112 @@ class Client:
         last_event_id: str | None = None,
         origin: str | None = None,
         on_gap: Callable[[str], None] | None = None,
+        transport: Literal["sse", "ws"] = "sse",
     ) -> AsyncIterator[Event]:
         """Every event on ``patterns`` from ``last_event_id`` (else from now), for as
-        long as the caller iterates, across reconnections. A cursor older than the
-        history kept calls ``on_gap`` with the reason, then goes on from the oldest
-        event kept. A refused token or pattern raises; anything else is retried."""
+        long as the caller iterates, across reconnections, over Server-Sent Events or
+        (``transport="ws"``, needs the ``websockets`` package) a WebSocket. A cursor
+        older than the history kept calls ``on_gap`` with the reason, then goes on
+        from the oldest event kept. A refused token or pattern raises; anything else
+        is retried with backoff."""
         if not patterns:
             raise ValueError("stream needs at least one channel pattern")
+        if transport == "ws" and origin is not None:
+            raise ValueError("origin= is for SSE; a socket never gets its own events back")
+        once = self._sse_once if transport == "sse" else self._ws_once
+        position = _Position(last_event_id)
+        delay = self.backoff[0]
+        while True:
+            try:
+                async for event in once(patterns, origin, position, on_gap or _log_gap):
+                    delay = self.backoff[0]  # it works again
+                    yield event
+            except _Retry as retry:
+                delay = max(delay, retry.after)
+            except (httpx.TransportError, httpx.DecodingError, OSError) as exc:
+                log.info("stream interrupted (%s); resuming from %s", exc, position.cursor)
+            except Exception as exc:
+                if not _closed_socket(exc):
+                    raise
+                log.info("socket closed (%s); resuming from %s", exc, position.cursor)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jitter: no herd
+            delay = min(delay * 2, self.backoff[1])
+
+    async def _sse_once(
+        self,
+        patterns: tuple[str, ...],
+        origin: str | None,
+        position: _Position,
+        on_gap: Callable[[str], None],
+    ) -> AsyncIterator[Event]:
         params = httpx.QueryParams([("channel", p) for p in patterns])
         if origin is not None:
             params = params.add("origin", origin)
-        cursor = last_event_id
-        delay = self.backoff[0]
-        while True:
-            headers = {"Last-Event-ID": cursor} if cursor else {}
-            try:
-                async with self._http.stream(
-                    "GET",
-                    "/v1/stream",
-                    params=params,
-                    headers={**headers, "Accept": "text/event-stream"},
-                    timeout=self._stream_timeout,
-                ) as response:
-                    if response.status_code != 200:
-                        await response.aread()
-                        if response.status_code not in RETRYABLE:
-                            raise error_of(response)
-                        delay = max(delay, retry_after(response, delay))
-                    else:
-                        decoder = Decoder(cursor or "")
-                        async for line in response.aiter_lines():
-                            frame = decoder.feed(line)
-                            # the first frame's bare `id:` is a position: keep it
-                            cursor = decoder.last_event_id or cursor
-                            if frame is None:
-                                continue
-                            delay = self.backoff[0]  # it works again
-                            if frame.event == "message":
-                                yield event_of(orjson.loads(frame.data), frame.last_event_id)
-                            elif frame.event == "gap":
-                                reason = str(orjson.loads(frame.data).get("reason", "gap"))
-                                (on_gap or _log_gap)(reason)
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                log.info("stream interrupted (%s); resuming from %s", type(exc).__name__, cursor)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jitter: no herd
-            delay = min(delay * 2, self.backoff[1])
+        headers = {"Accept": "text/event-stream"}
+        if position.cursor:
+            headers["Last-Event-ID"] = position.cursor
+        async with self._http.stream(
+            "GET", "/v1/stream", params=params, headers=headers, timeout=self._stream_timeout
+        ) as response:
+            if response.status_code != 200:
+                await response.aread()
+                if response.status_code in RETRYABLE:
+                    raise _Retry(retry_after(response, 0.0))
+                raise error_of(response)
+            decoder = Decoder(position.cursor or "")
+            async for line in response.aiter_lines():
+                frame = decoder.feed(line)
+                # the first frame's bare `id:` is a position: keep it
+                position.cursor = decoder.last_event_id or position.cursor
+                if frame is None:
+                    continue
+                if frame.event == "message":
+                    yield event_of(orjson.loads(frame.data), frame.last_event_id)
+                elif frame.event == "gap":
+                    on_gap(str(orjson.loads(frame.data).get("reason", "gap")))
+
+    async def _ws_once(
+        self,
+        patterns: tuple[str, ...],
+        origin: str | None,
+        position: _Position,
+        on_gap: Callable[[str], None],
+    ) -> AsyncIterator[Event]:
+        import websockets  # optional: only this transport needs it
+
+        url = "ws" + self.url.removeprefix("http") + "/v1/ws"
+        try:
+            conn = await websockets.connect(
+                url, additional_headers={"Authorization": self._auth}, open_timeout=10
+            )
+        except websockets.exceptions.InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in RETRYABLE:
+                raise _Retry(0.0) from exc
+            raise BY_STATUS.get(status, Unreachable)(f"HTTP {status}") from exc
+        async with conn:
+            subscribe: dict[str, Any] = {"op": "subscribe", "ref": "s", "channels": list(patterns)}
+            if position.cursor:
+                subscribe["last_event_id"] = position.cursor
+            await conn.send(orjson.dumps(subscribe).decode())
+            async for message in conn:
+                frame = orjson.loads(message)
+                op = frame.get("op")
+                if op == "event":
+                    event = event_of(frame["event"], frame.get("cursor"))
+                    position.cursor = event.cursor
+                    yield event
+                elif op == "ok" and frame.get("position"):
+                    position.cursor = str(frame["position"])
+                elif op == "gap":
+                    on_gap(str(frame.get("reason", "gap")))
+                elif op == "error":
+                    status = int(frame.get("status", 500))
+                    if status in RETRYABLE:
+                        raise _Retry(0.0)
+                    raise BY_STATUS.get(status, Unreachable)(
+                        str(frame.get("detail", "")), field=frame.get("field")
+                    )
 
     # -- subscriptions and deliveries -------------------------------------------------
 
@@ -304,6 +366,30 @@ class Client:
 
     async def __aexit__(self, *_: object) -> None:
         await self.aclose()
+
+
+class _Position:
+    """Where a stream resumes: the last event's cursor, or the position the server
+    announced when the stream opened (so nothing is missed before a first event)."""
+
+    __slots__ = ("cursor",)
+
+    def __init__(self, cursor: str | None) -> None:
+        self.cursor = cursor
+
+
+class _Retry(Exception):
+    def __init__(self, after: float) -> None:
+        super().__init__(after)
+        self.after = after
+
+
+def _closed_socket(exc: Exception) -> bool:
+    try:
+        from websockets.exceptions import WebSocketException
+    except ImportError:
+        return False
+    return isinstance(exc, WebSocketException)
 
 
 def _idem(key: str | None) -> dict[str, str]:

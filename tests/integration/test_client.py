@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Literal
 
 import pytest
 
@@ -30,14 +31,18 @@ async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+@pytest.mark.parametrize("transport", ["sse", "ws"])
 async def test_stream_resumes_across_a_gateway_kill(
-    redis_server: RedisServer, gateway: Gateway, make_token: TokenMaker
+    redis_server: RedisServer,
+    gateway: Gateway,
+    make_token: TokenMaker,
+    transport: Literal["sse", "ws"],
 ) -> None:
     token = make_token(subscribe=["orders.>"], publish=["orders.>"])
     got: list[Event] = []
     published: list[str] = []
     async with Client(gateway.base_url, token, backoff=(0.05, 0.5)) as client:
-        task = asyncio.create_task(collect(client.stream("orders.>"), got))
+        task = asyncio.create_task(collect(client.stream("orders.>", transport=transport), got))
         try:
             await asyncio.sleep(1.0)  # let the stream attach: it starts from now
             for n in range(3):
@@ -61,12 +66,17 @@ async def test_stream_resumes_across_a_gateway_kill(
     assert got[3].channel == "orders.x3" and got[0].cursor == got[0].id
 
 
-async def test_stream_from_a_saved_position(gateway: Gateway, make_token: TokenMaker) -> None:
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+async def test_stream_from_a_saved_position(
+    gateway: Gateway, make_token: TokenMaker, transport: Literal["sse", "ws"]
+) -> None:
     token = make_token(subscribe=["a.>"], publish=["a.>"])
     async with Client(gateway.base_url, token) as client:
         ids = [await client.publish("a.b", "t", n) for n in range(5)]
         got: list[Event] = []
-        task = asyncio.create_task(collect(client.stream("a.*", last_event_id=ids[1]), got))
+        task = asyncio.create_task(
+            collect(client.stream("a.*", last_event_id=ids[1], transport=transport), got)
+        )
         try:
             await until(lambda: len(got) == 3)
         finally:
@@ -101,9 +111,10 @@ async def test_typed_methods_and_errors(gateway: Gateway, make_token: TokenMaker
         with pytest.raises(InvalidInput) as invalid:
             await client.publish("s..x", "bad type", 1)
         assert [e.field for e in invalid.value.each()] == ["channel", "type"]
-        with pytest.raises(Forbidden):
-            async for _ in client.stream("secret.>"):
-                pass
+        for transport in ("sse", "ws"):
+            with pytest.raises(Forbidden):
+                async for _ in client.stream("secret.>", transport=transport):  # type: ignore[arg-type]
+                    pass
     async with Client(gateway.base_url, "nonsense") as bad:
         with pytest.raises(Unauthenticated):
             await bad.history("s.>")
