@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection, cookie_parser
 
 from notify.api.state import Gateway
 from notify.auth import COOKIE, QUERY, Principal, pick_token
-from notify.csrf import STATE_CHANGING, check_cookie_write
+from notify.csrf import STATE_CHANGING, check_cookie_origin, check_cookie_write
 from notify.errors import Unauthenticated
 from notify.settings import Settings
 
@@ -43,11 +43,14 @@ async def authenticate(conn: HTTPConnection) -> Principal:
     address = conn.client.host if conn.client else None
     gw.limiter.check_address(address)
     method = conn.scope.get("method", "GET")
-    if (
-        method in STATE_CHANGING
-        and not conn.headers.get("authorization")
-        and conn.cookies.get(COOKIE)
-    ):
+    by_cookie = not conn.headers.get("authorization") and bool(conn.cookies.get(COOKIE))
+    if by_cookie and conn.scope["type"] == "websocket":
+        check_cookie_origin(
+            origin=conn.headers.get("origin"),
+            referer=conn.headers.get("referer"),
+            trusted=trusted(gw, conn.url.scheme, conn.headers.get("host")),
+        )
+    elif by_cookie and method in STATE_CHANGING:
         guard_cookie_write(
             gw,
             method,
@@ -74,16 +77,21 @@ def guard_cookie_write(
     content_type: str | None,
 ) -> None:
     """The one CSRF check (see :mod:`notify.csrf`) for a write authenticated by the
-    cookie, in the FastAPI routes and the fast path alike. Trusted: the CORS origins,
-    ``NOTIFY_PUBLIC_URL`` and the origin the request itself was sent to."""
-    own = [f"{scheme}://{host}"] if host else []
+    cookie, in the FastAPI routes and the fast path alike."""
     check_cookie_write(
         method,
         origin=origin,
         referer=referer,
         content_type=content_type,
-        trusted=[*gw.settings.cors_origin_list, gw.settings.public_url, *own],
+        trusted=trusted(gw, scheme, host),
     )
+
+
+def trusted(gw: Gateway, scheme: str, host: str | None) -> list[str]:
+    """The CORS origins, ``NOTIFY_PUBLIC_URL`` and the origin a request was sent to."""
+    secure = scheme in ("https", "wss")
+    own = [f"{'https' if secure else 'http'}://{host}"] if host else []
+    return [*gw.settings.cors_origin_list, gw.settings.public_url, *own]
 
 
 async def authenticate_raw(

@@ -58,30 +58,37 @@ def check_cookie_write(
 ) -> None:
     """Refuse a cookie-authenticated write (403 :class:`CrossOrigin`, 415
     :class:`UnsupportedMediaType`) unless it comes from one of the ``trusted`` origins
-    and carries JSON. ``*`` among them is not a trust: a wildcard CORS list lets any
-    page read answers, it must not let any page write with a user's cookie."""
+    and carries JSON."""
     if method.upper() not in STATE_CHANGING:
         return
+    check_cookie_origin(origin=origin, referer=referer, trusted=trusted)
+    if not is_json(content_type):
+        raise UnsupportedMediaType(
+            "a write authenticated by the notify_token cookie must be sent as"
+            " 'Content-Type: application/json'"
+        )
+
+
+def check_cookie_origin(*, origin: str | None, referer: str | None, trusted: Iterable[str]) -> None:
+    """Refuse (403 :class:`CrossOrigin`) a cookie-authenticated request that does not
+    show a ``trusted`` origin: every write, and a WebSocket handshake (CORS does not
+    guard sockets, and a socket can publish). ``*`` among them is not a trust: a
+    wildcard CORS list lets any page read answers, not act with a user's cookie."""
     claimed = origin.strip() if origin is not None else None
     if claimed is None or claimed == "":
         source = origin_of(referer) if referer else None
         if source is None:
             raise CrossOrigin(
-                "a write authenticated by the notify_token cookie must carry an Origin or"
-                " Referer header; send the token as 'Authorization: Bearer <token>' instead"
+                "a request authenticated by the notify_token cookie must carry an Origin"
+                " or Referer header; send the token as 'Authorization: Bearer <token>'"
             )
     else:
         source = origin_of(claimed)
         if source is None:
-            raise CrossOrigin(f"origin {claimed!r} may not write with the notify_token cookie")
+            raise CrossOrigin(f"origin {claimed!r} may not use the notify_token cookie")
     allowed = {o for o in (origin_of(t) for t in trusted if t != "*") if o is not None}
     if source not in allowed:
         raise CrossOrigin(
-            f"origin {source!r} may not write with the notify_token cookie;"
+            f"origin {source!r} may not use the notify_token cookie;"
             " list it in NOTIFY_CORS_ORIGINS, or send 'Authorization: Bearer <token>'"
-        )
-    if not is_json(content_type):
-        raise UnsupportedMediaType(
-            "a write authenticated by the notify_token cookie must be sent as"
-            " 'Content-Type: application/json'"
         )

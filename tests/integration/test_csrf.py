@@ -3,10 +3,13 @@ without JSON, nothing changes; header and query tokens are unaffected."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
+import websockets
+from websockets.typing import Origin
 
 from tests.support.factories import GatewayFactory, TokenMaker
 from tests.support.procs import Gateway
@@ -18,7 +21,7 @@ EVENT = b'{"channel":"csrf.x","type":"t","data":1}'
 
 @pytest.fixture
 def gw(gateway_factory: GatewayFactory) -> Gateway:
-    return gateway_factory(NOTIFY_CORS_ORIGINS=f"{APP},*")
+    return gateway_factory(NOTIFY_CORS_ORIGINS=f"{APP},*")  # `*` trusts no cookie
 
 
 @pytest.fixture
@@ -124,3 +127,26 @@ def test_a_bad_header_token_is_not_rescued_and_reads_need_no_origin(
         assert c.get("/v1/events", params={"channel": ">"}, headers={"Origin": EVIL}).is_success
         r = c.post("/v1/events", content=EVENT, headers={"Authorization": "Bearer nope"})
         assert r.status_code == 401
+
+
+async def test_a_cookie_websocket_needs_a_trusted_origin(gw: Gateway, alice: str) -> None:
+    """CORS does not guard sockets, and a socket can read and publish: a handshake
+    authenticated by the cookie must come from a trusted origin too."""
+    url = gw.base_url.replace("http://", "ws://") + "/v1/ws"
+    cookie = {"Cookie": f"notify_token={alice}"}
+    for origin in (EVIL, None):
+        with pytest.raises(websockets.InvalidStatus) as info:
+            async with websockets.connect(
+                url, additional_headers=cookie, origin=Origin(origin) if origin else None
+            ):
+                pass
+        assert info.value.response.status_code == 403
+        assert b"/cross-origin" in info.value.response.body
+    for origin in (APP, gw.base_url):
+        async with websockets.connect(url, additional_headers=cookie, origin=Origin(origin)) as c:
+            await c.send(json.dumps({"op": "ping", "ref": 1}))
+            assert json.loads(await c.recv()) == {"op": "pong", "ref": 1}
+    # a query token is not sent by the browser on its own: unaffected
+    async with websockets.connect(f"{url}?token={alice}", origin=Origin(EVIL)) as c:
+        await c.send(json.dumps({"op": "ping", "ref": 2}))
+        assert json.loads(await c.recv()) == {"op": "pong", "ref": 2}
