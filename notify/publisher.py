@@ -124,11 +124,13 @@ def _idempotency(key: str | None) -> str | None:
 class AsyncPublisher(_Config):
     def _open(self) -> None:
         self._client = aioredis.Redis.from_url(self.redis_url, decode_responses=False)
+        self._event_log: RedisEventLog | None = None
 
     async def _log(self) -> RedisEventLog:
-        if self._stale():
+        if self._stale() or self._event_log is None:
             self._adopt(await advertised.read(self._client))
-        return RedisEventLog(self._client, self.retention)
+            self._event_log = RedisEventLog(self._client, self.retention)
+        return self._event_log
 
     async def publish(
         self,
