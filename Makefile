@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 		$(APT_GET) update -q && $(APT_GET) install -y -q python3-venv; \
 	fi
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[server,dev]'
 	@touch $@
 
 # System binaries the real-server tests need; apt-get runs only when one is missing.

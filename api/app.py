@@ -18,6 +18,7 @@ from notify.api.batcher import AppendBatcher
 from notify.api.hub import Hub, stop
 from notify.api.limits import FairShare, RateLimiter
 from notify.api.routes import (
+    catalogue,
     deliveries,
     feed,
     history,
@@ -30,6 +31,8 @@ from notify.api.routes import (
 )
 from notify.api.state import Gateway
 from notify.auth import Verifier
+from notify.errors import StoreUnavailable
+from notify.redis import limits
 from notify.redis.eventlog import RedisEventLog, Retention
 from notify.settings import Settings
 
@@ -99,6 +102,9 @@ def create_app(settings: Settings) -> FastAPI:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await gw.hub.started.wait()
+        with contextlib.suppress(StoreUnavailable, TimeoutError):  # Redis may be down yet
+            async with asyncio.timeout(2.0):
+                await limits.advertise(gw.redis, settings.model_dump(include=set(limits.FIELDS)))
         try:
             yield
         finally:
@@ -114,7 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Event notification fan-out: SSE, WebSocket, email, webhooks, monitoring",
         lifespan=lifespan,
     )
-    problems.install(app)
+    problems.install(app, settings.problem_base)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -123,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
-    for module in (publish, history, stream, ws, ops, subscriptions, deliveries, feed, unsubscribe):
+    routers = (publish, history, stream, ws, ops, subscriptions, deliveries, feed, unsubscribe)
+    for module in (*routers, catalogue):
         app.include_router(module.router)
     return app

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection, cookie_parser
 
 from notify.api.state import Gateway
 from notify.auth import COOKIE, QUERY, Principal, pick_token
+from notify.csrf import STATE_CHANGING, check_cookie_origin, check_cookie_write
 from notify.errors import Unauthenticated
 from notify.settings import Settings
 
@@ -42,6 +43,24 @@ async def authenticate(conn: HTTPConnection) -> Principal:
     from a shared address must not lock its other users out."""
     gw = gateway_of(conn)
     address = conn.client.host if conn.client else None
+    method = conn.scope.get("method", "GET")
+    by_cookie = not conn.headers.get("authorization") and bool(conn.cookies.get(COOKIE))
+    if by_cookie and conn.scope["type"] == "websocket":
+        check_cookie_origin(
+            origin=conn.headers.get("origin"),
+            referer=conn.headers.get("referer"),
+            trusted=trusted(gw, conn.url.scheme, conn.headers.get("host")),
+        )
+    elif by_cookie and method in STATE_CHANGING:
+        guard_cookie_write(
+            gw,
+            method,
+            conn.url.scheme,
+            conn.headers.get("host"),
+            conn.headers.get("origin"),
+            conn.headers.get("referer"),
+            conn.headers.get("content-type"),
+        )
     try:
         return principal_of(conn)
     except Unauthenticated:
@@ -50,14 +69,47 @@ async def authenticate(conn: HTTPConnection) -> Principal:
         raise
 
 
+def guard_cookie_write(
+    gw: Gateway,
+    method: str,
+    scheme: str,
+    host: str | None,
+    origin: str | None,
+    referer: str | None,
+    content_type: str | None,
+) -> None:
+    """The one CSRF check (see :mod:`notify.csrf`) for a write authenticated by the
+    cookie, in the FastAPI routes and the fast path alike."""
+    check_cookie_write(
+        method,
+        origin=origin,
+        referer=referer,
+        content_type=content_type,
+        trusted=trusted(gw, scheme, host),
+    )
+
+
+def trusted(gw: Gateway, scheme: str, host: str | None) -> list[str]:
+    """The CORS origins, ``NOTIFY_PUBLIC_URL`` and the origin a request was sent to."""
+    secure = scheme in ("https", "wss")
+    own = [f"{'https' if secure else 'http'}://{host}"] if host else []
+    return [*gw.settings.cors_origin_list, gw.settings.public_url, *own]
+
+
 async def authenticate_raw(
     gw: Gateway,
     address: str | None,
     authorization: str | None,
     cookie_header: str | None,
     query_string: bytes,
+    *,
+    csrf: tuple[str, str, str | None, str | None, str | None, str | None] | None = None,
 ) -> Principal:
-    """:func:`authenticate` for a bare ASGI request (the publish fast path)."""
+    """:func:`authenticate` for a bare ASGI request (the publish fast path); ``csrf``
+    is (method, scheme, host, origin, referer, content type) for a write."""
+    cookie = cookie_parser(cookie_header).get(COOKIE) if cookie_header else None
+    if csrf is not None and csrf[0] in STATE_CHANGING and not authorization and cookie:
+        guard_cookie_write(gw, *csrf)
     try:
         token = raw_token(authorization, cookie_header, query_string)
         if token is None:

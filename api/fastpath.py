@@ -59,7 +59,14 @@ PUBLISH: dict[tuple[str, str], tuple[Callable[[Gateway], int], Accept]] = {
     ("POST", "/v1/events/batch"): (batch_limit, accept_many),
 }
 TOKEN_HEADERS = frozenset((b"authorization", b"cookie"))
-WANTED = TOKEN_HEADERS | {b"content-length", b"idempotency-key", b"origin"}
+WANTED = TOKEN_HEADERS | {
+    b"content-length",
+    b"content-type",
+    b"host",
+    b"idempotency-key",
+    b"origin",
+    b"referer",
+}
 JSON_202 = (b"content-type", b"application/json")
 
 
@@ -113,6 +120,14 @@ class FastPaths:
                 headers.get(b"authorization"),
                 headers.get(b"cookie"),
                 scope.get("query_string", b""),
+                csrf=(
+                    scope["method"],
+                    scope.get("scheme", "http"),
+                    headers.get(b"host"),
+                    headers.get(b"origin"),
+                    headers.get(b"referer"),
+                    headers.get(b"content-type"),
+                ),
             )
             key = idempotency(headers.get(b"idempotency-key"))
             body = await read_body(receive, limit_of(gw), headers.get(b"content-length"))

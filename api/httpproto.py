@@ -47,16 +47,18 @@ bench c counts)."""
 
 now = time.monotonic
 
-TIMEOUT_BODY = (
-    b'{"type":"' + PROBLEM_BASE.encode() + b'request_timeout","title":"Request timeout",'
-    b'"status":408,"detail":"the request was not received in time"}'
-)
-TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\n"
-    b"content-type: application/problem+json\r\n"
-    b"content-length: " + str(len(TIMEOUT_BODY)).encode() + b"\r\n"
-    b"connection: close\r\n\r\n" + TIMEOUT_BODY
-)
+
+def timeout_response(problem_base: str) -> bytes:
+    body = (
+        b'{"type":"' + problem_base.encode() + b'request_timeout","title":"Request timeout",'
+        b'"status":408,"detail":"the request was not received in time"}'
+    )
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\n"
+        b"content-type: application/problem+json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: close\r\n\r\n" + body
+    )
 
 
 def _problem_response(status_line: bytes, error: HeadersTooLarge) -> bytes:
@@ -93,6 +95,8 @@ class GatewayProtocol(HttpToolsProtocol):
     max_head_bytes = 32 * 1024
     max_headers = 100
     """Set by ``notify serve`` from ``NOTIFY_MAX_HEADER_BYTES`` / ``NOTIFY_MAX_HEADERS``."""
+    timeout_answer = timeout_response(PROBLEM_BASE)
+    """Set by ``notify serve`` for ``NOTIFY_PROBLEM_BASE_URL``."""
 
     reading_since = 0.0
     """When this connection began waiting for the request it is reading; 0 when none."""
@@ -234,7 +238,7 @@ class GatewayProtocol(HttpToolsProtocol):
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True  # the app waiting for the body gives up
                 cycle.message_event.set()
-            transport.write(TIMEOUT_RESPONSE)
+            transport.write(GatewayProtocol.timeout_answer)
         transport.close()
 
 

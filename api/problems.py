@@ -19,6 +19,9 @@ from notify.redis.errors import REDIS_ERRORS, unavailable
 
 log = logging.getLogger("notify.api")
 MEDIA_TYPE = "application/problem+json"
+BASE = [PROBLEM_BASE]
+"""Where problem types point: set once per process by :func:`install` from
+``NOTIFY_PROBLEM_BASE_URL`` (``problem`` is called far from any request's settings)."""
 
 
 def problem(
@@ -32,7 +35,7 @@ def problem(
     extra: dict[str, Any] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
-        "type": PROBLEM_BASE + code,
+        "type": BASE[0] + code,
         "title": title,
         "status": status,
         "detail": detail,
@@ -52,7 +55,12 @@ def from_error(exc: NotifyError) -> Response:
         headers["Retry-After"] = str(math.ceil(exc.retry_after))
     elif exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return problem(exc.status, exc.code, exc.title, exc.detail, field=exc.field, headers=headers)
+    extra = None
+    if exc.field is not None or exc.errors:
+        extra = {"errors": [{"field": e.field, "detail": e.detail} for e in exc.each()]}
+    return problem(
+        exc.status, exc.code, exc.title, exc.detail, field=exc.field, headers=headers, extra=extra
+    )
 
 
 def from_exception(exc: Exception) -> Response:
@@ -76,17 +84,28 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or ".".join(str(p) for p in loc)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, base: str = PROBLEM_BASE) -> None:
+    BASE[0] = base
+
     async def notify_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, NotifyError)
         return from_error(exc)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        field = _field(tuple(first.get("loc", ())))
+        found = exc.errors() or [{"loc": (), "msg": "invalid request"}]
+        errors = [
+            {"field": (f := _field(tuple(e.get("loc", ())))), "detail": f"{f}: {e['msg']}"}
+            for e in found
+        ]
+        first = errors[0]
         return problem(
-            422, "invalid-input", "Invalid input", f"{field}: {first['msg']}", field=field
+            422,
+            "invalid-input",
+            "Invalid input",
+            first["detail"],
+            field=first["field"],
+            extra={"errors": errors},
         )
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from notify.api.httpproto import GatewayProtocol, GatewayWebSocketProtocol
+from notify.api.httpproto import GatewayProtocol, GatewayWebSocketProtocol, timeout_response
 from notify.api.hub import ACTIVE
 from notify.redact import redact
 
@@ -109,6 +109,7 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
     GatewayProtocol.read_timeout = settings.request_timeout_seconds
     GatewayProtocol.max_head_bytes = settings.max_header_bytes
     GatewayProtocol.max_headers = settings.max_headers
+    GatewayProtocol.timeout_answer = timeout_response(settings.problem_base)
     config = uvicorn.Config(
         "notify.api.server:create",
         factory=True,

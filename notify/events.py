@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from notify.channels import Remembered, plainly_valid_channel, validate_channel
-from notify.errors import InvalidCursor, InvalidEvent, InvalidInput, TooLarge
+from notify.errors import Findings, InvalidCursor, InvalidEvent, InvalidInput, TooLarge
 
 TYPE_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 plainly_valid_type = Remembered(TYPE_RE.fullmatch)
@@ -155,26 +155,34 @@ def draft(
 def checked_draft(
     raw: object, *, max_bytes: int, time: str | None, prefix: str, parsed: bool = False
 ) -> Draft:
-    """:func:`draft`, field by field, raising the first problem found."""
+    """:func:`draft`, field by field: raises the first problem found, with every
+    problem found in its ``errors``."""
     if not isinstance(raw, dict):
         raise InvalidEvent("an event must be a JSON object", field=prefix.rstrip(".") or "body")
-    unknown = raw.keys() - EVENT_FIELDS
-    if unknown:
-        name = sorted(unknown)[0]
-        raise InvalidEvent(f"unknown field {name!r}", field=prefix + name)
+    found = Findings()
+    for name in sorted(raw.keys() - EVENT_FIELDS):
+        found.add(InvalidEvent(f"unknown field {name!r}", field=prefix + name))
+    channel = type_ = None
     if "channel" not in raw:
-        raise InvalidEvent("channel is required", field=prefix + "channel")
-    channel = validate_channel(raw["channel"], field=prefix + "channel")
+        found.add(InvalidEvent("channel is required", field=prefix + "channel"))
+    else:
+        channel = found.attempt(validate_channel, raw["channel"], field=prefix + "channel")
     if "type" not in raw:
-        raise InvalidEvent("type is required", field=prefix + "type")
-    type_ = validate_type(raw["type"], field=prefix + "type")
+        found.add(InvalidEvent("type is required", field=prefix + "type"))
+    else:
+        type_ = found.attempt(validate_type, raw["type"], field=prefix + "type")
     if "data" not in raw:
-        raise InvalidEvent("data is required (it may be null)", field=prefix + "data")
+        found.add(InvalidEvent("data is required (it may be null)", field=prefix + "data"))
     origin = raw.get("origin")
     if origin is not None and (not isinstance(origin, str) or len(origin) > MAX_ORIGIN):
-        raise InvalidEvent(
-            f"origin must be a string of at most {MAX_ORIGIN} characters", field=prefix + "origin"
+        found.add(
+            InvalidEvent(
+                f"origin must be a string of at most {MAX_ORIGIN} characters",
+                field=prefix + "origin",
+            )
         )
+    found.raise_any()
+    assert channel is not None and type_ is not None  # else raise_any raised
     return encode_draft(
         channel,
         type_,

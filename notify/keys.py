@@ -7,6 +7,12 @@ LOG = PREFIX + "log"
 """The global event log (a Redis stream); every event takes its id here."""
 
 
+LIMITS = PREFIX + "limits"
+"""Hash: the retention and event size the gateways use (history_seconds,
+history_max_events, channel_history_max_events, max_event_bytes); written by each
+gateway at start, read by ``notify.Publisher`` so that producers trim as they do."""
+
+
 def channel_stream(channel: str) -> str:
     """Per-channel stream holding the channel's events under their log ids."""
     return f"{PREFIX}ch:{channel}"

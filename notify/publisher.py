@@ -1,21 +1,29 @@
 """The Python producer API: write events straight into Redis, validated as over HTTP.
 
     from notify import Publisher
-    Publisher("redis://localhost:6379/0").publish("orders.eu", "order.created", {"id": 17})
+    Publisher().publish("orders.eu", "order.created", {"id": 17})
 
+The Redis URL defaults to ``NOTIFY_REDIS_URL`` (else ``redis://localhost:6379/0``).
+Retention and the event size limit are those the gateways advertise in Redis
+(``keys.LIMITS``, re-read every minute), so a producer left on defaults never trims
+history shorter than the gateways keep it; arguments given here override them.
 ``publish`` is synchronous; ``apublish`` (or ``AsyncPublisher.publish``) awaits.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
+from notify import keys
 from notify.channels import validate_channel
 from notify.events import Draft, draft, encode_draft, validate_type
+from notify.redis import limits as advertised
 from notify.redis.eventlog import (
     APPEND_LUA,
     RedisEventLog,
@@ -25,36 +33,67 @@ from notify.redis.eventlog import (
     translated,
 )
 
+DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULTS = {
+    "max_event_bytes": 65536,
+    "history_seconds": 86400,
+    "history_max_events": 1_000_000,
+    "channel_history_max_events": 100_000,
+}
+REFRESH_SECONDS = 60.0
+PRODUCER = "~producer"
+"""Whose idempotency keys a producer's are: no token subject can be this (``~`` is not a
+channel-segment character), so they never meet an HTTP client's keys."""
+
 
 class _Config:
-    """Validation limits and retention, matching the gateway's defaults (pass the same
-    values as its NOTIFY_* settings when those differ)."""
-
     def __init__(
         self,
-        redis_url: str = "redis://localhost:6379/0",
+        redis_url: str | None = None,
         *,
-        max_event_bytes: int = 65536,
-        history_seconds: int = 86400,
-        history_max_events: int = 1_000_000,
-        channel_history_max_events: int = 100_000,
+        max_event_bytes: int | None = None,
+        history_seconds: int | None = None,
+        history_max_events: int | None = None,
+        channel_history_max_events: int | None = None,
     ) -> None:
-        self.redis_url = redis_url
-        self.max_event_bytes = max_event_bytes
-        self.retention = Retention(history_seconds, history_max_events, channel_history_max_events)
+        self.redis_url = redis_url or os.environ.get("NOTIFY_REDIS_URL") or DEFAULT_URL
+        given = {
+            "max_event_bytes": max_event_bytes,
+            "history_seconds": history_seconds,
+            "history_max_events": history_max_events,
+            "channel_history_max_events": channel_history_max_events,
+        }
+        self._given = {k: v for k, v in given.items() if v is not None}
+        self._limits = {**DEFAULTS, **self._given}
+        self._read_at = float("-inf")
         self._open()
 
     def _open(self) -> None:
         raise NotImplementedError
 
+    def _stale(self) -> bool:
+        return time.monotonic() - self._read_at >= REFRESH_SECONDS
+
+    def _adopt(self, found: Mapping[str, int]) -> None:
+        """The gateways' limits, then the ones given here on top."""
+        self._limits = {**DEFAULTS, **found, **self._given}
+        self._read_at = time.monotonic()
+
+    @property
+    def max_event_bytes(self) -> int:
+        return self._limits["max_event_bytes"]
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(
+            self._limits["history_seconds"],
+            self._limits["history_max_events"],
+            self._limits["channel_history_max_events"],
+        )
+
     def same_as(self) -> dict[str, int]:
-        """These limits, as keyword arguments for another publisher."""
-        return {
-            "max_event_bytes": self.max_event_bytes,
-            "history_seconds": self.retention.seconds,
-            "history_max_events": self.retention.max_events,
-            "channel_history_max_events": self.retention.channel_max_events,
-        }
+        """The limits given to this publisher, as keyword arguments for another."""
+        return dict(self._given)
 
     def draft(self, channel: str, type_: str, data: Any, origin: str | None) -> Draft:
         return encode_draft(
@@ -74,21 +113,49 @@ class _Config:
         return out
 
 
+def _idempotency(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not key or len(key) > 255 or not key.isprintable():
+        raise ValueError("idempotency_key must be 1-255 printable characters")
+    return keys.idempotency(PRODUCER, key)
+
+
 class AsyncPublisher(_Config):
     def _open(self) -> None:
         self._client = aioredis.Redis.from_url(self.redis_url, decode_responses=False)
-        self._log = RedisEventLog(self._client, self.retention)
+        self._event_log: RedisEventLog | None = None
+
+    async def _log(self) -> RedisEventLog:
+        if self._stale() or self._event_log is None:
+            self._adopt(await advertised.read(self._client))
+            self._event_log = RedisEventLog(self._client, self.retention)
+        return self._event_log
 
     async def publish(
-        self, channel: str, type: str, data: Any, *, origin: str | None = None
+        self,
+        channel: str,
+        type: str,
+        data: Any,
+        *,
+        origin: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
-        """Store one event; returns its id."""
-        pairs = await self._log.append([self.draft(channel, type, data, origin)])
+        """Store one event; returns its id (the first one's again for a repeated
+        ``idempotency_key`` within 24 h, storing nothing new)."""
+        log = await self._log()
+        pairs = await log.append(
+            [self.draft(channel, type, data, origin)],
+            idempotency_key=_idempotency(idempotency_key),
+        )
         return pairs[0][0]
 
-    async def publish_many(self, events: Iterable[Mapping[str, Any]]) -> list[str]:
+    async def publish_many(
+        self, events: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[str]:
         """Store events (objects with channel, type, data, origin?) atomically."""
-        pairs = await self._log.append(self.drafts(events))
+        log = await self._log()
+        pairs = await log.append(self.drafts(events), idempotency_key=_idempotency(idempotency_key))
         return [i for i, _ in pairs]
 
     async def aclose(self) -> None:
@@ -107,27 +174,49 @@ class Publisher(_Config):
         self._script = self._client.register_script(APPEND_LUA)
         self._async: AsyncPublisher | None = None
 
-    def _append(self, drafts: list[Draft]) -> list[tuple[str, str]]:
+    def _append(self, drafts: list[Draft], key: str | None) -> list[tuple[str, str]]:
         with translated():
+            if self._stale():
+                self._adopt(advertised.parse(self._client.hgetall(keys.LIMITS)))
             raw = self._script(
-                keys=append_keys(drafts, None), args=self.retention.append_args(drafts)
+                keys=append_keys(drafts, _idempotency(key)),
+                args=self.retention.append_args(drafts),
             )
         return decode_append(raw, drafts)
 
-    def publish(self, channel: str, type: str, data: Any, *, origin: str | None = None) -> str:
-        """Store one event; returns its id."""
-        return self._append([self.draft(channel, type, data, origin)])[0][0]
+    def publish(
+        self,
+        channel: str,
+        type: str,
+        data: Any,
+        *,
+        origin: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Store one event; returns its id (the first one's again for a repeated
+        ``idempotency_key`` within 24 h, storing nothing new)."""
+        return self._append([self.draft(channel, type, data, origin)], idempotency_key)[0][0]
 
-    def publish_many(self, events: Iterable[Mapping[str, Any]]) -> list[str]:
-        return [i for i, _ in self._append(self.drafts(events))]
+    def publish_many(
+        self, events: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[str]:
+        return [i for i, _ in self._append(self.drafts(events), idempotency_key)]
 
     async def apublish(
-        self, channel: str, type: str, data: Any, *, origin: str | None = None
+        self,
+        channel: str,
+        type: str,
+        data: Any,
+        *,
+        origin: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """The awaitable form of ``publish`` (its own asyncio connection)."""
         if self._async is None:
             self._async = AsyncPublisher(self.redis_url, **self.same_as())
-        return await self._async.publish(channel, type, data, origin=origin)
+        return await self._async.publish(
+            channel, type, data, origin=origin, idempotency_key=idempotency_key
+        )
 
     def close(self) -> None:
         """Close the synchronous connection; after ``apublish``, use ``aclose``."""

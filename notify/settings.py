@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +24,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore", frozen=True)
 
     redis_url: str = "redis://localhost:6379/0"
+    # defaults of the command line's options (`notify serve`, `notify worker`)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    worker_concurrency: int = Field(2, ge=1, le=256)
+    access_log: bool = False
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
 
@@ -47,6 +56,7 @@ class Settings(BaseSettings):
     smtp_url: SecretStr = SecretStr("smtp://localhost:25")  # may carry a password
     email_from: str = "notify@localhost"
     public_url: str = "http://127.0.0.1:8000"
+    problem_base_url: str | None = None  # None: NOTIFY_PUBLIC_URL + "/problems/"
     allow_private_targets: bool = False
     # NoDecode: the variable is a comma-separated list, not JSON
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
@@ -176,6 +186,19 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("problem_base_url")
+    @classmethod
+    def _check_problem_base(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s?#]+", value):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value
+
+    @property
+    def problem_base(self) -> str:
+        """What a problem ``type`` starts with (the code follows)."""
+        base = self.problem_base_url or self.public_url + "/problems/"
+        return base if base.endswith("/") else base + "/"
+
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
@@ -188,10 +211,54 @@ class Settings(BaseSettings):
             )
 
 
+SECRET_FIELDS = ("jwt_secret", "jwt_public_key", "smtp_url", "unsubscribe_secret", "redis_url")
+"""Settings that may be read from a file named by ``NOTIFY_<NAME>_FILE`` (as container
+secrets are mounted), and that ``notify check`` masks."""
+PREFIX = "NOTIFY_"
+
+
+def variable(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+def known_variables() -> frozenset[str]:
+    names = {variable(f) for f in Settings.model_fields}
+    return frozenset(names | {variable(f) + "_FILE" for f in SECRET_FIELDS})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Each ``NOTIFY_*`` variable no setting reads, with the likely intended one."""
+    known = known_variables()
+    return [
+        (name, next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None))
+        for name in sorted(environ)
+        if name.startswith(PREFIX) and name not in known
+    ]
+
+
+def from_files(environ: Mapping[str, str]) -> dict[str, str]:
+    """Secrets read from the files ``NOTIFY_*_FILE`` name (a final newline dropped)."""
+    values: dict[str, str] = {}
+    for field in SECRET_FIELDS:
+        path = environ.get(variable(field) + "_FILE")
+        if path is None:
+            continue
+        if variable(field) in environ:
+            raise ConfigError(
+                variable(field) + "_FILE", f"is set together with {variable(field)}; use one"
+            )
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(variable(field) + "_FILE", f"cannot read {path!r}: {exc}") from exc
+        values[field] = text[:-1] if text.endswith("\n") else text
+    return values
+
+
 def load(**overrides: Any) -> Settings:
     """Read the environment; a bad value raises ConfigError naming the variable."""
     try:
-        return Settings(**overrides)
+        return Settings(**{**from_files(os.environ), **overrides})
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["loc"]:

@@ -20,7 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from notify import ssrf
 from notify.channels import STAR, TAIL, matches, validate_pattern
-from notify.errors import InvalidInput
+from notify.errors import Findings, InvalidInput
 
 KINDS = ("web", "email", "webhook", "monitoring")
 MAX_TYPES = 32
@@ -146,41 +146,50 @@ def _require_object(raw: object, name: str) -> Mapping[str, Any]:
 
 
 def _reject_unknown(raw: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r}", field=prefix + str(unknown[0]))
+    found = Findings()
+    for name in sorted(set(raw) - allowed):
+        found.add(InvalidInput(f"unknown field {name!r}", field=prefix + str(name)))
+    found.raise_any()
 
 
 def parse_create(raw: object, *, allow_private: bool) -> Draft:
     body = _require_object(raw, "body")
-    _reject_unknown(body, CREATE_FIELDS)
+    found = Findings()  # every bad field is named, not just the first
+    found.attempt(_reject_unknown, body, CREATE_FIELDS)
+    channel = types = sink = None
     if "channel" not in body:
-        raise InvalidInput("channel is required", field="channel")
+        found.add(InvalidInput("channel is required", field="channel"))
+    else:
+        channel = found.attempt(validate_pattern, body["channel"], field="channel")
+    types = found.attempt(validate_types, body.get("types"))
     if "sink" not in body:
-        raise InvalidInput("sink is required", field="sink")
+        found.add(InvalidInput("sink is required", field="sink"))
+    else:
+        sink = found.attempt(validate_sink, body["sink"], allow_private=allow_private)
     user = body.get("user")
     if user is not None and not isinstance(user, str):
-        raise InvalidInput("user must be a string", field="user")
-    return Draft(
-        channel=validate_pattern(body["channel"], field="channel"),
-        types=validate_types(body.get("types")),
-        sink=validate_sink(body["sink"], allow_private=allow_private),
-        user=user,
-    )
+        found.add(InvalidInput("user must be a string", field="user"))
+    found.raise_any()
+    assert channel is not None and types is not None and sink is not None
+    return Draft(channel=channel, types=types, sink=sink, user=user)
 
 
 def parse_patch(raw: object, *, allow_private: bool) -> Patch:
     body = _require_object(raw, "body")
-    _reject_unknown(body, PATCH_FIELDS)
+    found = Findings()
+    found.attempt(_reject_unknown, body, PATCH_FIELDS)
     enabled = body.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
-        raise InvalidInput("enabled must be true or false", field="enabled")
-    return Patch(
-        channel=validate_pattern(body["channel"], field="channel") if "channel" in body else None,
-        types=validate_types(body["types"]) if "types" in body else None,
-        sink=validate_sink(body["sink"], allow_private=allow_private) if "sink" in body else None,
-        enabled=enabled,
-    )
+        found.add(InvalidInput("enabled must be true or false", field="enabled"))
+    channel = types = sink = None
+    if "channel" in body:
+        channel = found.attempt(validate_pattern, body["channel"], field="channel")
+    if "types" in body:
+        types = found.attempt(validate_types, body["types"])
+    if "sink" in body:
+        sink = found.attempt(validate_sink, body["sink"], allow_private=allow_private)
+    found.raise_any()
+    return Patch(channel=channel, types=types, sink=sink, enabled=enabled)
 
 
 def validate_types(raw: object, name: str = "types") -> tuple[str, ...]:

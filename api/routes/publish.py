@@ -13,7 +13,7 @@ from notify.api import metrics
 from notify.api.deps import Auth, GatewayDep
 from notify.api.state import Gateway
 from notify.auth import Principal
-from notify.errors import Forbidden, InvalidEvent, InvalidInput, TooLarge
+from notify.errors import Findings, Forbidden, InvalidEvent, InvalidInput, TooLarge
 from notify.events import Draft, draft, loads, now_rfc3339
 
 router = APIRouter(tags=["publish"])
@@ -179,9 +179,13 @@ async def accept_many(gw: Gateway, principal: Principal, raw: Any, key: str | No
         raise InvalidEvent(f"events must be a list of 1-{MAX_BATCH} events", field="events")
     limit = gw.settings.max_event_bytes
     at = now_rfc3339()  # one clock reading for the whole batch
-    drafts = [
-        draft(e, max_bytes=limit, time=at, index=i, parsed=True) for i, e in enumerate(events)
+    found = Findings()  # every bad field of every event, not just the first
+    checked = [
+        found.attempt(draft, e, max_bytes=limit, time=at, index=i, parsed=True)
+        for i, e in enumerate(events)
     ]
+    found.raise_any()
+    drafts = [d for d in checked if d is not None]
     allowed: set[str] = set()  # a batch mostly repeats a few channels
     for i, d in enumerate(drafts):
         if d.channel not in allowed:

@@ -1,8 +1,12 @@
-"""`notify dev`: Redis (started here when none answers), gateway, dispatcher and a
-Celery worker on one machine, with a generated secret and ready-to-use tokens."""
+"""`notify dev`: its own Redis (data in .notify-dev/), gateway, dispatcher and a Celery
+worker on one machine, with a generated secret and ready-to-use tokens.
+
+It never writes into a Redis that belongs to something else unless told to: an existing
+server is used only when ``NOTIFY_REDIS_URL`` names it, and the banner says which."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import secrets
@@ -13,12 +17,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from notify.auth import mint
+from notify.cli.producer import expiry_note
+from notify.settings import from_files
 from notify.smtpurl import shown
 
 STATE_DIR = Path(".notify-dev")
-DEFAULT_REDIS_PORT = 6379
+TOKEN_TTL = 86400.0
 
 
 def redis_answers(host: str, port: int) -> bool:
@@ -41,10 +48,12 @@ def _start_redis(port: int) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit(
-            f"notify dev: no Redis answers on localhost:{port} and redis-server is not"
-            " installed; install it (apt-get install redis-server) or set NOTIFY_REDIS_URL"
+            "notify dev: redis-server is not installed; install it (apt-get install"
+            " redis-server), or set NOTIFY_REDIS_URL to use a Redis you already run"
         )
     STATE_DIR.mkdir(exist_ok=True)
+    # ignored by git wherever it is made, not only in notify's own repository
+    (STATE_DIR / ".gitignore").write_text("*\n")
     proc = subprocess.Popen(
         [
             binary,
@@ -74,20 +83,29 @@ def _start_redis(port: int) -> subprocess.Popen[bytes]:
     raise SystemExit(f"notify dev: redis-server did not start on 127.0.0.1:{port}")
 
 
-def run(port: int = 8000, workers: int = 1, *, redis_port: int = DEFAULT_REDIS_PORT) -> int:
+def run(port: int = 8000, workers: int = 1, *, redis_port: int | None = None) -> int:
     """Run the stack until SIGINT or SIGTERM, or until one of its processes exits.
 
-    ``redis_port`` is where Redis is looked for, and started when nothing answers
-    there and ``NOTIFY_REDIS_URL`` is unset (the CLI always uses Redis's default)."""
+    Without ``NOTIFY_REDIS_URL`` it starts its own redis-server on ``redis_port`` (a
+    free port when None), its data in ``.notify-dev/``."""
     env = dict(os.environ)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    if "NOTIFY_REDIS_URL" not in env and not redis_answers("127.0.0.1", redis_port):
-        children.append(("redis", _start_redis(redis_port)))
-        print(f"started redis-server on 127.0.0.1:{redis_port} (data in {STATE_DIR}/)")
-        env["NOTIFY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
-    env.setdefault("NOTIFY_REDIS_URL", f"redis://localhost:{redis_port}/0")
-    secret = env.get("NOTIFY_JWT_SECRET") or secrets.token_urlsafe(32)
-    env["NOTIFY_JWT_SECRET"] = secret
+    if "NOTIFY_REDIS_URL" in env or "NOTIFY_REDIS_URL_FILE" in env:
+        url = env.get("NOTIFY_REDIS_URL") or from_files(env)["redis_url"]
+        redis_note = f"{shown(url)}   (an existing server, from NOTIFY_REDIS_URL)"
+    else:
+        rport = redis_port or _free_port()
+        children.append(("redis", _start_redis(rport)))
+        print(f"started redis-server on 127.0.0.1:{rport} (data in {STATE_DIR}/)")
+        env["NOTIFY_REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
+        redis_note = (
+            f"{env['NOTIFY_REDIS_URL']}   (its own, data in {STATE_DIR}/;"
+            " set NOTIFY_REDIS_URL to use another)"
+        )
+    secret = from_files(env).get("jwt_secret") or env.get("NOTIFY_JWT_SECRET")
+    if not secret:
+        secret = secrets.token_urlsafe(32)
+        env["NOTIFY_JWT_SECRET"] = secret
     env.setdefault("NOTIFY_ALLOW_PRIVATE_TARGETS", "1")
     env.setdefault("NOTIFY_PUBLIC_URL", f"http://127.0.0.1:{port}")
     mail_note = f"smtp      {shown(env.get('NOTIFY_SMTP_URL', 'smtp://localhost:25'))}"
@@ -115,16 +133,19 @@ def run(port: int = 8000, workers: int = 1, *, redis_port: int = DEFAULT_REDIS_P
         children.append((name, subprocess.Popen(argv, env=env)))
 
     base = f"http://127.0.0.1:{port}"
-    admin = mint(secret, "admin", publish=[">"], subscribe=[">"], admin=True)
-    alice = mint(secret, "alice", publish=[">"], subscribe=[">"])
+    now = time.time()
+    admin = mint(secret, "admin", publish=[">"], subscribe=[">"], admin=True, ttl=TOKEN_TTL)
+    alice = mint(secret, "alice", publish=[">"], subscribe=[">"], ttl=TOKEN_TTL)
     print(
         f"""
 notify dev is running
   gateway   {base}   (docs {base}/docs)
-  redis     {env["NOTIFY_REDIS_URL"]}
+  redis     {redis_note}
   {mail_note}
   secret    NOTIFY_JWT_SECRET={secret}
 
+  these tokens {expiry_note(TOKEN_TTL, now).replace("expires", "expire", 1)};
+  `notify token --sub NAME` mints more
   admin token:  {admin}
   alice token:  {alice}
 
@@ -162,3 +183,21 @@ Ctrl-C stops everything.
         except subprocess.TimeoutExpired:
             proc.kill()
     return code
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    return run(port=args.port, workers=args.workers)
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("dev", help="the whole stack on this machine, no set-up")
+    s.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="gateway port (default 8000; NOTIFY_PUBLIC_URL follows)",
+    )
+    s.add_argument(
+        "--workers", type=int, default=1, help="Celery worker processes (per run, no variable)"
+    )
+    s.set_defaults(func=cmd_dev)

@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import sys
+from typing import Any
 
 from notify.channels import PatternIndex, validate_pattern
 from notify.events import with_id
 from notify.redis.eventlog import RedisEventLog, Retention, connect
-from notify.settings import Settings
+from notify.settings import Settings, load
+
+EARLIEST = "0-0"
+"""Before every event: ``--after 0`` and ``--after earliest`` replay all history kept."""
+
+
+def cursor_of(after: str | None) -> str | None:
+    if after is not None and after.strip().lower() in ("0", "earliest"):
+        return EARLIEST
+    return after
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from notify.cli.producer import say_redis
+
+    settings = load()
+    say_redis("tail", settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(tail(settings, args.pattern, cursor_of(args.after), args.count))
+    return 0
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser(
+        "tail", help="print events matching a pattern as they arrive (from NOTIFY_REDIS_URL)"
+    )
+    s.add_argument("pattern", help="e.g. orders.>")
+    s.add_argument(
+        "--after",
+        metavar="ID",
+        help="first replay the retained events after this id; 0 or 'earliest': all of them",
+    )
+    s.add_argument("--count", type=int, default=None, help="stop after this many events")
+    s.set_defaults(func=cmd_tail)
 
 
 async def tail(settings: Settings, pattern: str, after: str | None, count: int | None) -> None:

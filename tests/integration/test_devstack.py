@@ -91,6 +91,8 @@ def test_notify_dev_runs_the_stack_and_prints_working_tokens(
         r = dev.call("POST", "/v1/subscriptions", json={"channel": "dev", "sink": {"kind": "web"}})
         assert r.status_code == 201, r.text
     assert "started redis-server" not in dev.output
+    assert f"{redis_server.url}   (an existing server, from NOTIFY_REDIS_URL)" in dev.output
+    assert re.search(r"these tokens expire \S+Z \(in 1 day\)", dev.output), dev.output
 
 
 def test_notify_dev_starts_redis_when_none_answers_and_keeps_its_data(tmp_path: Path) -> None:
@@ -107,12 +109,13 @@ def test_notify_dev_starts_redis_when_none_answers_and_keeps_its_data(tmp_path: 
     argv = [sys.executable, "-c", launch]
     with dev_stack(argv, port, child_env(), tmp_path) as dev:
         assert f"started redis-server on 127.0.0.1:{redis_port}" in dev.output
-        assert f"redis://127.0.0.1:{redis_port}/0" in dev.output
+        assert f"redis://127.0.0.1:{redis_port}/0   (its own, data in .notify-dev/" in dev.output
         r = dev.call("POST", "/v1/events", json={"channel": "dev", "type": "t", "data": 1})
         assert r.status_code == 202, r.text
         event_id = r.json()["id"]
     assert not redis_answers("127.0.0.1", redis_port), "redis-server outlived the stack"
     assert list((tmp_path / ".notify-dev").rglob("*.aof"))
+    assert (tmp_path / ".notify-dev" / ".gitignore").read_text() == "*\n"
 
     with dev_stack(argv, port, child_env(), tmp_path) as again:
         r = again.call("GET", "/v1/events", params={"channel": "dev"})
