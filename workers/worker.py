@@ -39,6 +39,7 @@ from notify.workers.tasks import register
 log = logging.getLogger("notify.worker")
 PR_SET_PDEATHSIG = 1
 CHECK_EVERY = 1.0
+STARTING_SECONDS = 60.0
 
 
 def run(settings: Settings, concurrency: int) -> None:
@@ -120,7 +121,7 @@ class Supervisor:
                     waiting_since = None
                 elif waiting_since is None:
                     waiting_since = time.monotonic()
-                elif time.monotonic() - waiting_since > self.stall:
+                elif time.monotonic() - waiting_since > self.limit():
                     self.child.kill()
                     self.child.wait()
                     self.restart(
@@ -129,6 +130,11 @@ class Supervisor:
                     waiting_since = None
         finally:
             self.shut_down()
+
+    def limit(self) -> float:
+        """How long queued work may wait: a Celery worker still starting (not consuming
+        yet) gets at least STARTING_SECONDS, or a busy machine would restart it forever."""
+        return self.stall if self.consuming else max(self.stall, STARTING_SECONDS)
 
     def restart(self, why: str) -> None:
         # a worker that keeps dying right after its start is restarted less and less often
