@@ -3,9 +3,10 @@
 For each kind of fault (the dispatcher, a worker, both) a fresh stack with production
 leases and claim idle times (60 s, 30 s): Redis with an append-only file, a gateway, two
 dispatchers, two Celery workers (concurrency 2) and a webhook receiver with two
-subscriptions answering after 100 ms. A burst of events is published in batches; when a
-third of the deliveries have arrived, the fault's processes are killed with SIGKILL and
-replacements started at once. Measured: seconds from the kill to the last delivery, and
+subscriptions answering after 100 ms. A burst of events is published in batches; the
+dispatcher is killed with SIGKILL while it holds entries it has read and not acknowledged
+(polled), a worker once a third of the deliveries have arrived (it has batches in flight);
+replacements are started at once. Measured: seconds from the kill to the last delivery, and
 whether every (subscription, event) pair has exactly one record, delivered.
 
     python bench/chaos.py --takeover            # 300 events, each fault once
@@ -42,6 +43,20 @@ def wait(what: str, check: Any, timeout: float, every: float = 0.1) -> None:
             return
         time.sleep(every)
     raise RuntimeError(f"timed out waiting for {what}")
+
+
+def holding(client: Any, dispatchers: list[Proc], timeout: float) -> Proc | None:
+    """The dispatcher that holds pending log entries right now (polled), or None."""
+    by_pid = {str(p.pid): p for p in dispatchers}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        summary = client.xpending(keys.LOG, keys.DISPATCH_GROUP)
+        for consumer in summary.get("consumers") or []:
+            pid = text(consumer["name"]).rsplit("-", 1)[-1]
+            if int(consumer["pending"]) and pid in by_pid:
+                return by_pid[pid]
+        time.sleep(0.001)
+    return None
 
 
 def one(fault: str, events: int, work: Path) -> dict[str, Any]:
@@ -111,9 +126,14 @@ def one(fault: str, events: int, work: Path) -> dict[str, Any]:
         publisher = threading.Thread(target=publish)
         publisher.start()
         expected = events * len(PATHS)
-        wait("a third delivered", lambda: len(receiver.received) >= expected // 3, 120, 0.02)
-        victims = [dispatchers[0]] if "dispatcher" in fault else []
-        victims += [workers[0][0]] if "worker" in fault else []
+        victims = []
+        if "dispatcher" in fault:
+            # the dispatcher caught holding entries it read and has not acknowledged
+            victims.append(holding(client, dispatchers, 60) or dispatchers[0])
+        if "worker" in fault:
+            # a worker with batches in flight (the receiver takes 100 ms per request)
+            wait("a third delivered", lambda: len(receiver.received) >= expected // 3, 120, 0.01)
+            victims.append(workers[0][0])
         killed_at = time.monotonic()
         for proc in victims:
             proc.kill()
@@ -137,6 +157,7 @@ def one(fault: str, events: int, work: Path) -> dict[str, Any]:
         ids = {r.webhook_id for r in receiver.received}
         return {
             "fault": fault,
+            "killed": [p.name for p in victims],
             "events": events,
             "kill_to_last_delivery_s": round(last - killed_at, 2),
             "publishing_after_kill_s": round(published_at - killed_at, 2),

@@ -2,8 +2,8 @@
 
 Each worker process builds its own runtime on first use, after the fork: an event
 loop, a Redis client, a heartbeat thread that renews the leases in hand, and the sinks
-(with their keep-alive HTTP pool) that live as long
-as the process, so connections are reused across tasks.
+(with their keep-alive HTTP pool) that live as long as the process, so connections are
+reused across tasks.
 """
 
 from __future__ import annotations

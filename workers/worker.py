@@ -8,7 +8,8 @@ not by the process being there: every task start touches a progress file, and wh
 queue holds work that nobody has started for ``NOTIFY_WORKER_STALL_SECONDS``, the
 worker is killed and started again; a worker that exits is started again at once (with
 a growing pause if it keeps failing). Deliveries a killed worker held are not lost:
-their records stay due and are re-sent (see the sweeper).
+their leases lapse within a heartbeat TTL and the sweeper re-sends them. With
+NOTIFY_HEALTH_PORT set, the supervisor answers /healthz, /readyz and /metrics.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from celery.signals import after_setup_logger, task_prerun, worker_process_init, worker_ready
+from celery.signals import (
+    after_setup_logger,
+    task_prerun,
+    task_received,
+    worker_process_init,
+    worker_ready,
+)
 
 from notify.mail import prepare_templates
 from notify.redis.backlog import Backlog
+from notify.redis.heartbeat import LeaseKeeper, process_name
 from notify.settings import Settings, load
 from notify.smtpurl import parse_sender
 from notify.workers import health
@@ -39,6 +47,7 @@ from notify.workers.tasks import register
 log = logging.getLogger("notify.worker")
 PR_SET_PDEATHSIG = 1
 CHECK_EVERY = 1.0
+STARTING_SECONDS = 60.0
 
 
 def run(settings: Settings, concurrency: int) -> None:
@@ -120,7 +129,7 @@ class Supervisor:
                     waiting_since = None
                 elif waiting_since is None:
                     waiting_since = time.monotonic()
-                elif time.monotonic() - waiting_since > self.stall:
+                elif time.monotonic() - waiting_since > self.limit():
                     self.child.kill()
                     self.child.wait()
                     self.restart(
@@ -129,6 +138,11 @@ class Supervisor:
                     waiting_since = None
         finally:
             self.shut_down()
+
+    def limit(self) -> float:
+        """How long queued work may wait: a Celery worker still starting (not consuming
+        yet) gets at least STARTING_SECONDS, or a busy machine would restart it forever."""
+        return self.stall if self.consuming else max(self.stall, STARTING_SECONDS)
 
     def restart(self, why: str) -> None:
         # a worker that keeps dying right after its start is restarted less and less often
@@ -208,6 +222,15 @@ def run_celery(settings: Settings, concurrency: int, progress: str) -> None:
             os.utime(progress)
 
     task_prerun.connect(touch, weak=False)
+    # deliveries received but not yet claimed fall due soon after this process dies
+    keeper = LeaseKeeper(settings.redis_url, process_name(), settings.heartbeat_seconds)
+    worker_ready.connect(lambda **_: keeper.start(), weak=False)
+
+    def reserve(request: Any = None, **_: Any) -> None:
+        with contextlib.suppress(Exception):  # a task of another shape: nothing to keep
+            keeper.reserve([str(i) for i in request.args[0]])
+
+    task_received.connect(reserve, weak=False)
     worker_ready.connect(touch, weak=False)  # the supervisor's sign that it consumes
     after_setup_logger.connect(quiet_per_task_lines, weak=False)
     # pool processes go with the worker: none is left behind when it is killed

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from notify import keys
 from notify.redis.client import Client, connect_sync
-from notify.redis.ledger import RENEW
+from notify.redis.ledger import RENEW, RESERVE
 
 log = logging.getLogger("notify.heartbeat")
 
@@ -67,6 +67,8 @@ class LeaseKeeper:
     def __init__(self, url: str, process: str, ttl_s: float) -> None:
         self._redis = connect_sync(url, socket_timeout=max(ttl_s / 3, 0.5))
         self._renew = self._redis.register_script(RENEW)
+        self._reserve = self._redis.register_script(RESERVE)
+        self._reserved: set[str] = set()
         self._key = keys.alive(process)
         self._ttl_ms = int(ttl_s * 1000)
         self._interval = ttl_s / 3
@@ -83,6 +85,12 @@ class LeaseKeeper:
         """Renew the leases taken under ``token`` (on these ids) from now on."""
         with self._lock:
             self._held[token] = tuple(ids)
+
+    def reserve(self, ids: Sequence[str]) -> None:
+        """Keep these deliveries, received but not yet claimed, from waiting out a whole
+        lease should this process die (until a claim, an outcome or a retry time)."""
+        with self._lock:
+            self._reserved.update(ids)
 
     def release(self, token: str) -> None:
         """Stop renewing: unfinished ones lapse within the TTL and go to another worker."""
@@ -101,8 +109,17 @@ class LeaseKeeper:
     def _beat(self) -> None:
         with self._lock:
             held = list(self._held.items())
+            reserved = sorted(self._reserved)
         try:
-            if not held:
+            if reserved:
+                kept = self._reserve(
+                    keys=[self._key, keys.RETRY_DUE, *(keys.delivery(i) for i in reserved)],
+                    args=[self._ttl_ms, *reserved],
+                )
+                done = {i for i, k in zip(reserved, kept, strict=True) if not int(k)}
+                with self._lock:
+                    self._reserved -= done
+            elif not held:
                 self._redis.set(self._key, b"1", px=self._ttl_ms)
             for token, ids in held:
                 self._renew(
