@@ -29,6 +29,8 @@ OPTIONAL_ROUTERS = (
     "notify.api.routes.deliveries",
     "notify.api.routes.feed",
     "notify.api.routes.unsubscribe",
+    "notify.api.routes.topics",
+    "notify.api.routes.pages",
 )
 
 
