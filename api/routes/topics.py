@@ -1,0 +1,81 @@
+"""/v1/topics: the admin's catalogue of what users may subscribe to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from notify.api.deps import Auth, Store
+from notify.api.routes.publish import read_json
+from notify.api.routes.subscriptions import body_doc, json
+from notify.auth import Principal
+from notify.errors import Forbidden, NotFound
+from notify.redis.topics import TopicStore
+from notify.topics import Topic, parse_topic, validate_id
+
+router = APIRouter(tags=["topics"])
+MAX_BODY = 16 * 1024
+TOPIC_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["title", "channel", "sinks"],
+    "properties": {
+        "title": {"type": "string", "example": "Order updates"},
+        "description": {"type": "string"},
+        "channel": {
+            "type": "string",
+            "example": "user.{user}.orders",
+            "description": "a pattern; {user} stands for the subscriber's sub",
+        },
+        "types": {"type": "array", "items": {"type": "string"}},
+        "sinks": {
+            "type": "array",
+            "items": {"enum": ["web", "email", "webhook", "monitoring"]},
+            "example": ["web", "email"],
+        },
+    },
+}
+
+
+def readable(principal: Principal, topic: Topic) -> bool:
+    return principal.can_read(topic.channel_for(principal.sub))
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.admin:
+        raise Forbidden("only an admin may change topics")
+
+
+@router.get("/v1/topics")
+async def list_(principal: Auth, redis: Store) -> dict[str, Any]:
+    """The topics the caller may read, each ``channel`` resolved for the caller
+    (``template`` keeps the definition with ``{user}``)."""
+    topics = await TopicStore(redis).all()
+    return {"topics": [t.public(principal.sub) for t in topics if readable(principal, t)]}
+
+
+@router.get("/v1/topics/{topic_id}")
+async def read(topic_id: str, principal: Auth, redis: Store) -> dict[str, Any]:
+    topic = await TopicStore(redis).get(validate_id(topic_id))
+    if topic is None or not readable(principal, topic):
+        raise NotFound("no such topic")
+    return topic.public(principal.sub)
+
+
+@router.put("/v1/topics/{topic_id}", openapi_extra=body_doc(TOPIC_SCHEMA))
+async def put(topic_id: str, request: Request, principal: Auth, redis: Store) -> Response:
+    """Create (201) or replace (200) a topic. Admin only."""
+    require_admin(principal)
+    topic = parse_topic(topic_id, await read_json(request, MAX_BODY))
+    created = await TopicStore(redis).put(topic)
+    return json(topic.public(), 201 if created else 200)
+
+
+@router.delete("/v1/topics/{topic_id}", status_code=204)
+async def delete(topic_id: str, principal: Auth, redis: Store) -> Response:
+    """Remove a topic (the subscriptions made from it stay). Admin only."""
+    require_admin(principal)
+    if not await TopicStore(redis).delete(validate_id(topic_id)):
+        raise NotFound("no such topic")
+    return Response(status_code=204)
