@@ -1,0 +1,206 @@
+"""The console and the preference page in a real Chromium, served by a real gateway."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+
+from tests.e2e.conftest import Stack
+from tests.e2e.test_notify_js import wait_for
+
+XSS = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+
+
+def api(stack: Stack, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=stack.gateway.base_url,
+        headers={"Authorization": f"Bearer {token}"},
+        trust_env=False,
+    )
+
+
+def sign_in(stack: Stack, path: str, token: str) -> None:
+    browser = stack.browser
+    browser.get(stack.gateway.url(path))
+    browser.execute_script("sessionStorage.clear()")
+    browser.get(stack.gateway.url(path))
+    field = wait_for(lambda: find(stack, "#token"), what="sign-in form")
+    field.send_keys(token)
+    find(stack, "#signin button").click()
+    wait_for(lambda: not find(stack, "#signin"), what="signed in")
+
+
+def click(stack: Stack, css: str) -> None:
+    """Clicks ``css`` once it is there and clickable (pages re-render as data arrives)."""
+
+    def attempt() -> bool:
+        try:
+            element = find(stack, css)
+            if element is None:
+                return False
+            element.click()
+            return True
+        except WebDriverException:
+            return False
+
+    wait_for(attempt, what=f"click on {css}")
+
+
+def text_of(stack: Stack, css: str) -> str:
+    try:
+        element = find(stack, css)
+        return element.text if element is not None else ""
+    except WebDriverException:
+        return ""  # re-rendered meanwhile
+
+
+def find(stack: Stack, css: str) -> WebElement | None:
+    found = stack.browser.find_elements(By.CSS_SELECTOR, css)
+    return found[0] if found else None
+
+
+def state(stack: Stack) -> str:
+    dot = find(stack, "#dot")
+    return (dot.get_attribute("class") or "") if dot else ""
+
+
+def subscriptions(client: httpx.Client) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = client.get("/v1/subscriptions").json()["subscriptions"]
+    return found
+
+
+def test_preferences_toggle_subscriptions_and_notify_in_the_browser(stack: Stack) -> None:
+    bob_token = stack.token("bob")
+    with (
+        api(stack, stack.token("root", admin=True)) as admin,
+        api(stack, bob_token) as bob,
+    ):
+        topic = {
+            "title": "Your orders",
+            "description": "Every change to an order of yours.",
+            "channel": "user.{user}.orders",
+            "sinks": ["web", "email"],
+        }
+        assert admin.put("/v1/topics/orders", json=topic).status_code in (200, 201)
+        assert admin.put(
+            "/v1/topics/staff", json={**topic, "title": "Staff only", "channel": "staff.>"}
+        ).status_code in (200, 201)
+        stack.browser.set_window_size(1280, 900)
+        sign_in(stack, "/preferences", bob_token)
+        wait_for(lambda: find(stack, '[data-topic="orders"] input[data-sink="web"]'), what="toggle")
+        assert find(stack, '[data-topic="staff"]') is None  # bob may not read it
+        assert stack.browser.execute_script("return Notification.permission") == "granted"
+        stack.shot("preferences-empty")
+
+        click(stack, '[data-topic="orders"] input[data-sink="web"]')
+        wait_for(
+            lambda: [s["channel"] for s in subscriptions(bob)] == ["user.bob.orders"],
+            what="web subscription created",
+        )
+        wait_for(lambda: "open" in state(stack), what="feed open")
+        time.sleep(0.3)
+        r = admin.post(
+            "/v1/events",
+            json={
+                "channel": "user.bob.orders",
+                "type": "order.shipped",
+                "data": {"order": 17, "note": XSS},
+            },
+        )
+        assert r.status_code == 202
+        recent = wait_for(lambda: find(stack, "#recent .event"), what="event shown")
+        assert "order.shipped" in recent.text and "<img src=x" in recent.text
+        assert stack.browser.execute_script("return window.pwned") is None
+        stack.shot("preferences-on")
+
+        # email needs an address first; then it is a toggle like the other
+        address = find(stack, "#addr-email")
+        assert address is not None
+        address.send_keys("bob@example.com\t")
+        click(stack, '[data-topic="orders"] input[data-sink="email"]')
+        wait_for(lambda: len(subscriptions(bob)) == 2, what="email subscription created")
+        sink = [s["sink"] for s in subscriptions(bob) if s["sink"]["kind"] == "email"]
+        assert sink and sink[0]["to"] == "bob@example.com"
+
+        click(stack, '[data-topic="orders"] input[data-sink="web"]')
+        wait_for(
+            lambda: [s["sink"]["kind"] for s in subscriptions(bob)] == ["email"],
+            what="web subscription deleted",
+        )
+        admin.delete("/v1/topics/staff")
+
+
+def test_console_signs_in_tails_publishes_and_escapes(stack: Stack) -> None:
+    token = stack.token("root", admin=True)
+    stack.browser.set_window_size(1280, 900)
+    sign_in(stack, "/", token)
+    pattern = wait_for(lambda: find(stack, "#tail-pattern"), what="tail form")
+    pattern.clear()
+    pattern.send_keys("console.>")
+    click(stack, "#tail-start")
+    wait_for(lambda: "open" in state(stack), what="tail open")
+    time.sleep(0.3)
+    with api(stack, token) as client:
+        r = client.post(
+            "/v1/events", json={"channel": "console.a", "type": "xss.try", "data": {"html": XSS}}
+        )
+        assert r.status_code == 202
+    wait_for(
+        lambda: len(stack.browser.find_elements(By.CSS_SELECTOR, "#tail-events .event")) == 1,
+        what="tailed event",
+    )
+    shown = find(stack, "#tail-events")
+    assert shown is not None and "<img src=x" in shown.text
+    assert (
+        stack.browser.find_elements(By.CSS_SELECTOR, "#tail-events img, #tail-events script") == []
+    )
+    assert stack.browser.execute_script("return window.pwned") is None
+
+    click(stack, '[data-tab="publish"]')
+    find(stack, "#pub-channel").send_keys("console.b")  # type: ignore[union-attr]
+    find(stack, "#pub-type").send_keys("order.created")  # type: ignore[union-attr]
+    find(stack, "#pub-data").send_keys('{"order": 17}')  # type: ignore[union-attr]
+    stack.shot("console-publish")
+    click(stack, "#pub-send")
+    result = wait_for(lambda: find(stack, "#pub-result").text or None, what="published")  # type: ignore[union-attr]
+    assert result.startswith("Published ")
+
+    click(stack, '[data-tab="tail"]')
+    wait_for(
+        lambda: len(stack.browser.find_elements(By.CSS_SELECTOR, "#tail-events .event")) == 2,
+        what="own publish tailed",
+    )
+    assert "order.created" in find(stack, "#tail-events .event").text  # type: ignore[union-attr]
+    stack.shot("console-tail")
+
+    click(stack, '[data-tab="subscriptions"]')
+    find(stack, "#sub-channel").send_keys("console.>")  # type: ignore[union-attr]
+    click(stack, "#sub-create")
+    wait_for(lambda: "active" in text_of(stack, "#sub-list [data-sub]"), what="listed")
+    assert "console.>" in text_of(stack, "#sub-list [data-sub]")
+    click(stack, "#sub-list [data-sub] button")  # the first one pauses
+    wait_for(
+        lambda: "paused" in text_of(stack, "#sub-list [data-sub]"),
+        what="paused",
+    )
+    stack.shot("console-subscriptions")
+
+    click(stack, '[data-tab="figures"]')
+    wait_for(
+        lambda: len(stack.browser.find_elements(By.CSS_SELECTOR, "#figures .figure")) >= 3,
+        what="figures",
+    )
+    stack.shot("console-figures")
+    click(stack, '[data-tab="topics"]')
+    wait_for(lambda: find(stack, "#topic-list li"), what="topics")
+    stack.shot("console-topics")
+
+    stack.browser.set_window_size(390, 844)  # a phone
+    click(stack, '[data-tab="tail"]')
+    stack.shot("console-phone")
+    stack.browser.set_window_size(1280, 900)
