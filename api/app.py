@@ -18,7 +18,7 @@ from notify.api import problems
 from notify.api.batcher import AppendBatcher
 from notify.api.hub import Hub, stop
 from notify.api.limits import FairShare, RateLimiter
-from notify.api.routes import history, ops, publish, stream, ws
+from notify.api.routes import docs, history, ops, publish, stream, ws
 from notify.api.state import Gateway
 from notify.auth import Verifier
 from notify.redis.eventlog import RedisEventLog, Retention
@@ -113,6 +113,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0",
         summary="Event notification fan-out: SSE, WebSocket, email, webhooks, monitoring",
         lifespan=lifespan,
+        docs_url=None,  # served offline by notify.api.routes.docs
+        redoc_url=None,
     )
     problems.install(app)
     if settings.cors_origin_list:
@@ -123,7 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
-    for module in (publish, history, stream, ws, ops):
+    for module in (publish, history, stream, ws, ops, docs):
         app.include_router(module.router)
     for name in OPTIONAL_ROUTERS:
         try:
@@ -133,4 +135,5 @@ def create_app(settings: Settings) -> FastAPI:
                 raise
             continue
         app.include_router(module.router)
+    docs.with_bearer(app)
     return app

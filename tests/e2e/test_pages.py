@@ -204,3 +204,16 @@ def test_console_signs_in_tails_publishes_and_escapes(stack: Stack) -> None:
     click(stack, '[data-tab="tail"]')
     stack.shot("console-phone")
     stack.browser.set_window_size(1280, 900)
+
+
+def test_docs_render_offline_with_an_authorize_button(stack: Stack) -> None:
+    stack.browser.set_window_size(1280, 900)
+    stack.browser.get(stack.gateway.url("/docs"))
+    wait_for(lambda: find(stack, ".swagger-ui .info .title"), what="Swagger UI rendered")
+    wait_for(lambda: find(stack, ".swagger-ui button.authorize"), what="Authorize button")
+    wait_for(lambda: find(stack, ".swagger-ui .opblock"), what="operations")
+    loaded = stack.browser.execute_script(
+        "return performance.getEntriesByType('resource').map((r) => r.name)"
+    )
+    assert loaded and all(url.startswith(stack.gateway.base_url) for url in loaded), loaded
+    stack.shot("docs")

@@ -71,3 +71,21 @@ def test_browser_assets_are_served_from_the_package(gateway: Gateway) -> None:
         assert c.get("/static/..%2Fapp.py").status_code == 404
         assert c.get("/static/console.html").status_code == 404
         assert c.get("/static/nothing.js").status_code == 404
+
+
+def test_docs_are_served_offline_with_a_bearer_scheme(gateway: Gateway) -> None:
+    with httpx.Client(base_url=gateway.base_url, trust_env=False) as c:
+        page = c.get("/docs")
+        assert page.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "https://" not in page.text  # nothing from a CDN
+        bundle = c.get("/docs/assets/swagger-ui-bundle.js")
+        assert bundle.status_code == 200 and len(bundle.content) > 100_000
+        assert bundle.headers["content-type"].startswith("text/javascript")
+        assert c.get("/docs/assets/index.html").status_code == 404
+        assert c.get("/static/docs.js").status_code == 200
+        assert c.get("/redoc").status_code == 404
+        schema = c.get("/openapi.json").json()
+        assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+        assert schema["security"] == [{"bearer": []}]
+        assert "/v1/topics/{topic_id}" in schema["paths"]
