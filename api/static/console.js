@@ -231,7 +231,7 @@ function subRow(s, reload, secretNode) {
   const progress = h("div", { class: "progress hidden" }, h("div", {}));
   const row = h(
     "li",
-    { "data-sub": s.id },
+    { "data-sub": s.id, "data-channel": s.channel, "data-kind": s.sink.kind },
     h(
       "div",
       { class: "grow" },
@@ -258,7 +258,7 @@ function subRow(s, reload, secretNode) {
           })
         : null,
       s.sink.kind !== "web"
-        ? h("button", { class: "btn ghost small", type: "button", text: "Replay", onclick: () => replay(s, progress) })
+        ? h("button", { class: "btn ghost small", type: "button", text: "Replay", "data-action": "replay", onclick: () => replay(s, progress) })
         : null,
       act("Delete", () => api(`/v1/subscriptions/${id}`, { method: "DELETE" }).then(() => true), "btn danger small"),
     ),
@@ -349,11 +349,30 @@ function deliveryRow(d, reload) {
       h("div", {}, h("span", { class: "badge " + badge, text: d.status }), " ", h("span", { class: "mono", text: `${d.channel} · ${d.type}` })),
       h("div", { class: "muted mono", text: `${d.kind} · event ${d.event_id} · delivery ${d.id}` }),
       h(
-        "div",
+        "details",
         { class: "muted" },
-        `${d.attempts.length} attempt${d.attempts.length === 1 ? "" : "s"}`,
-        last ? ` · last: ${last.outcome || ""} ${last.status_code || ""} ${last.error || ""}` : "",
-        d.next_attempt_at ? ` · next ${when(d.next_attempt_at)}` : "",
+        h(
+          "summary",
+          {},
+          `${d.attempts.length} attempt${d.attempts.length === 1 ? "" : "s"}`,
+          last ? ` · last: ${last.outcome || ""} ${last.status_code || ""} ${last.error || ""}` : "",
+          d.next_attempt_at ? ` · next ${when(d.next_attempt_at)}` : "",
+        ),
+        h(
+          "table",
+          {},
+          h("tr", {}, ["When", "Outcome", "Status or error", "Duration"].map((t) => h("th", { text: t }))),
+          d.attempts.map((a) =>
+            h(
+              "tr",
+              {},
+              h("td", { text: when(a.at) }),
+              h("td", { text: a.outcome || "" }),
+              h("td", { class: "mono", text: [a.status_code, a.error].filter((x) => x !== undefined && x !== null).join(" ") }),
+              h("td", { text: a.duration_ms !== undefined ? `${a.duration_ms} ms` : "" }),
+            ),
+          ),
+        ),
       ),
     ),
     d.status === "failed"
@@ -449,13 +468,15 @@ panels.figures = () => {
         const m = line.match(/^notify_deliveries_total\{sink="([^"]*)",outcome="([^"]*)"\} (\S+)/);
         if (m) outcomes[m[2]] = (outcomes[m[2]] || 0) + Number(m[3]);
       }
-      const card = (name, value) => h("div", { class: "figure" }, h("div", { class: "value", text: value }), h("div", { class: "name", text: name }));
+      const card = (name, value, note = "") =>
+        h("div", { class: "figure" }, h("div", { class: "value", text: value }), h("div", { class: "name", text: name }), note ? h("div", { class: "name", text: note }) : null);
       fill(
         grid,
-        card("open connections (this gateway)", figures.streams),
-        card("events published / s", rate("published").toFixed(1)),
-        card("events sent / s", rate("sent").toFixed(1)),
-        Object.entries(outcomes).map(([k, v]) => card("deliveries " + k, v)),
+        card("open connections", figures.streams, "this gateway"),
+        card("events published / s", rate("published").toFixed(1), `${figures.published} in all`),
+        card("events sent / s", rate("sent").toFixed(1), `${figures.sent} in all`),
+        card("slow consumers cut", sum("notify_slow_consumer_disconnects_total")),
+        ["delivered", "retry", "failed"].map((k) => card("deliveries " + k, outcomes[k] || 0, "all workers")),
       );
       previous = { ...figures, at: now };
     } catch (error) {

@@ -11,7 +11,7 @@ import http.server
 import secrets
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from notify.auth import mint
+from tests.integration.delivery_stack import FAST_ENV
 from tests.support.ports import free_port
-from tests.support.procs import Gateway
+from tests.support.procs import Gateway, Proc
 from tests.support.redis import RedisServer
 from tests.support.system import ensure_binary
 
@@ -96,6 +97,7 @@ class Stack:
     secret: str
     pages: str
     browser: webdriver.Chrome
+    procs: list[Proc] = field(default_factory=list)
 
     def token(
         self,
@@ -109,6 +111,17 @@ class Stack:
 
     def client_page(self) -> str:
         return f"{self.pages}/client.html?gateway={self.gateway.base_url}"
+
+    def role(self, *args: str) -> Proc:
+        """A dispatcher or worker on this stack's Redis, killed with the stack."""
+        proc = Proc(
+            args,
+            directory=self.gateway.directory,
+            env={"NOTIFY_REDIS_URL": self.redis.url, "NOTIFY_JWT_SECRET": self.secret, **FAST_ENV},
+            name=args[0],
+        )
+        self.procs.append(proc)
+        return proc.start()
 
     def shot(self, name: str) -> Path:
         """A screenshot of the current page, kept (git-ignored) for a human to look at."""
@@ -136,14 +149,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         redis_url=redis.url,
         jwt_secret=secret,
         directory=root / "gateway",
-        env={"NOTIFY_CORS_ORIGINS": pages_url},
+        env={"NOTIFY_CORS_ORIGINS": pages_url, **FAST_ENV},
     )
     driver = None
+    stack: Stack | None = None
     try:
         gateway.start()
         driver = launch(root, notifications=True)
-        yield Stack(redis, gateway, secret, pages_url, driver)
+        stack = Stack(redis, gateway, secret, pages_url, driver)
+        yield stack
     finally:
+        for proc in stack.procs if stack is not None else ():
+            proc.kill()
         if driver is not None:
             driver.quit()
         gateway.kill()

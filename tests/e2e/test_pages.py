@@ -7,12 +7,16 @@ from typing import Any
 
 import httpx
 from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.alert import Alert
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.select import Select
 
 from tests.e2e.conftest import Stack
 from tests.e2e.test_notify_js import wait_for
+from tests.support.webhook_receiver import Answer, Receiver
 
+HOOK_ROW = '#sub-list [data-kind="webhook"]'
 XSS = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
 
 
@@ -217,3 +221,77 @@ def test_docs_render_offline_with_an_authorize_button(stack: Stack) -> None:
     )
     assert loaded and all(url.startswith(stack.gateway.base_url) for url in loaded), loaded
     stack.shot("docs")
+
+
+def test_console_webhook_delivery_failure_retry_and_replay(stack: Stack) -> None:
+    receiver = Receiver().start()
+    try:
+        receiver.answer("/hook", default=Answer(status=500))
+        stack.role("dispatcher")
+        stack.role("worker", "--concurrency", "2")
+        stack.browser.set_window_size(1280, 900)
+        sign_in(stack, "/", stack.token("root", admin=True))
+        click(stack, '[data-tab="subscriptions"]')
+        find(stack, "#sub-channel").send_keys("hooks.>")  # type: ignore[union-attr]
+        Select(find(stack, "#sub-kind")).select_by_value("webhook")
+        find(stack, "#sub-url").send_keys(receiver.url("/hook"))  # type: ignore[union-attr]
+        click(stack, "#sub-create")
+        wait_for(lambda: "whsec_" in text_of(stack, "#sub-secret"), what="secret shown once")
+        wait_for(lambda: find(stack, HOOK_ROW), what="listed")
+
+        with api(stack, stack.token("root", admin=True)) as client:
+            r = client.post("/v1/events", json={"channel": "hooks.a", "type": "t", "data": 1})
+            assert r.status_code == 202
+        receiver.wait("/hook", 1, timeout=30)
+
+        click(stack, '[data-tab="deliveries"]')
+
+        def failed_listed() -> bool:
+            click(stack, "#deliveries-refresh")
+            time.sleep(0.5)
+            return "failed" in text_of(stack, '#delivery-list [data-status="failed"]')
+
+        wait_for(failed_listed, timeout=30, what="failed delivery listed first")
+        first = find(stack, "#delivery-list li")
+        assert first is not None and first.get_attribute("data-status") == "failed"
+        assert "attempts" in text_of(stack, "#delivery-list li")
+        stack.shot("console-deliveries-failed")
+
+        receiver.answer("/hook", default=Answer(status=200))
+        before = len(receiver.at("/hook"))
+        click(stack, '#delivery-list [data-status="failed"] button')
+        receiver.wait("/hook", before + 1, timeout=20)
+
+        def delivered_listed() -> bool:
+            click(stack, "#deliveries-refresh")
+            time.sleep(0.5)
+            return bool(find(stack, '#delivery-list [data-status="delivered"]'))
+
+        wait_for(delivered_listed, timeout=20, what="retried delivery delivered")
+        stack.shot("console-deliveries-retried")
+
+        # replay everything retained: the one event goes out again, with progress shown
+        click(stack, '[data-tab="subscriptions"]')
+        replay = wait_for(
+            lambda: find(stack, HOOK_ROW + " button[data-action=replay]"), what="replay"
+        )
+        replay.click()
+        alert = wait_for(lambda: alert_of(stack), what="prompt")
+        alert.send_keys("0-0")
+        alert.accept()
+        after_retry = len(receiver.at("/hook"))
+        receiver.wait("/hook", after_retry + 1, timeout=20)
+        wait_for(
+            lambda: "1 of 1" in (find(stack, HOOK_ROW + " .progress").get_attribute("title") or ""),  # type: ignore[union-attr]
+            what="replay progress complete",
+        )
+        stack.shot("console-replay")
+    finally:
+        receiver.stop()
+
+
+def alert_of(stack: Stack) -> Alert | None:
+    try:
+        return stack.browser.switch_to.alert
+    except WebDriverException:
+        return None
