@@ -18,6 +18,7 @@ const ADDRESS = { email: "to", webhook: "url", monitoring: "url" };
 let topics = [];
 let subs = [];
 const recent = [];
+const notified = new Set(); // ids of events the system showed a notification for
 const addresses = JSON.parse(sessionStorage.getItem("notify.addresses") || "{}");
 
 const sameTypes = (a, b) => JSON.stringify([...(a || [])].sort()) === JSON.stringify([...(b || [])].sort());
@@ -155,7 +156,7 @@ function notificationCard() {
           "div",
           { class: "events", id: "recent" },
           recent.map((e) =>
-            h("div", { class: "event" }, h("div", { class: "meta" }, h("span", { class: "channel", text: e.channel }), h("span", { class: "badge", text: e.type }), h("span", { text: when(e.time) })), h("pre", { text: JSON.stringify(e.data) })),
+            h("div", { class: "event" }, h("div", { class: "meta" }, h("span", { class: "channel", text: e.channel }), h("span", { class: "badge", text: e.type }), h("span", { text: when(e.time) }), notified.has(e.id) ? h("span", { class: "badge ok", "data-notified": "", text: "notified" }) : null), h("pre", { text: JSON.stringify(e.data) })),
           ),
         )
       : h("p", { class: "muted", id: "recent", text: "Nothing yet." }),
@@ -230,7 +231,11 @@ function arrived(event) {
   recent.splice(20);
   if ("Notification" in globalThis && Notification.permission === "granted") {
     const body = typeof event.data === "string" ? event.data : JSON.stringify(event.data);
-    new Notification(event.type, { body: `${event.channel}: ${body}`.slice(0, 240), tag: event.id });
+    const note = new Notification(event.type, { body: `${event.channel}: ${body}`.slice(0, 240), tag: event.id });
+    note.addEventListener("show", () => {
+      notified.add(event.id);
+      render();
+    });
   }
   render();
 }

@@ -232,3 +232,43 @@ def test_renews_its_token_before_it_expires(stack: Stack) -> None:
     assert js(stack, "window.asked") >= 3
     assert js(stack, "window.clients.r.errors") == []
     assert "closed" not in js(stack, "window.clients.r.states")
+
+
+def test_pure_helpers_in_the_browser(stack: Stack) -> None:
+    open_page(stack)
+    result = stack.browser.execute_async_script(
+        """
+        const done = arguments[0];
+        window.lib.then((m) => {
+          const frames = [];
+          const parser = new m.SseParser((f) => frames.push(f));
+          parser.push("retry: 3000\\nid: 5-0\\n\\n: keepalive\\n\\nid: 6-0\\nda");
+          parser.push('ta: {"a":1}\\r\\n\\r\\nevent: gap\\ndata: {"reason":"x"}\\n\\n');
+          done({
+            frames,
+            matches: [
+              m.matches("orders.*", "orders.eu"), m.matches("orders.*", "orders"),
+              m.matches("orders.*", "orders.eu.x"), m.matches("orders.>", "orders.eu.x"),
+              m.matches("orders.>", "orders"), m.matches("a.b", "a.b"), m.matches(">", "a"),
+            ],
+            backoff: [0, 1, 2, 10, 30].map((n) => [m.backoff(n, 500, 15000, () => 0),
+                                                  m.backoff(n, 500, 15000, () => 1)]),
+            renew: [m.renewDelay(100000, 0), m.renewDelay(2000, 0), m.renewDelay(0, 10)],
+          });
+        });
+        """
+    )
+    assert result["frames"] == [  # absent fields are undefined (null once serialised)
+        {"id": "5-0", "event": None, "data": None},
+        {"id": "6-0", "event": None, "data": '{"a":1}'},
+        {"id": None, "event": "gap", "data": '{"reason":"x"}'},
+    ]
+    assert result["matches"] == [True, False, False, True, False, True, True]
+    assert result["backoff"] == [
+        [250, 500],
+        [500, 1000],
+        [1000, 2000],
+        [7500, 15000],
+        [7500, 15000],
+    ]
+    assert result["renew"] == [80000, 1000, 0]

@@ -119,6 +119,8 @@ def test_preferences_toggle_subscriptions_and_notify_in_the_browser(stack: Stack
         assert r.status_code == 202
         recent = wait_for(lambda: find(stack, "#recent .event"), what="event shown")
         assert "order.shipped" in recent.text and "<img src=x" in recent.text
+        # the system showed a notification for it (Chromium runs with them granted)
+        wait_for(lambda: find(stack, "#recent [data-notified]"), what="system notification")
         assert stack.browser.execute_script("return window.pwned") is None
         stack.shot("preferences-on")
 
