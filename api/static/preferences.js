@@ -163,6 +163,12 @@ function notificationCard() {
   );
 }
 
+// only this card: a redraw of the whole page would take the focus from a field being typed in
+function redrawNotifications() {
+  const card = $("#browser-notifications");
+  if (card) card.replaceWith(notificationCard());
+}
+
 function othersCard() {
   const fromTopics = new Set(topics.flatMap((t) => t.sinks.map((k) => matching(t, k)).filter(Boolean).map((s) => s.id)));
   const others = subs.filter((s) => !fromTopics.has(s.id));
@@ -234,10 +240,10 @@ function arrived(event) {
     const note = new Notification(event.type, { body: `${event.channel}: ${body}`.slice(0, 240), tag: event.id });
     note.addEventListener("show", () => {
       notified.add(event.id);
-      render();
+      redrawNotifications();
     });
   }
-  render();
+  redrawNotifications();
 }
 
 await attempt(load);
