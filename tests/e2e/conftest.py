@@ -155,7 +155,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack: Stack | None = None
     try:
         gateway.start()
-        driver = launch(root, notifications=True)
+        # the network is loopback only: any asset fetched from elsewhere fails to load
+        driver = launch(
+            root, "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", notifications=True
+        )
         stack = Stack(redis, gateway, secret, pages_url, driver)
         yield stack
     finally:
