@@ -141,20 +141,21 @@ def test_resumes_across_a_gateway_crash_without_loss_or_repeat(
     assert js(stack, "window.clients.a.states") == ["open", "connecting", "open"]
 
 
+@pytest.mark.parametrize("transport", ["sse", "ws"])
 def test_tabs_share_one_connection_and_a_closed_leader_hands_over_without_gap(
-    stack: Stack,
+    stack: Stack, transport: str
 ) -> None:
     token = stack.token(publish=["tabs.>"], subscribe=["tabs.>"])
     browser = stack.browser
     open_page(stack)  # closes the previous test's clients
-    wait_for(lambda: streams_open(stack, "sse") == 0, what="no stream left over")
+    wait_for(lambda: streams_open(stack, transport) == 0, what="no stream left over")
     handles = []
     for i in range(10):
         if i:
             browser.switch_to.new_window("tab")
             open_page(stack)
         handles.append(browser.current_window_handle)
-        start(stack, "t", "tabs.*", token=token)
+        start(stack, "t", "tabs.*", token=token, transport=transport)
 
     def everyone(check: Callable[[], bool]) -> bool:
         for handle in handles:
@@ -167,7 +168,7 @@ def test_tabs_share_one_connection_and_a_closed_leader_hands_over_without_gap(
         lambda: everyone(lambda: js(stack, "window.clients.t.client.state") == "open"),
         what="every tab open",
     )
-    assert streams_open(stack, "sse") == 1
+    assert streams_open(stack, transport) == 1
     sent = publish(stack, token, "tabs.a", 5)
     wait_for(lambda: everyone(lambda: got_ids(stack, "t") == sent), what="every tab got 5")
     leaders = []
@@ -199,7 +200,7 @@ def test_tabs_share_one_connection_and_a_closed_leader_hands_over_without_gap(
         timeout=30,
         what="every remaining tab got every event once, in order",
     )
-    assert streams_open(stack, "sse") == 1
+    assert streams_open(stack, transport) == 1
     for handle in handles[1:]:
         browser.switch_to.window(handle)
         browser.close()
