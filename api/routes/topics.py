@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from notify.api.deps import Auth, Store
-from notify.api.routes.publish import read_json
+from notify.api.routes.publish import PROBLEM, read_json
 from notify.api.routes.subscriptions import body_doc, json
 from notify.auth import Principal
 from notify.errors import Forbidden, NotFound
@@ -38,6 +38,32 @@ TOPIC_SCHEMA: dict[str, Any] = {
 }
 
 
+TOPIC_VIEW: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "title", "description", "channel", "template", "sinks"],
+    "properties": {
+        "id": {"type": "string"},
+        "title": {"type": "string"},
+        "description": {"type": "string"},
+        "channel": {"type": "string", "description": "the pattern for the caller"},
+        "template": {"type": "string", "description": "the pattern as defined, with {user}"},
+        "types": {"type": "array", "items": {"type": "string"}},
+        "sinks": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def answers(ok: dict[int | str, str], *errors: tuple[int, str]) -> dict[int | str, Any]:
+    """OpenAPI responses: topic bodies for ``ok``, problem+json for ``errors``."""
+    out: dict[int | str, Any] = {
+        status: {"description": text, "content": {"application/json": {"schema": TOPIC_VIEW}}}
+        for status, text in ok.items()
+    }
+    for status, text in ((401, "no or bad token"), (503, "store unavailable"), *errors):
+        out[status] = {"description": text, **PROBLEM}
+    return out
+
+
 def readable(principal: Principal, topic: Topic) -> bool:
     return principal.can_read(topic.channel_for(principal.sub))
 
@@ -47,7 +73,24 @@ def require_admin(principal: Principal) -> None:
         raise Forbidden("only an admin may change topics")
 
 
-@router.get("/v1/topics")
+@router.get(
+    "/v1/topics",
+    responses={
+        200: {
+            "description": "the topics the caller may read",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["topics"],
+                        "properties": {"topics": {"type": "array", "items": TOPIC_VIEW}},
+                    }
+                }
+            },
+        },
+        **answers({}),
+    },
+)
 async def list_(principal: Auth, redis: Store) -> dict[str, Any]:
     """The topics the caller may read, each ``channel`` resolved for the caller
     (``template`` keeps the definition with ``{user}``)."""
@@ -55,7 +98,10 @@ async def list_(principal: Auth, redis: Store) -> dict[str, Any]:
     return {"topics": [t.public(principal.sub) for t in topics if readable(principal, t)]}
 
 
-@router.get("/v1/topics/{topic_id}")
+@router.get(
+    "/v1/topics/{topic_id}",
+    responses=answers({200: "the topic"}, (404, "no such topic"), (422, "bad id")),
+)
 async def read(topic_id: str, principal: Auth, redis: Store) -> dict[str, Any]:
     topic = await TopicStore(redis).get(validate_id(topic_id))
     if topic is None or not readable(principal, topic):
@@ -63,7 +109,16 @@ async def read(topic_id: str, principal: Auth, redis: Store) -> dict[str, Any]:
     return topic.public(principal.sub)
 
 
-@router.put("/v1/topics/{topic_id}", openapi_extra=body_doc(TOPIC_SCHEMA))
+@router.put(
+    "/v1/topics/{topic_id}",
+    openapi_extra=body_doc(TOPIC_SCHEMA),
+    responses=answers(
+        {200: "replaced", 201: "created"},
+        (403, "not an admin"),
+        (413, "body too large"),
+        (422, "invalid topic"),
+    ),
+)
 async def put(topic_id: str, request: Request, principal: Auth, redis: Store) -> Response:
     """Create (201) or replace (200) a topic. Admin only."""
     require_admin(principal)
@@ -72,7 +127,11 @@ async def put(topic_id: str, request: Request, principal: Auth, redis: Store) ->
     return json(topic.public(), 201 if created else 200)
 
 
-@router.delete("/v1/topics/{topic_id}", status_code=204)
+@router.delete(
+    "/v1/topics/{topic_id}",
+    status_code=204,
+    responses=answers({}, (403, "not an admin"), (404, "no such topic"), (422, "bad id")),
+)
 async def delete(topic_id: str, principal: Auth, redis: Store) -> Response:
     """Remove a topic (the subscriptions made from it stay). Admin only."""
     require_admin(principal)
