@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from notify.api.deps import Auth, Store
@@ -13,31 +13,51 @@ from notify.api.routes.subscriptions import body_doc, json
 from notify.auth import Principal
 from notify.errors import Forbidden, NotFound
 from notify.redis.topics import TopicStore
-from notify.topics import Topic, parse_topic, validate_id
+from notify.subscriptions import KINDS, MAX_TYPES
+from notify.topics import MAX_DESCRIPTION, MAX_TITLE, Topic, parse_topic, validate_id
 
 router = APIRouter(tags=["topics"])
 MAX_BODY = 16 * 1024
+SEGMENT = r"(?:[A-Za-z0-9_@:-]{1,64}|\*|\{user\})"
+TYPE_SEGMENT = r"(?:[A-Za-z0-9_:-]{1,64}|\*)"
 TOPIC_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["title", "channel", "sinks"],
+    "additionalProperties": False,
     "properties": {
-        "title": {"type": "string", "example": "Order updates"},
-        "description": {"type": "string"},
+        "title": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_TITLE,
+            "pattern": r"\S",
+            "example": "Order updates",
+        },
+        "description": {"type": "string", "maxLength": MAX_DESCRIPTION},
         "channel": {
             "type": "string",
+            "maxLength": 120,
+            "pattern": rf"^(?:>|{SEGMENT}(?:\.{SEGMENT}){{0,7}}(?:\.>)?)$",
             "example": "user.{user}.orders",
-            "description": "a pattern; {user} stands for the subscriber's sub",
+            "description": "a pattern; {user} (a whole segment) stands for the subscriber's sub",
         },
-        "types": {"type": "array", "items": {"type": "string"}},
+        "types": {
+            "type": "array",
+            "maxItems": MAX_TYPES,
+            "items": {
+                "type": "string",
+                "maxLength": 128,
+                "pattern": rf"^(?:>|{TYPE_SEGMENT}(?:\.{TYPE_SEGMENT}){{0,3}}(?:\.>)?)$",
+            },
+        },
         "sinks": {
             "type": "array",
-            "items": {"enum": ["web", "email", "webhook", "monitoring"]},
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"enum": list(KINDS)},
             "example": ["web", "email"],
         },
     },
 }
-
-
 TOPIC_VIEW: dict[str, Any] = {
     "type": "object",
     "required": ["id", "title", "description", "channel", "template", "sinks"],
@@ -59,9 +79,17 @@ def answers(ok: dict[int | str, str], *errors: tuple[int, str]) -> dict[int | st
         status: {"description": text, "content": {"application/json": {"schema": TOPIC_VIEW}}}
         for status, text in ok.items()
     }
-    for status, text in ((401, "no or bad token"), (503, "store unavailable"), *errors):
+    common = (
+        (401, "no or bad token"),
+        (429, "too many failed sign-ins"),
+        (503, "store unavailable"),
+    )
+    for status, text in (*common, *errors):
         out[status] = {"description": text, **PROBLEM}
     return out
+
+
+TopicId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the topic's id")]
 
 
 def readable(principal: Principal, topic: Topic) -> bool:
@@ -102,7 +130,7 @@ async def list_(principal: Auth, redis: Store) -> dict[str, Any]:
     "/v1/topics/{topic_id}",
     responses=answers({200: "the topic"}, (404, "no such topic"), (422, "bad id")),
 )
-async def read(topic_id: str, principal: Auth, redis: Store) -> dict[str, Any]:
+async def read(topic_id: TopicId, principal: Auth, redis: Store) -> dict[str, Any]:
     topic = await TopicStore(redis).get(validate_id(topic_id))
     if topic is None or not readable(principal, topic):
         raise NotFound("no such topic")
@@ -119,7 +147,7 @@ async def read(topic_id: str, principal: Auth, redis: Store) -> dict[str, Any]:
         (422, "invalid topic"),
     ),
 )
-async def put(topic_id: str, request: Request, principal: Auth, redis: Store) -> Response:
+async def put(topic_id: TopicId, request: Request, principal: Auth, redis: Store) -> Response:
     """Create (201) or replace (200) a topic. Admin only."""
     require_admin(principal)
     topic = parse_topic(topic_id, await read_json(request, MAX_BODY))
@@ -132,7 +160,7 @@ async def put(topic_id: str, request: Request, principal: Auth, redis: Store) ->
     status_code=204,
     responses=answers({}, (403, "not an admin"), (404, "no such topic"), (422, "bad id")),
 )
-async def delete(topic_id: str, principal: Auth, redis: Store) -> Response:
+async def delete(topic_id: TopicId, principal: Auth, redis: Store) -> Response:
     """Remove a topic (the subscriptions made from it stay). Admin only."""
     require_admin(principal)
     if not await TopicStore(redis).delete(validate_id(topic_id)):
