@@ -15,6 +15,7 @@ $("#signout").addEventListener("click", () => {
 
 const client = new Notify({ url: location.origin, getToken: async () => session.token });
 client.addEventListener("state", (e) => ($("#dot").className = "dot " + e.detail));
+client.addEventListener("error", (e) => toast("Live updates stopped: " + e.detail.message, true));
 const panels = {};
 const field = (id, label, input) => h("div", { class: "field" }, h("label", { for: id, text: label }), input);
 const enc = encodeURIComponent;

@@ -216,6 +216,7 @@ function render() {
 // ---- browser notifications for web subscriptions, through notify.js ----
 const client = new Notify({ url: location.origin, getToken: async () => session.token });
 client.addEventListener("state", (e) => ($("#dot").className = "dot " + e.detail));
+client.addEventListener("error", (e) => toast("Live updates stopped: " + e.detail.message, true));
 let following = new Map(); // pattern -> unsubscribe
 
 function follow() {

@@ -71,6 +71,11 @@ export async function api(path, { method = "GET", body, token = session.token } 
   if (response.status === 204) return null;
   const type = response.headers.get("Content-Type") || "";
   const data = type.includes("json") ? await response.json() : await response.text();
+  if (response.status === 401 && token && token === session.token) {
+    // the stored token expired or was revoked: back to the sign-in form
+    session.token = null;
+    setTimeout(() => location.reload(), 1500);
+  }
   if (!response.ok) throw new ApiError(response.status, typeof data === "object" ? data : null);
   return data;
 }

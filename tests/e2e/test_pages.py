@@ -244,7 +244,7 @@ def test_console_webhook_delivery_failure_retry_and_replay(stack: Stack) -> None
         with api(stack, stack.token("root", admin=True)) as client:
             r = client.post("/v1/events", json={"channel": "hooks.a", "type": "t", "data": 1})
             assert r.status_code == 202
-        receiver.wait("/hook", 1, timeout=30)
+        receiver.wait("/hook", 1, timeout=60)  # a cold Celery worker on a busy machine
 
         click(stack, '[data-tab="deliveries"]')
 
