@@ -20,12 +20,15 @@ from notify.api.limits import FairShare, RateLimiter
 from notify.api.routes import (
     catalogue,
     deliveries,
+    docs,
     feed,
     history,
     ops,
+    pages,
     publish,
     stream,
     subscriptions,
+    topics,
     unsubscribe,
     ws,
 )
@@ -119,6 +122,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0",
         summary="Event notification fan-out: SSE, WebSocket, email, webhooks, monitoring",
         lifespan=lifespan,
+        docs_url=None,  # served offline by notify.api.routes.docs
+        redoc_url=None,
     )
     problems.install(app, settings.problem_base)
     if settings.cors_origin_list:
@@ -126,10 +131,11 @@ def create_app(settings: Settings) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_credentials=True,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
     routers = (publish, history, stream, ws, ops, subscriptions, deliveries, feed, unsubscribe)
-    for module in (*routers, catalogue):
+    for module in (*routers, catalogue, topics, pages, docs):
         app.include_router(module.router)
+    docs.with_bearer(app)
     return app

@@ -115,3 +115,6 @@ ALERTS_DUE = PREFIX + "alerts:due"
 
 CELERY_PREFIX = PREFIX + "celery:"
 """Prefix of every key the Celery broker (kombu) writes."""
+
+TOPICS = PREFIX + "topics"
+"""Hash: topic id -> topic JSON (the admin's catalogue), read by /v1/topics."""
