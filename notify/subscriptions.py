@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 import orjson
 from email_validator import EmailNotValidError, validate_email
 
-from notify import ssrf
+from notify import ssrf, templating
 from notify.channels import STAR, TAIL, matches, validate_pattern
 from notify.errors import InvalidInput
+from notify.formats import CHAT, FORMATS
 
 KINDS = ("web", "email", "webhook", "monitoring")
 MAX_TYPES = 32
@@ -30,8 +31,8 @@ ROTATION_OVERLAP_SECONDS = 86400
 _TYPE_SEGMENT = re.compile(r"[A-Za-z0-9_:\-]{1,128}")
 _SINK_FIELDS: dict[str, frozenset[str]] = {
     "web": frozenset({"kind"}),
-    "email": frozenset({"kind", "to", "digest_seconds"}),
-    "webhook": frozenset({"kind", "url"}),
+    "email": frozenset({"kind", "to", "digest_seconds", "template"}),
+    "webhook": frozenset({"kind", "url", "format", "template"}),
     "monitoring": frozenset({"kind", "url"}),
 }
 CREATE_FIELDS = frozenset({"channel", "types", "sink", "user"})
@@ -225,13 +226,64 @@ def validate_sink(raw: object, *, allow_private: bool, name: str = "sink") -> di
                 f"digest_seconds must be an integer from 0 to {MAX_DIGEST_SECONDS}",
                 field=f"{name}.digest_seconds",
             )
-        return {
+        email = {
             "kind": "email",
             "to": validate_address(sink.get("to"), f"{name}.to"),
             "digest_seconds": digest,
         }
+        if sink.get("template") is not None:
+            email["template"] = validate_email_template(sink["template"], f"{name}.template")
+        return email
     url = validate_url(sink.get("url"), f"{name}.url", allow_private=allow_private)
-    return {"kind": kind, "url": url}
+    if kind == "monitoring":
+        return {"kind": kind, "url": url}
+    return {"kind": kind, "url": url, **validate_format(sink, name)}
+
+
+def validate_format(sink: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A webhook's ``format`` and ``template``: stored only when not the default, so a
+    plain webhook keeps its plain shape."""
+    fmt = sink.get("format", "standard")
+    if fmt not in FORMATS:
+        raise InvalidInput(f"format must be one of {', '.join(FORMATS)}", field=f"{name}.format")
+    template = sink.get("template")
+    if fmt == "template" and template is None:
+        raise InvalidInput('format "template" needs a template', field=f"{name}.template")
+    if template is not None and fmt not in CHAT | {"template"}:
+        raise InvalidInput(
+            f"a template is used by the formats template, {', '.join(sorted(CHAT))}",
+            field=f"{name}.template",
+        )
+    out: dict[str, Any] = {} if fmt == "standard" else {"format": fmt}
+    if template is not None:
+        out["template"] = validate_template(template, f"{name}.template")
+    return out
+
+
+def validate_template(raw: object, name: str, *, html: bool = False) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise InvalidInput("a template is a non-empty string", field=name)
+    try:
+        templating.check(raw, html)
+    except templating.TemplateError as exc:
+        raise InvalidInput(f"template error: {exc}", field=name) from exc
+    return raw
+
+
+EMAIL_TEMPLATE_PARTS = ("subject", "text", "html")
+
+
+def validate_email_template(raw: object, name: str) -> dict[str, str]:
+    """``{"subject","text","html"}``, each optional: a part not given keeps the default."""
+    parts = _require_object(raw, name)
+    _reject_unknown(parts, frozenset(EMAIL_TEMPLATE_PARTS), prefix=f"{name}.")
+    if not parts:
+        raise InvalidInput("give at least one of subject, text, html", field=name)
+    return {
+        part: validate_template(parts[part], f"{name}.{part}", html=part == "html")
+        for part in EMAIL_TEMPLATE_PARTS
+        if part in parts
+    }
 
 
 def validate_address(raw: object, name: str) -> str:

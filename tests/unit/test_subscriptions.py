@@ -164,3 +164,63 @@ def test_an_address_smtp_cannot_carry_without_smtputf8_is_refused() -> None:
     with pytest.raises(InvalidInput) as info:
         validate_address("üser@example.com", "sink.to")
     assert info.value.field == "sink.to" and "before the @-sign" in info.value.detail
+
+
+HOOK = {"kind": "webhook", "url": "https://h.example.com/x"}
+
+
+@pytest.mark.parametrize(
+    ("sink", "expected"),
+    [
+        ({**HOOK, "format": "standard"}, HOOK),
+        ({**HOOK, "format": "slack"}, {**HOOK, "format": "slack"}),
+        ({**HOOK, "format": "cloudevents"}, {**HOOK, "format": "cloudevents"}),
+        (
+            {**HOOK, "format": "template", "template": "{{ event.type }}"},
+            {**HOOK, "format": "template", "template": "{{ event.type }}"},
+        ),
+        (
+            {**HOOK, "format": "teams", "template": "{{ event.type }}"},
+            {**HOOK, "format": "teams", "template": "{{ event.type }}"},
+        ),
+        (
+            {"kind": "email", "to": "a@example.com", "template": {"subject": "{{ event.type }}"}},
+            {
+                "kind": "email",
+                "to": "a@example.com",
+                "digest_seconds": 0,
+                "template": {"subject": "{{ event.type }}"},
+            },
+        ),
+    ],
+)
+def test_formats_and_templates(sink: dict[str, Any], expected: dict[str, Any]) -> None:
+    draft = parse_create({"channel": "a.>", "sink": sink}, allow_private=False)
+    assert draft.sink == expected
+
+
+@pytest.mark.parametrize(
+    ("sink", "field", "detail"),
+    [
+        ({**HOOK, "format": "sms"}, "sink.format", "format must be one of"),
+        ({**HOOK, "format": "template"}, "sink.template", "needs a template"),
+        ({**HOOK, "template": "x"}, "sink.template", "used by the formats"),
+        ({**HOOK, "format": "template", "template": ""}, "sink.template", "non-empty string"),
+        ({**HOOK, "format": "template", "template": "a\n{{ x( }}"}, "sink.template", "line 2:"),
+        ({**HOOK, "format": "slack", "template": "{{ ''.__class__ }}"}, "sink.template", "line 1"),
+        ({"kind": "monitoring", "url": "http://a:1", "format": "slack"}, "sink.format", "unknown"),
+        (
+            {"kind": "email", "to": "a@b.co", "template": {"html": "{% include 'x' %}"}},
+            "sink.template.html",
+            "include",
+        ),
+        ({"kind": "email", "to": "a@b.co", "template": {"body": "x"}}, "sink.template.body", ""),
+        ({"kind": "email", "to": "a@b.co", "template": {}}, "sink.template", "at least one"),
+        ({"kind": "email", "to": "a@b.co", "template": "x"}, "sink.template", "JSON object"),
+    ],
+)
+def test_bad_formats_and_templates(sink: dict[str, Any], field: str, detail: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_create({"channel": "a", "sink": sink}, allow_private=False)
+    assert caught.value.field == field
+    assert detail in caught.value.detail
