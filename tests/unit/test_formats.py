@@ -10,6 +10,7 @@ from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 
 from notify.formats import Body, render_body
 from notify.templating import TemplateError
+from tests.support import chat_schemas
 
 ENVELOPE = (
     b'{"id":"1732683600000-0","channel":"orders.eu","type":"order.created",'
@@ -180,3 +181,14 @@ def test_teams_template_is_the_card_text() -> None:
 def test_a_failing_template_raises_with_its_reason() -> None:
     with pytest.raises(TemplateError, match="line 1: 'dict object' has no attribute 'x'"):
         body({"format": "template", "template": "{{ event.data.x.y }}"})
+
+
+@pytest.mark.parametrize("service", ["slack", "discord", "teams"])
+def test_default_renderings_pass_the_services_schemas(service: str) -> None:
+    big = orjson.dumps(
+        {"id": "1-0", "channel": "c", "type": "t", "time": "x", "data": {"s": "y" * 60_000}}
+    )
+    for envelope in (ENVELOPE, SUMMARY, big):
+        assert chat_schemas.check(service, body({"format": service}, envelope).content) == []
+    # and the checks do catch what a service refuses
+    assert chat_schemas.check(service, b'{"text": 1, "content": "", "type": "x"}') != []
