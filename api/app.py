@@ -25,6 +25,7 @@ from notify.redis.eventlog import RedisEventLog, Retention
 from notify.settings import Settings
 
 OPTIONAL_ROUTERS = (
+    "notify.api.routes.preview",  # before subscriptions: /v1/subscriptions/preview is no id
     "notify.api.routes.subscriptions",
     "notify.api.routes.deliveries",
     "notify.api.routes.feed",
