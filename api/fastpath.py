@@ -20,9 +20,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from notify import cloudevents
 from notify.api.deps import authenticate, authenticate_raw, gateway_of, raw_token
 from notify.api.problems import from_error, problem
 from notify.api.routes.publish import (
+    accept_cloudevents,
     accept_many,
     accept_one,
     batch_limit,
@@ -62,7 +64,13 @@ PUBLISH: dict[tuple[str, str], tuple[Callable[[Gateway], int], Accept]] = {
     ("POST", "/v1/events/batch"): (batch_limit, accept_many),
 }
 TOKEN_HEADERS = frozenset((b"authorization", b"cookie"))
-WANTED = TOKEN_HEADERS | {b"content-length", b"idempotency-key", b"origin"}
+WANTED = TOKEN_HEADERS | {
+    b"content-length",
+    b"idempotency-key",
+    b"origin",
+    b"content-type",
+    b"ce-specversion",
+}
 JSON_202 = (b"content-type", b"application/json")
 
 
@@ -119,6 +127,20 @@ class FastPaths:
             )
             key = idempotency(headers.get(b"idempotency-key"))
             body = await read_body(receive, limit_of(gw), headers.get(b"content-length"))
+            content_type = headers.get(b"content-type")
+            kind = cloudevents.mode(content_type, b"ce-specversion" in headers)
+            if kind is not None:  # the same parser as the documented routes
+                ce = {
+                    k: v
+                    for k, v in pick_all(scope).items()
+                    if k.startswith(cloudevents.HEADER_PREFIX)
+                }
+                query = scope.get("query_string", b"")
+                return Accepted(
+                    await accept_cloudevents(
+                        gw, principal, kind, ce, content_type, query, body, key
+                    )
+                )
             return Accepted(await accept(gw, principal, loads(body, "body"), key))
 
         response = await answer(work())
@@ -221,4 +243,13 @@ def pick_headers(scope: Scope, wanted: frozenset[bytes]) -> dict[bytes, str]:
     for name, value in scope["headers"]:
         if name in wanted and name not in headers:
             headers[name] = value.decode("latin-1")
+    return headers
+
+
+def pick_all(scope: Scope) -> dict[str, str]:
+    """Every header, by lower-case name (first value), for the rare request that needs
+    more than the few the fast path picks."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
     return headers

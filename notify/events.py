@@ -175,6 +175,7 @@ def encode_draft(
     max_bytes: int,
     time: str | None = None,
     prefix: str = "",
+    ce: dict[str, Any] | None = None,
 ) -> Draft:
     envelope: dict[str, Any] = {
         "channel": channel,
@@ -184,6 +185,8 @@ def encode_draft(
     }
     if origin is not None:
         envelope["origin"] = origin
+    if ce:
+        envelope["ce"] = ce  # a CloudEvent's own attributes (notify.cloudevents)
     try:
         body = orjson.dumps(envelope)
     except (TypeError, orjson.JSONEncodeError) as exc:
