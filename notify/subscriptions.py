@@ -18,12 +18,13 @@ from urllib.parse import urlsplit
 import orjson
 from email_validator import EmailNotValidError, validate_email
 
-from notify import ssrf, templating
+from notify import ssrf, templating, webhooks
 from notify.channels import STAR, TAIL, matches, validate_pattern
 from notify.errors import InvalidInput
 from notify.formats import CHAT, FORMATS
 
 KINDS = ("web", "email", "webhook", "monitoring")
+SIGNATURES = ("v1", "v1a")
 MAX_TYPES = 32
 MAX_URL = 2048
 MAX_DIGEST_SECONDS = 86400
@@ -32,7 +33,7 @@ _TYPE_SEGMENT = re.compile(r"[A-Za-z0-9_:\-]{1,128}")
 _SINK_FIELDS: dict[str, frozenset[str]] = {
     "web": frozenset({"kind"}),
     "email": frozenset({"kind", "to", "digest_seconds", "template"}),
-    "webhook": frozenset({"kind", "url", "format", "template"}),
+    "webhook": frozenset({"kind", "url", "format", "template", "signature"}),
     "monitoring": frozenset({"kind", "url"}),
 }
 CREATE_FIELDS = frozenset({"channel", "types", "sink", "user"})
@@ -80,8 +81,8 @@ class Subscription:
         return replace(self, secrets=(Secret(new), *kept))
 
     def public(self) -> dict[str, Any]:
-        """The API view: never holds a secret."""
-        return {
+        """The API view: never holds a secret (an Ed25519 public key is no secret)."""
+        view = {
             "id": self.id,
             "user": self.user,
             "channel": self.channel,
@@ -92,6 +93,10 @@ class Subscription:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+        keys = [s.value for s in self.secrets if webhooks.is_signing_key(s.value)]
+        if keys:
+            view["public_key"] = webhooks.public_key(keys[0])
+        return view
 
     def dumps(self) -> bytes:
         stored = self.public()
@@ -237,7 +242,13 @@ def validate_sink(raw: object, *, allow_private: bool, name: str = "sink") -> di
     url = validate_url(sink.get("url"), f"{name}.url", allow_private=allow_private)
     if kind == "monitoring":
         return {"kind": kind, "url": url}
-    return {"kind": kind, "url": url, **validate_format(sink, name)}
+    signature = sink.get("signature", "v1")
+    if signature not in SIGNATURES:
+        raise InvalidInput(
+            "signature must be v1 (HMAC-SHA256) or v1a (Ed25519)", field=f"{name}.signature"
+        )
+    extra = {"signature": "v1a"} if signature == "v1a" else {}
+    return {"kind": kind, "url": url, **validate_format(sink, name), **extra}
 
 
 def validate_format(sink: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -346,6 +357,12 @@ def sink_kind_change(current: Subscription, patch: Patch) -> None:
         raise InvalidInput(
             "a subscription's sink kind cannot change; create a new subscription",
             field="sink.kind",
+        )
+    # its keys are of one kind: HMAC secrets or Ed25519 keys
+    if patch.sink is not None and patch.sink.get("signature") != current.sink.get("signature"):
+        raise InvalidInput(
+            "a webhook's signature scheme cannot change; create a new subscription",
+            field="sink.signature",
         )
 
 
