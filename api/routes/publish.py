@@ -31,6 +31,22 @@ EVENT_SCHEMA: dict[str, Any] = {
         "origin": {"type": "string", "maxLength": 128},
     },
 }
+CLOUDEVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "CloudEvents 1.0, structured mode (binary mode: ce-* headers); the channel"
+    " is the channel attribute or ?channel=, source + id are the idempotency key, and the"
+    " other attributes are kept on the envelope under ce",
+    "required": ["specversion", "id", "source", "type"],
+    "properties": {
+        "specversion": {"const": "1.0"},
+        "id": {"type": "string", "minLength": 1},
+        "source": {"type": "string", "minLength": 1},
+        "type": {"type": "string", "maxLength": 128},
+        "channel": {"type": "string", "maxLength": 255},
+        "data": {"description": "any JSON value"},
+        "data_base64": {"type": "string", "contentEncoding": "base64"},
+    },
+}
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"description": d, **PROBLEM}
@@ -105,7 +121,16 @@ async def store(
     status_code=202,
     responses={202: {"description": "stored"}, **ERRORS},
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": EVENT_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": EVENT_SCHEMA},
+                "application/cloudevents+json": {"schema": CLOUDEVENT_SCHEMA},
+                "application/cloudevents-batch+json": {
+                    "schema": {"type": "array", "items": CLOUDEVENT_SCHEMA}
+                },
+            },
+        }
     },
 )
 async def publish(
