@@ -25,6 +25,7 @@ from notify.api.routes import (
     history,
     ops,
     pages,
+    preview,
     publish,
     stream,
     subscriptions,
@@ -134,8 +135,9 @@ def create_app(settings: Settings) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
-    routers = (publish, history, stream, ws, ops, subscriptions, deliveries, feed, unsubscribe)
-    for module in (*routers, catalogue, topics, pages, docs):
+    # preview before subscriptions: /v1/subscriptions/preview is not a subscription id
+    api = (publish, history, stream, ws, ops, preview, subscriptions, deliveries, feed)
+    for module in (*api, unsubscribe, catalogue, topics, pages, docs):
         app.include_router(module.router)
     docs.with_bearer(app)
     return app

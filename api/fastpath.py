@@ -19,9 +19,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from notify import cloudevents
 from notify.api.deps import authenticate, authenticate_raw, gateway_of, raw_token
 from notify.api.problems import from_exception
 from notify.api.routes.publish import (
+    accept_cloudevents,
     accept_many,
     accept_one,
     batch_limit,
@@ -66,6 +68,7 @@ WANTED = TOKEN_HEADERS | {
     b"idempotency-key",
     b"origin",
     b"referer",
+    b"ce-specversion",
 }
 JSON_202 = (b"content-type", b"application/json")
 
@@ -131,6 +134,20 @@ class FastPaths:
             )
             key = idempotency(headers.get(b"idempotency-key"))
             body = await read_body(receive, limit_of(gw), headers.get(b"content-length"))
+            content_type = headers.get(b"content-type")
+            kind = cloudevents.mode(content_type, b"ce-specversion" in headers)
+            if kind is not None:  # the same parser as the documented routes
+                ce = {
+                    k: v
+                    for k, v in pick_all(scope).items()
+                    if k.startswith(cloudevents.HEADER_PREFIX)
+                }
+                query = scope.get("query_string", b"")
+                return Accepted(
+                    await accept_cloudevents(
+                        gw, principal, kind, ce, content_type, query, body, key
+                    )
+                )
             return Accepted(await accept(gw, principal, loads(body, "body"), key))
 
         response = await answer(work())
@@ -240,4 +257,13 @@ def pick_headers(scope: Scope, wanted: frozenset[bytes]) -> dict[bytes, str]:
     for name, value in scope["headers"]:
         if name in wanted and name not in headers:
             headers[name] = value.decode("latin-1")
+    return headers
+
+
+def pick_all(scope: Scope) -> dict[str, str]:
+    """Every header, by lower-case name (first value), for the rare request that needs
+    more than the few the fast path picks."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
     return headers

@@ -6,6 +6,7 @@ request ("<arrival unix time> <event id>") to OUTFILE.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import Any
 import uvicorn
 
 arrivals: list[tuple[float, bytes]] = []
+EVENT_ID = re.compile(rb"[0-9]{13}-[0-9]+")
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -25,7 +27,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    arrivals.append((time.time(), body[7 : body.index(b'"', 7)]))
+    # the first event id in the body: the envelope's own, or where a format puts it
+    found = EVENT_ID.search(body)
+    arrivals.append((time.time(), found.group() if found else b"?"))
     await send({"type": "http.response.start", "status": 204, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 

@@ -13,6 +13,7 @@ children) and the time its threads sat runnable waiting for a CPU: on a busy mac
 low figure with a high wait is noise, not the code.
 
 Run: .venv/bin/python bench/webhook_throughput.py [--events 6000] [--subs 3]
+     [--format standard|slack|template]  (the subscriptions' webhook format)
      [--profile DIR]  (py-spy records of the worker processes and the dispatcher)
 """
 
@@ -121,8 +122,25 @@ async def wait_count(redis: aioredis.Redis, target: int, timeout: float) -> floa
     raise SystemExit(f"only {await delivered(redis)} of {target} delivered in {timeout} s")
 
 
+TEMPLATE = (
+    '{"id": {{ event.id|tojson }}, "text": "{{ event.type }} on {{ event.channel }}",'
+    ' "data": {{ event.data|tojson }}}'
+)
+FORMATS = {
+    "standard": {},
+    "slack": {"format": "slack"},
+    "template": {"format": "template", "template": TEMPLATE},
+}
+
+
 async def main(
-    events: int, subs: int, rate: int, seconds: int, profile: str | None, fmt: str
+    events: int,
+    subs: int,
+    rate: int,
+    seconds: int,
+    profile: str | None,
+    fmt: str,
+    body_format: str = "standard",
 ) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="notify-bench-"))
     redis_port, recv_port = free_port(), free_port()
@@ -146,7 +164,11 @@ async def main(
     try:
         made = []
         for n in range(subs):
-            sink = {"kind": "webhook", "url": f"http://127.0.0.1:{recv_port}/s{n}"}
+            sink = {
+                "kind": "webhook",
+                "url": f"http://127.0.0.1:{recv_port}/s{n}",
+                **FORMATS[body_format],
+            }
             made.append(
                 await store.create(Draft("bench.>", (), sink, None), "bench", limit=100,
                                    secret=new_secret())
@@ -174,7 +196,7 @@ async def main(
             took = time.monotonic() - start
             total = events * subs
             print(f"throughput: {total} deliveries in {took:.2f} s = {total / took:.0f}/s "
-                  f"({subs} subscriptions, 2 worker processes)")  # fmt: skip
+                  f"({subs} subscriptions, 2 worker processes, format {body_format})")  # fmt: skip
             print(phase.report(total, "delivery"))
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
@@ -245,5 +267,6 @@ if __name__ == "__main__":
     parser.add_argument(
         "--profile-format", default="flamegraph", choices=["flamegraph", "raw", "speedscope"]
     )
+    parser.add_argument("--format", default="standard", choices=sorted(FORMATS))
     a = parser.parse_args()
-    asyncio.run(main(a.events, a.subs, a.rate, a.seconds, a.profile, a.profile_format))
+    asyncio.run(main(a.events, a.subs, a.rate, a.seconds, a.profile, a.profile_format, a.format))

@@ -246,6 +246,7 @@ def encode_draft(
     time: str | None = None,
     prefix: str = "",
     parsed: bool = False,
+    ce: dict[str, Any] | None = None,
 ) -> Draft:
     """Encode a validated event; ``parsed`` says ``data`` came from :func:`loads` (plain
     JSON already), else it is checked with :func:`check_data`."""
@@ -259,6 +260,8 @@ def encode_draft(
     }
     if origin is not None:
         envelope["origin"] = origin
+    if ce:
+        envelope["ce"] = ce  # a CloudEvent's own attributes (notify.cloudevents)
     try:
         body = orjson.dumps(envelope)
     except (TypeError, orjson.JSONEncodeError) as exc:

@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from notify import templating
 from notify.errors import ConfigError
 from notify.mailtemplates import SETTING, Templates
 from notify.mailtemplates import load as load_templates
@@ -141,8 +142,15 @@ def escaped(fields: Mapping[str, str]) -> dict[str, str]:
 
 
 def event_message(
-    event: Mapping[str, Any], delivery_id: str, to: Addressing, templates: Templates
+    event: Mapping[str, Any],
+    delivery_id: str,
+    to: Addressing,
+    templates: Templates,
+    custom: Mapping[str, str] | None = None,
 ) -> Message:
+    """One event's message; ``custom`` holds a subscription's own Jinja templates
+    (``subject``, ``text``, ``html``; any not given keeps the operator's), which raise
+    TemplateError when they fail."""
     fields, size, cut = event_fields(event, MAX_DATA_CHARS)
     attachment = f"event-{header_safe(fields['event_id'], 64)}.json"
     note = (
@@ -152,17 +160,24 @@ def event_message(
         else ""
     )
     values = {**fields, "data_note": note, **common(to)}
+    custom = custom or {}
+    variables = {"event": event, **common(to)}
+
+    def part(name: str, default: str, *, html: bool = False) -> str:
+        source = custom.get(name)
+        return default if source is None else templating.render(source, variables, html=html)
+
     msg = body(
         delivery_id,
-        templates["event.txt"].substitute(values),
-        templates["event.html"].substitute(escaped(values)),
+        part("text", templates["event.txt"].substitute(values)),
+        part("html", templates["event.html"].substitute(escaped(values)), html=True),
         (attachment, orjson.dumps(dict(event))) if cut else None,
     )
     headers(
         msg,
         to,
         delivery_id,
-        subject=templates["event.subject"].substitute(values),
+        subject=part("subject", templates["event.subject"].substitute(values)),
         date=str(event.get("time", "")),
         extra={"X-Notify-Event": header_safe(fields["event_id"], 64)},
     )

@@ -18,11 +18,13 @@ from urllib.parse import urlsplit
 import orjson
 from email_validator import EmailNotValidError, validate_email
 
-from notify import ssrf
+from notify import ssrf, templating, webhooks
 from notify.channels import STAR, TAIL, matches, validate_pattern
 from notify.errors import Findings, InvalidInput
+from notify.formats import CHAT, FORMATS
 
 KINDS = ("web", "email", "webhook", "monitoring")
+SIGNATURES = ("v1", "v1a")
 MAX_TYPES = 32
 MAX_URL = 2048
 MAX_DIGEST_SECONDS = 86400
@@ -30,8 +32,8 @@ ROTATION_OVERLAP_SECONDS = 86400
 _TYPE_SEGMENT = re.compile(r"[A-Za-z0-9_:\-]{1,128}")
 _SINK_FIELDS: dict[str, frozenset[str]] = {
     "web": frozenset({"kind"}),
-    "email": frozenset({"kind", "to", "digest_seconds"}),
-    "webhook": frozenset({"kind", "url"}),
+    "email": frozenset({"kind", "to", "digest_seconds", "template"}),
+    "webhook": frozenset({"kind", "url", "format", "template", "signature"}),
     "monitoring": frozenset({"kind", "url"}),
 }
 CREATE_FIELDS = frozenset({"channel", "types", "sink", "user"})
@@ -79,8 +81,8 @@ class Subscription:
         return replace(self, secrets=(Secret(new), *kept))
 
     def public(self) -> dict[str, Any]:
-        """The API view: never holds a secret."""
-        return {
+        """The API view: never holds a secret (an Ed25519 public key is no secret)."""
+        view = {
             "id": self.id,
             "user": self.user,
             "channel": self.channel,
@@ -91,6 +93,10 @@ class Subscription:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+        keys = [s.value for s in self.secrets if webhooks.is_signing_key(s.value)]
+        if keys:
+            view["public_key"] = webhooks.public_key(keys[0])
+        return view
 
     def dumps(self) -> bytes:
         stored = self.public()
@@ -234,13 +240,70 @@ def validate_sink(raw: object, *, allow_private: bool, name: str = "sink") -> di
                 f"digest_seconds must be an integer from 0 to {MAX_DIGEST_SECONDS}",
                 field=f"{name}.digest_seconds",
             )
-        return {
+        email = {
             "kind": "email",
             "to": validate_address(sink.get("to"), f"{name}.to"),
             "digest_seconds": digest,
         }
+        if sink.get("template") is not None:
+            email["template"] = validate_email_template(sink["template"], f"{name}.template")
+        return email
     url = validate_url(sink.get("url"), f"{name}.url", allow_private=allow_private)
-    return {"kind": kind, "url": url}
+    if kind == "monitoring":
+        return {"kind": kind, "url": url}
+    signature = sink.get("signature", "v1")
+    if signature not in SIGNATURES:
+        raise InvalidInput(
+            "signature must be v1 (HMAC-SHA256) or v1a (Ed25519)", field=f"{name}.signature"
+        )
+    extra = {"signature": "v1a"} if signature == "v1a" else {}
+    return {"kind": kind, "url": url, **validate_format(sink, name), **extra}
+
+
+def validate_format(sink: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A webhook's ``format`` and ``template``: stored only when not the default, so a
+    plain webhook keeps its plain shape."""
+    fmt = sink.get("format", "standard")
+    if fmt not in FORMATS:
+        raise InvalidInput(f"format must be one of {', '.join(FORMATS)}", field=f"{name}.format")
+    template = sink.get("template")
+    if fmt == "template" and template is None:
+        raise InvalidInput('format "template" needs a template', field=f"{name}.template")
+    if template is not None and fmt not in CHAT | {"template"}:
+        raise InvalidInput(
+            f"a template is used by the formats template, {', '.join(sorted(CHAT))}",
+            field=f"{name}.template",
+        )
+    out: dict[str, Any] = {} if fmt == "standard" else {"format": fmt}
+    if template is not None:
+        out["template"] = validate_template(template, f"{name}.template")
+    return out
+
+
+def validate_template(raw: object, name: str, *, html: bool = False) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise InvalidInput("a template is a non-empty string", field=name)
+    try:
+        templating.check(raw, html)
+    except templating.TemplateError as exc:
+        raise InvalidInput(f"template error: {exc}", field=name) from exc
+    return raw
+
+
+EMAIL_TEMPLATE_PARTS = ("subject", "text", "html")
+
+
+def validate_email_template(raw: object, name: str) -> dict[str, str]:
+    """``{"subject","text","html"}``, each optional: a part not given keeps the default."""
+    parts = _require_object(raw, name)
+    _reject_unknown(parts, frozenset(EMAIL_TEMPLATE_PARTS), prefix=f"{name}.")
+    if not parts:
+        raise InvalidInput("give at least one of subject, text, html", field=name)
+    return {
+        part: validate_template(parts[part], f"{name}.{part}", html=part == "html")
+        for part in EMAIL_TEMPLATE_PARTS
+        if part in parts
+    }
 
 
 def validate_address(raw: object, name: str) -> str:
@@ -305,4 +368,10 @@ def sink_kind_change(current: Subscription, patch: Patch) -> None:
         raise InvalidInput(
             "a subscription's sink kind cannot change; create a new subscription",
             field="sink.kind",
+        )
+    # its keys are of one kind: HMAC secrets or Ed25519 keys
+    if patch.sink is not None and patch.sink.get("signature") != current.sink.get("signature"):
+        raise InvalidInput(
+            "a webhook's signature scheme cannot change; create a new subscription",
+            field="sink.signature",
         )

@@ -30,6 +30,7 @@ from notify.redis.digests import DigestStore, digest_id, is_digest
 from notify.sinks.base import RESPONSE_EXCERPT, Job, Receipt
 from notify.smtpurl import Sender, SmtpTarget
 from notify.subscriptions import Subscription
+from notify.templating import TemplateError
 from notify.unsubscribe import url as unsubscribe_url
 
 IDLE_SECONDS = 30.0
@@ -174,7 +175,16 @@ class EmailSink:
             return await self._collect(job)
         else:
             event = orjson.loads(job.event)
-            msg = mail.event_message(event, job.delivery_id, self.addressing(sub), self._templates)
+            try:
+                msg = mail.event_message(
+                    event,
+                    job.delivery_id,
+                    self.addressing(sub),
+                    self._templates,
+                    sub.sink.get("template"),
+                )
+            except TemplateError as exc:
+                raise PermanentDeliveryError(f"template: {exc}"[:RESPONSE_EXCERPT]) from exc
         reply = await self._pool.send(self._sender.address, str(sub.sink["to"]), mail.as_bytes(msg))
         return Receipt(250, reply[:RESPONSE_EXCERPT] or None)
 

@@ -1,5 +1,9 @@
 """The webhook sink: a signed POST of the event, per Standard Webhooks.
 
+The body is the subscription's format of the event (notify.formats); the signature
+covers that body exactly as sent. A template that fails to render fails the delivery
+with its reason: it would fail the same way on every retry.
+
 One HTTP/1.1 pool per worker process (``notify.sinks.http.HttpPool``) keeps connections
 alive per target and connects only to addresses the SSRF guard allowed. Redirects
 are not followed, the whole attempt (connect, send, read) has one deadline, and at
@@ -12,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from notify import webhooks
+from notify import formats, webhooks
 from notify.errors import PermanentDeliveryError, TargetGone, TransientDeliveryError
 from notify.retry import parse_retry_after
 from notify.sinks.base import RESPONSE_EXCERPT, Job, Receipt
 from notify.sinks.http import HttpClientError, HttpPool, Proxy, TargetRefused
+from notify.templating import TemplateError
 
 MAX_READ = 64 * 1024
 USER_AGENT = "notify-webhooks/1.0"
@@ -52,12 +57,18 @@ class WebhookSink:
         secrets = job.subscription.signing_secrets(now)
         if not secrets:
             raise PermanentDeliveryError("the subscription has no valid signing secret")
-        headers = webhooks.headers(secrets, job.delivery_id, int(now), job.event)
+        sink = job.subscription.sink
+        try:
+            body = formats.render_body(sink, job.event)
+        except TemplateError as exc:
+            raise PermanentDeliveryError(f"template: {exc}"[:RESPONSE_EXCERPT]) from exc
+        headers = webhooks.headers(secrets, job.delivery_id, int(now), body.content)
+        headers["content-type"] = body.content_type
         headers["user-agent"] = USER_AGENT
-        url = str(job.subscription.sink["url"])
+        url = str(sink["url"])
         try:
             async with asyncio.timeout(self._timeout):
-                answer = await self._pool.post(url, headers.items(), job.event, MAX_READ)
+                answer = await self._pool.post(url, headers.items(), body.content, MAX_READ)
         except TimeoutError as exc:
             raise TransientDeliveryError(f"timed out after {self._timeout:g} s") from exc
         except TargetRefused as exc:

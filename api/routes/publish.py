@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
-from notify import keys
+from notify import cloudevents, keys
 from notify.api import metrics
 from notify.api.deps import Auth, GatewayDep
 from notify.api.state import Gateway
@@ -31,6 +31,22 @@ EVENT_SCHEMA: dict[str, Any] = {
         "origin": {"type": "string", "maxLength": 128},
     },
 }
+CLOUDEVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "CloudEvents 1.0, structured mode (binary mode: ce-* headers); the channel"
+    " is the channel attribute or ?channel=, source + id are the idempotency key, and the"
+    " other attributes are kept on the envelope under ce",
+    "required": ["specversion", "id", "source", "type"],
+    "properties": {
+        "specversion": {"const": "1.0"},
+        "id": {"type": "string", "minLength": 1},
+        "source": {"type": "string", "minLength": 1},
+        "type": {"type": "string", "maxLength": 128},
+        "channel": {"type": "string", "maxLength": 255},
+        "data": {"description": "any JSON value"},
+        "data_base64": {"type": "string", "contentEncoding": "base64"},
+    },
+}
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"description": d, **PROBLEM}
@@ -47,6 +63,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 async def read_json(request: Request, limit: int) -> Any:
     """The request body as JSON, refusing more than ``limit`` bytes before reading it."""
+    return loads(await read_body(request, limit), "body")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes before reading it."""
     check_declared(request.headers.get("content-length"), limit)
     chunks: list[bytes] = []
     size = 0
@@ -55,7 +76,7 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise TooLarge(f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    return loads(b"".join(chunks), "body")
+    return b"".join(chunks)
 
 
 def check_declared(declared: str | None, limit: int) -> None:
@@ -100,7 +121,16 @@ async def store(
     status_code=202,
     responses={202: {"description": "stored"}, **ERRORS},
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": EVENT_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": EVENT_SCHEMA},
+                "application/cloudevents+json": {"schema": CLOUDEVENT_SCHEMA},
+                "application/cloudevents-batch+json": {
+                    "schema": {"type": "array", "items": CLOUDEVENT_SCHEMA}
+                },
+            },
+        }
     },
 )
 async def publish(
@@ -115,8 +145,50 @@ async def publish(
 
 async def publish_one(gw: Gateway, principal: Principal, request: Request) -> Response:
     key = idempotency(request.headers.get("idempotency-key"))
+    if (ce := cloudevents_of(request)) is not None:
+        body = await read_body(request, one_limit(gw))
+        accepted = await accept_cloudevents(gw, principal, *ce, body, key)
+        return Response(accepted, 202, media_type="application/json")
     raw = await read_json(request, one_limit(gw))
     return Response(await accept_one(gw, principal, raw, key), 202, media_type="application/json")
+
+
+def cloudevents_of(request: Request) -> CloudEventsRequest | None:
+    """The CloudEvents parts of a request, or None for notify's own JSON."""
+    headers = {k: v for k, v in request.headers.items() if k.startswith("ce-")}
+    content_type = request.headers.get("content-type")
+    kind = cloudevents.mode(content_type, "ce-specversion" in headers)
+    if kind is None:
+        return None
+    return kind, headers, content_type, request.scope.get("query_string", b"")
+
+
+CloudEventsRequest = tuple[str, dict[str, str], "str | None", bytes]
+
+
+async def accept_cloudevents(
+    gw: Gateway,
+    principal: Principal,
+    kind: str,
+    headers: dict[str, str],
+    content_type: str | None,
+    query_string: bytes,
+    body: bytes,
+    key: str | None,
+) -> bytes:
+    """Validate and store CloudEvents (any mode, either endpoint), all or nothing; the
+    answer is shaped by the mode: ``{"id","channel"}`` for one, ``{"ids"}`` for a batch.
+    Without an Idempotency-Key, ``source`` + ``id`` make one."""
+    incoming = cloudevents.parse(kind, headers, content_type, body, query_string, MAX_BATCH)
+    drafts = cloudevents.drafts(incoming, max_bytes=gw.settings.max_event_bytes, time=now_rfc3339())
+    for i, d in enumerate(drafts):
+        if not principal.can_publish(d.channel):
+            field = f"events[{i}].channel" if kind == "batch" else "channel"
+            raise Forbidden(f"token may not publish to {d.channel!r}", field=field)
+    pairs = await store(gw, principal.sub, drafts, key or cloudevents.idempotency_key(incoming))
+    if kind == "batch":
+        return orjson.dumps({"ids": [i for i, _ in pairs]})
+    return orjson.dumps({"id": pairs[0][0], "channel": pairs[0][1]})
 
 
 async def accept_one(gw: Gateway, principal: Principal, raw: Any, key: str | None) -> bytes:
@@ -166,6 +238,10 @@ async def publish_batch(
 
 async def publish_many(gw: Gateway, principal: Principal, request: Request) -> Response:
     key = idempotency(request.headers.get("idempotency-key"))
+    if (ce := cloudevents_of(request)) is not None:
+        body = await read_body(request, batch_limit(gw))
+        accepted = await accept_cloudevents(gw, principal, *ce, body, key)
+        return Response(accepted, 202, media_type="application/json")
     raw = await read_json(request, batch_limit(gw))
     return Response(await accept_many(gw, principal, raw, key), 202, media_type="application/json")
 

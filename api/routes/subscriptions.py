@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from notify.subscriptions import (
     parse_patch,
     sink_kind_change,
 )
-from notify.webhooks import new_secret
+from notify.webhooks import is_signing_key, new_secret, new_signing_key
 
 router = APIRouter(tags=["subscriptions"])
 MAX_BODY = 64 * 1024
@@ -34,12 +35,28 @@ SINK_SCHEMA: dict[str, Any] = {
                 "kind": {"const": "email"},
                 "to": {"type": "string", "format": "email"},
                 "digest_seconds": {"type": "integer", "minimum": 0, "maximum": 86400},
+                "template": {
+                    "type": "object",
+                    "properties": {
+                        "subject": {"type": "string"},
+                        "text": {"type": "string"},
+                        "html": {"type": "string"},
+                    },
+                },
             },
             "required": ["kind", "to"],
         },
         {
             "type": "object",
-            "properties": {"kind": {"const": "webhook"}, "url": {"type": "string"}},
+            "properties": {
+                "kind": {"const": "webhook"},
+                "url": {"type": "string"},
+                "format": {
+                    "enum": ["standard", "cloudevents", "slack", "discord", "teams", "template"]
+                },
+                "template": {"type": "string", "description": "Jinja2, sees `event`"},
+                "signature": {"enum": ["v1", "v1a"], "description": "v1a: Ed25519"},
+            },
             "required": ["kind", "url"],
         },
         {
@@ -90,13 +107,13 @@ async def create(
         raise InvalidInput("user is given twice, as two different users", field="user")
     user = principal.acting_for(draft.user if draft.user is not None else user)
     principal.require_read(draft.channel)
-    secret = new_secret() if draft.sink["kind"] == "webhook" else None
+    secret = new_key(draft.sink) if draft.sink["kind"] == "webhook" else None
     sub = await SubscriptionStore(redis).create(
         draft, user, limit=settings.max_subscriptions_per_user, secret=secret
     )
     body = sub.public()
-    if secret:
-        body["secret"] = secret
+    if secret and not is_signing_key(secret):
+        body["secret"] = secret  # an Ed25519 key stays here: its receiver has public_key
     return json(body, 201, headers={"Location": f"/v1/subscriptions/{sub.id}"})
 
 
@@ -180,10 +197,16 @@ async def rotate_secret(sub_id: str, principal: Auth, redis: Store) -> dict[str,
     if current.kind != "webhook":
         raise Conflict("only webhook subscriptions have a signing secret")
     principal.require_read(current.channel)  # as creation does
-    secret = new_secret()
+    secret = new_key(current.sink)
     now = float(await store.server_ms()) / 1000
     sub = await store.update(sub_id, lambda s: s.rotated(secret, now))
+    if is_signing_key(secret):
+        return sub.public()  # public_key is the new one; the old keeps signing for 24 h
     return {**sub.public(), "secret": secret}
+
+
+def new_key(sink: Mapping[str, Any]) -> str:
+    return new_signing_key() if sink.get("signature") == "v1a" else new_secret()
 
 
 @router.post(

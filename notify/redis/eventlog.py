@@ -225,6 +225,12 @@ class RedisEventLog:
             raw = await self._script(keys=append_keys(drafts, idempotency_key), args=args)
         return decode_append(raw, drafts)
 
+    async def event(self, event_id: str) -> Entry | None:
+        """One retained event by its id, or None when it is not (or no longer) kept."""
+        with translated():
+            got: Any = await self._r.xrange(keys.LOG, event_id, event_id, count=1)
+        return entry_from(got[0][0], got[0][1]) if got else None
+
     async def head(self) -> str:
         with translated():
             last: Any = await self._r.xrevrange(keys.LOG, "+", "-", count=1)

@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ class Endpoint:
     script: deque[Answer] = field(default_factory=deque)
     default: Answer = field(default_factory=Answer)
     secrets: list[str] = field(default_factory=list)
+    # a body check: the problems it finds are answered 400, as a real service would
+    check: Callable[[bytes], list[str]] | None = None
 
 
 class Receiver:
@@ -88,6 +91,9 @@ class Receiver:
         endpoint.script.extend(answers)
         if default is not None:
             endpoint.default = default
+
+    def checks(self, path: str, check: Callable[[bytes], list[str]]) -> None:
+        self.endpoints[path].check = check
 
     def trust(self, path: str, secret: str) -> None:
         self.endpoints[path].secrets.append(secret)
@@ -133,6 +139,9 @@ class Receiver:
         with self._lock:
             endpoint = self.endpoints[path]
             answer = endpoint.script.popleft() if endpoint.script else endpoint.default
+            problems = endpoint.check(body) if endpoint.check else []
+            if problems:
+                answer = Answer(400, body="; ".join(problems).encode())
             self.received.append(
                 Received(
                     path, headers, body, time.monotonic(), self._verify(endpoint, body, headers)

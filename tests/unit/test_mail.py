@@ -302,3 +302,26 @@ def test_non_ascii_headers_are_encoded() -> None:
 )
 def test_a_printed_smtp_url_never_shows_its_password(url: str, printed: str) -> None:
     assert shown(url) == printed
+
+
+def test_a_subscriptions_own_templates() -> None:
+    custom = {
+        "subject": "Order {{ event.data.order }}\n<{{ event.type }}>",
+        "html": "<p>{{ event.type }} {{ '<script>' }}</p><a href='{{ unsubscribe_url }}'>x</a>",
+    }
+    msg = parsed(mail.event_message(EVENT, "msg_1", TO, TEMPLATES, custom))
+    assert msg["Subject"] == "Order 17 <order.created>"  # one header line, whatever it renders
+    text = msg.get_body(("plain",))
+    html = msg.get_body(("html",))
+    assert text is not None and html is not None
+    assert text.get_content().startswith("order.created on orders.eu\r\n")  # the default kept
+    assert html.get_content().rstrip() == (
+        "<p>order.created &lt;script&gt;</p><a href='https://n.example/v1/unsubscribe/t'>x</a>"
+    )
+
+
+def test_a_failing_email_template_raises() -> None:
+    from notify.templating import TemplateError
+
+    with pytest.raises(TemplateError, match="line 1: ZeroDivisionError"):
+        mail.event_message(EVENT, "msg_1", TO, TEMPLATES, {"text": "{{ 1 / 0 }}"})

@@ -9,6 +9,7 @@ import pytest
 
 from notify import alerts
 from notify.errors import InvalidInput
+from notify.sinks.http import parse_origin
 from notify.subscriptions import (
     Secret,
     Subscription,
@@ -192,3 +193,65 @@ def test_an_accepted_url_is_one_the_client_can_request(url: str) -> None:
     with httpx.Client(trust_env=False) as client:
         client.build_request("POST", alerts.endpoint(url))
         client.build_request("POST", url)
+    parse_origin(alerts.endpoint(url))  # the sinks' own client
+    parse_origin(url)
+
+
+HOOK = {"kind": "webhook", "url": "https://h.example.com/x"}
+
+
+@pytest.mark.parametrize(
+    ("sink", "expected"),
+    [
+        ({**HOOK, "format": "standard"}, HOOK),
+        ({**HOOK, "format": "slack"}, {**HOOK, "format": "slack"}),
+        ({**HOOK, "format": "cloudevents"}, {**HOOK, "format": "cloudevents"}),
+        (
+            {**HOOK, "format": "template", "template": "{{ event.type }}"},
+            {**HOOK, "format": "template", "template": "{{ event.type }}"},
+        ),
+        (
+            {**HOOK, "format": "teams", "template": "{{ event.type }}"},
+            {**HOOK, "format": "teams", "template": "{{ event.type }}"},
+        ),
+        (
+            {"kind": "email", "to": "a@example.com", "template": {"subject": "{{ event.type }}"}},
+            {
+                "kind": "email",
+                "to": "a@example.com",
+                "digest_seconds": 0,
+                "template": {"subject": "{{ event.type }}"},
+            },
+        ),
+    ],
+)
+def test_formats_and_templates(sink: dict[str, Any], expected: dict[str, Any]) -> None:
+    draft = parse_create({"channel": "a.>", "sink": sink}, allow_private=False)
+    assert draft.sink == expected
+
+
+@pytest.mark.parametrize(
+    ("sink", "field", "detail"),
+    [
+        ({**HOOK, "format": "sms"}, "sink.format", "format must be one of"),
+        ({**HOOK, "format": "template"}, "sink.template", "needs a template"),
+        ({**HOOK, "template": "x"}, "sink.template", "used by the formats"),
+        ({**HOOK, "format": "template", "template": ""}, "sink.template", "non-empty string"),
+        ({**HOOK, "format": "template", "template": "a\n{{ x( }}"}, "sink.template", "line 2:"),
+        ({**HOOK, "format": "slack", "template": "{{ ''.__class__ }}"}, "sink.template", "line 1"),
+        ({"kind": "monitoring", "url": "http://a:1", "format": "slack"}, "sink.format", "unknown"),
+        (
+            {"kind": "email", "to": "a@b.co", "template": {"html": "{% include 'x' %}"}},
+            "sink.template.html",
+            "include",
+        ),
+        ({"kind": "email", "to": "a@b.co", "template": {"body": "x"}}, "sink.template.body", ""),
+        ({"kind": "email", "to": "a@b.co", "template": {}}, "sink.template", "at least one"),
+        ({"kind": "email", "to": "a@b.co", "template": "x"}, "sink.template", "JSON object"),
+    ],
+)
+def test_bad_formats_and_templates(sink: dict[str, Any], field: str, detail: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_create({"channel": "a", "sink": sink}, allow_private=False)
+    assert caught.value.field == field
+    assert detail in caught.value.detail

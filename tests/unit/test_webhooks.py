@@ -80,3 +80,23 @@ def test_the_reference_library_verifies_our_headers() -> None:
 def test_bad_secrets_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         webhooks.secret_key(bad)
+
+
+def test_v1a_ed25519_signatures_verify_with_the_public_key() -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key = webhooks.new_signing_key()
+    assert key.startswith("whsk_") and webhooks.is_signing_key(key)
+    public = webhooks.public_key(key)
+    assert public.startswith("whpk_") and len(base64.b64decode(public[5:])) == 32
+    hmac_secret = webhooks.new_secret()
+    sent = webhooks.headers([key, hmac_secret], "msg_1", 1700000000, b'{"a":1}')
+    v1a, v1 = sent["webhook-signature"].split(" ")
+    assert v1 == webhooks.signature(hmac_secret, "msg_1", 1700000000, b'{"a":1}')
+    scheme, signature = v1a.split(",")
+    assert scheme == "v1a"
+    verifier = Ed25519PublicKey.from_public_bytes(base64.b64decode(public[5:]))
+    verifier.verify(base64.b64decode(signature), b'msg_1.1700000000.{"a":1}')  # raises if bad
+    with pytest.raises(InvalidSignature):
+        verifier.verify(base64.b64decode(signature), b'msg_1.1700000000.{"a":2}')
