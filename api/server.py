@@ -22,8 +22,9 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from notify.api.httpproto import GatewayProtocol, GatewayWebSocketProtocol
+from notify.api.httpproto import GatewayProtocol
 from notify.api.hub import ACTIVE
+from notify.api.wsconn import FastWebSocketProtocol
 
 TOKEN_IN_URL = re.compile(r"((?:^|[?&])token=)[^&\s\"']+")
 
@@ -117,7 +118,7 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
         port=port,
         loop="uvloop",
         http=GatewayProtocol,
-        ws=GatewayWebSocketProtocol,
+        ws=FastWebSocketProtocol,
         log_config=LOG_CONFIG,
         ws_max_size=1024 * 1024,
         lifespan="on",

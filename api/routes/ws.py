@@ -9,14 +9,15 @@ import secrets
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from notify import wsproto
+from notify import wsframe, wsproto
 from notify.api import metrics
 from notify.api.deps import authenticate, gateway_of
-from notify.api.hub import Subscriber
+from notify.api.hub import Sender, Subscriber
 from notify.api.problems import from_error
 from notify.api.routes.publish import store
 from notify.api.state import Gateway
 from notify.api.streams import expire_at, resume
+from notify.api.wsconn import connection_of
 from notify.auth import Principal
 from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
@@ -66,6 +67,8 @@ async def deny(ws: WebSocket, exc: NotifyError) -> None:
 class Session:
     def __init__(self, gw: Gateway, ws: WebSocket, principal: Principal, sub: Subscriber):
         self.gw, self.ws, self.principal, self.sub = gw, ws, principal, sub
+        self.send_frames: Sender = self.write_frames
+        self.reading = False
 
     async def write(self, data: bytes | str) -> None:
         await self.ws.send_text(data if isinstance(data, str) else data.decode())
@@ -73,24 +76,42 @@ class Session:
     async def reply(self, text: str) -> None:
         await self.sub.send(self.write, text)
 
+    async def write_frames(self, data: bytes) -> None:
+        """Event frames through the library, one message each: the slow path, for a
+        server whose protocol cannot take bytes (see notify.api.wsconn)."""
+        for payload in wsframe.payloads(data):
+            await self.ws.send_text(payload.decode())
+
     async def run(self) -> None:
         sub = self.sub
         metrics.STREAMS_OPEN.labels("ws").inc()
         expiry = expire_at(sub, self.principal)
         self.gw.hub.track(sub)
-        pump = asyncio.create_task(sub.pump(self.write))
-        reader = asyncio.create_task(self.read())
+        conn = connection_of(self.ws.scope)
+        if conn is not None:
+            # event frames go straight to the transport (notify.api.wsconn)
+            sub.direct, self.send_frames = conn.write_frames, conn.send_frames
+        # this task reads; the pump writes what the hub could not, and ends when the
+        # socket is closed for any reason (slow consumer, expiry, shutdown), which then
+        # stops the reading too (one task fewer per idle socket than a reader task)
+        me = asyncio.current_task()
+        pump = asyncio.create_task(sub.pump(self.send_frames))
+        pump.add_done_callback(lambda _: self.reading and me is not None and me.cancel())
         try:
-            await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+            self.reading = True
+            await self.read()
+        except asyncio.CancelledError:
+            if not (sub.closed and me is not None and me.uncancel() == 0):
+                raise
         finally:
+            self.reading = False
             metrics.STREAMS_OPEN.labels("ws").dec()
             self.gw.hub.detach(sub)
             if expiry is not None:
                 expiry.cancel()
-            for task in (pump, reader):
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            pump.cancel()
+            with contextlib.suppress(BaseException):
+                await pump
             if sub.reason != "disconnected":
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
@@ -164,9 +185,10 @@ class Session:
             await resume(self.gw, self.sub, fresh, cursor, gap, self.emit)
 
     async def emit(self, entries: list[Entry]) -> None:
-        for e in entries:
-            await self.reply(wsproto.event(with_id(e.id, e.body)))
-        metrics.sent(len(entries))
+        if entries and not self.sub.closed:
+            frames = b"".join(wsframe.event_frame(with_id(e.id, e.body)) for e in entries)
+            await self.sub.send(self.send_frames, frames)
+            metrics.sent(len(entries))
 
     async def publish(self, frame: wsproto.Frame) -> None:
         body = frame.body
