@@ -121,6 +121,10 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
         ws=FastWebSocketProtocol,
         log_config=LOG_CONFIG,
         ws_max_size=1024 * 1024,
+        # event frames go out uncompressed anyway (built once for every socket: see
+        # notify.api.wsconn); negotiating deflate would only keep a compressor and a
+        # decompressor (tens of KiB) alive per socket for the few control replies
+        ws_per_message_deflate=False,
         lifespan="on",
         access_log=access_log,
         timeout_graceful_shutdown=5,
