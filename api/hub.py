@@ -68,6 +68,7 @@ class Subscriber:
         "reason",
         "sending_since",
         "stamp",
+        "wake_hook",
     )
 
     def __init__(
@@ -97,11 +98,17 @@ class Subscriber:
         self._sender: asyncio.Task[Any] | None = None
         self.direct: Direct | None = None
         """Set by a stream once it is live: see :meth:`flush`."""
+        self.wake_hook: Callable[[], None] | None = None
+        """Called instead when no :meth:`pump` waits: a connection that keeps no
+        writer task while idle starts one (:meth:`drain`), or stops, from here."""
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self.wake_hook is not None:
+            self.wake_hook()
 
     def queue(self, frame: bytes) -> bool:
         """Add a frame without sending it; False when that overflowed the buffer (the
@@ -174,6 +181,15 @@ class Subscriber:
         finally:
             self.sending_since = 0.0
             self._sender = None
+
+    async def drain(self, send: Sender) -> None:
+        """Write what is queued until nothing is (or the connection closes or holds):
+        a writer that ends when idle, for a connection whose writes mostly go direct."""
+        me = asyncio.current_task()
+        while self.buf and not self.closed and not self.hold:
+            frames, self.buf = self.buf, []
+            await self.send(send, frames[0] if len(frames) == 1 else b"".join(frames), me)
+            metrics.sent(len(frames))
 
     async def pump(self, send: Sender) -> None:
         """Drain the buffer until closed: everything pending goes out in one write."""

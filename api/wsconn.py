@@ -123,8 +123,11 @@ class FastWebSocketProtocol(GatewayWebSocketProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if message["type"] == "websocket.accept":
-            # the handshake's request and response (headers and all) are not read again
+        if message["type"] == "websocket.accept" and self.request is not None:
+            # the handshake's request and response are not read again (the scope keeps
+            # its own copy of the headers); websockets' parser keeps the request alive,
+            # so its headers are emptied too
+            self.request.headers.clear()
             self.request = self.response = None  # type: ignore[assignment]
 
     def send_ready(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -69,6 +70,8 @@ class Session:
         self.gw, self.ws, self.principal, self.sub = gw, ws, principal, sub
         self.send_frames: Sender = self.write_frames
         self.reading = False
+        self.task: asyncio.Task[Any] | None = None
+        self.writer: asyncio.Task[None] | None = None
 
     async def write(self, data: bytes | str) -> None:
         await self.ws.send_text(data if isinstance(data, str) else data.decode())
@@ -91,33 +94,43 @@ class Session:
         if conn is not None:
             # event frames go straight to the transport (notify.api.wsconn)
             sub.direct, self.send_frames = conn.write_frames, conn.send_frames
-        # this task reads; the pump writes what the hub could not, and ends when the
-        # socket is closed for any reason (slow consumer, expiry, shutdown), which then
-        # stops the reading too (one task fewer per idle socket than a reader task)
-        me = asyncio.current_task()
-        pump = asyncio.create_task(sub.pump(self.send_frames))
-        pump.add_done_callback(lambda _: self.reading and me is not None and me.cancel())
+        # This task reads. An idle socket has no other: a writer task is started only
+        # when the hub could not write directly (see wake), and a close for any reason
+        # (slow consumer, expiry, shutdown) stops the reading.
+        self.task = asyncio.current_task()
+        sub.wake_hook = self.wake
         try:
             self.reading = True
             await self.read()
         except asyncio.CancelledError:
-            if not (sub.closed and me is not None and me.uncancel() == 0):
+            if not (sub.closed and self.task is not None and self.task.uncancel() == 0):
                 raise
         finally:
             self.reading = False
+            sub.wake_hook = None
             metrics.STREAMS_OPEN.labels("ws").dec()
             self.gw.hub.detach(sub)
             if expiry is not None:
                 expiry.cancel()
-            pump.cancel()
-            with contextlib.suppress(BaseException):
-                await pump
+            if self.writer is not None:
+                self.writer.cancel()
+                with contextlib.suppress(BaseException):
+                    await self.writer
             if sub.reason != "disconnected":
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
                         await self.ws.close(
                             code=CLOSE_CODES.get(sub.reason, 1011), reason=sub.reason[:120]
                         )
+
+    def wake(self) -> None:
+        """The hub has frames it could not write now, or the socket was closed."""
+        if self.sub.closed:
+            task = self.task
+            if self.reading and task is not None and task is not asyncio.current_task():
+                task.cancel()
+        elif self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self.sub.drain(self.send_frames))
 
     async def read(self) -> None:
         bad = 0
