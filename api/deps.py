@@ -45,7 +45,9 @@ async def authenticate(conn: HTTPConnection) -> Principal:
     address = conn.client.host if conn.client else None
     method = conn.scope.get("method", "GET")
     by_cookie = not conn.headers.get("authorization") and bool(conn.cookies.get(COOKIE))
-    if by_cookie and conn.scope["type"] == "websocket":
+    if by_cookie and conn.scope["type"] == "websocket" and "origin" in conn.headers:
+        # browsers always send Origin on a WebSocket handshake (RFC 6455 10.2); a
+        # client without one is no browser, so no other site's page can be behind it
         check_cookie_origin(
             origin=conn.headers.get("origin"),
             referer=conn.headers.get("referer"),

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from notify import cloudevents
 from notify.api.deps import authenticate, authenticate_raw, gateway_of, raw_token
@@ -32,6 +33,7 @@ from notify.api.routes.publish import (
     one_limit,
 )
 from notify.api.routes.stream import prepare
+from notify.api.routes.ws import websocket
 from notify.api.state import Gateway
 from notify.auth import Principal
 from notify.errors import NotifyError, TooLarge
@@ -60,6 +62,7 @@ PUBLISH: dict[tuple[str, str], tuple[Callable[[Gateway], int], Accept]] = {
     ("POST", "/v1/events"): (one_limit, accept_one),
     ("POST", "/v1/events/batch"): (batch_limit, accept_many),
 }
+WS_PATH = "/v1/ws"
 TOKEN_HEADERS = frozenset((b"authorization", b"cookie"))
 WANTED = TOKEN_HEADERS | {
     b"content-length",
@@ -82,6 +85,11 @@ class FastPaths:
         publish = PUBLISH.get(route)
         if publish is not None and scope["type"] == "http":
             await self.publish(scope, receive, send, *publish)
+            return
+        if scope["type"] == "websocket" and scope.get("path") == WS_PATH:
+            # as for SSE: a socket lives for hours, and FastAPI's stack would live with it
+            scope["app"] = self.app
+            await websocket(WebSocket(scope, receive, send))
             return
         handler = ROUTES.get(route)
         if handler is None or scope["type"] != "http":

@@ -18,7 +18,7 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from notify.api import metrics
 from notify.channels import PatternIndex
@@ -27,12 +27,15 @@ from notify.eventlog import Entry
 from notify.events import parse_id, with_id
 from notify.redis.eventlog import RedisEventLog
 from notify.sse import KEEPALIVE, event_frame
+from notify.wsframe import event_frame as ws_event_frame
 
 log = logging.getLogger("notify.hub")
 now = time.monotonic
 
 Kind = Literal["sse", "ws"]
-Sender = Callable[[bytes | str], Awaitable[None]]
+T = TypeVar("T", bytes, str)
+Sender = Callable[[bytes], Awaitable[None]]
+"""Writes whole frames (SSE frames, or WebSocket frames built by notify.wsframe)."""
 EntryFilter = Callable[[Entry], bool]
 Renew = Callable[[list[tuple[str, str]]], Awaitable[None]]
 Direct = Callable[[bytes], bool]
@@ -65,6 +68,7 @@ class Subscriber:
         "reason",
         "sending_since",
         "stamp",
+        "wake_hook",
     )
 
     def __init__(
@@ -81,7 +85,7 @@ class Subscriber:
         # WebSocket peers are kept alive by the server's protocol pings
         self.keepalive = KEEPALIVE if kind == "sse" else None
         self.patterns: set[str] = set()
-        self.buf: list[bytes | str] = []
+        self.buf: list[bytes] = []
         self.closed = False
         self.reason = ""
         self.hold = 0
@@ -93,14 +97,20 @@ class Subscriber:
         self._waiter: asyncio.Future[None] | None = None
         self._sender: asyncio.Task[Any] | None = None
         self.direct: Direct | None = None
-        """Set by an SSE stream once it is live: see :meth:`flush`."""
+        """Set by a stream once it is live: see :meth:`flush`."""
+        self.wake_hook: Callable[[], None] | None = None
+        """Called instead when no :meth:`pump` waits: a connection that keeps no
+        writer task while idle starts one (:meth:`drain`), or stops, from here."""
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self.wake_hook is not None:
+            self.wake_hook()
 
-    def queue(self, frame: bytes | str) -> bool:
+    def queue(self, frame: bytes) -> bool:
         """Add a frame without sending it; False when that overflowed the buffer (the
         connection is then closed as a slow consumer)."""
         buf = self.buf
@@ -111,7 +121,7 @@ class Subscriber:
             return False
         return True
 
-    def push(self, frame: bytes | str) -> None:
+    def push(self, frame: bytes) -> None:
         if self.queue(frame):
             metrics.sent(self.flush(now()))
 
@@ -125,7 +135,7 @@ class Subscriber:
         direct = self.direct
         if direct is not None and not self.sending_since:
             frames = self.buf
-            if direct(frames[0] if len(frames) == 1 else b"".join(frames)):  # type: ignore[arg-type]
+            if direct(frames[0] if len(frames) == 1 else b"".join(frames)):
                 self.buf = []
                 self.last_write = at
                 return len(frames)
@@ -148,7 +158,10 @@ class Subscriber:
         metrics.sent(self.flush(now()))
 
     async def send(
-        self, send: Sender, data: bytes | str, task: asyncio.Task[Any] | None = None
+        self,
+        send: Callable[[T], Awaitable[None]],
+        data: T,
+        task: asyncio.Task[Any] | None = None,
     ) -> None:
         """One write. If the connection is closed meanwhile (slow consumer, send
         timeout, shutdown) the write is abandoned and the connection stays closed.
@@ -169,11 +182,19 @@ class Subscriber:
             self.sending_since = 0.0
             self._sender = None
 
+    async def drain(self, send: Sender) -> None:
+        """Write what is queued until nothing is (or the connection closes or holds):
+        a writer that ends when idle, for a connection whose writes mostly go direct."""
+        me = asyncio.current_task()
+        while self.buf and not self.closed and not self.hold:
+            frames, self.buf = self.buf, []
+            await self.send(send, frames[0] if len(frames) == 1 else b"".join(frames), me)
+            metrics.sent(len(frames))
+
     async def pump(self, send: Sender) -> None:
         """Drain the buffer until closed: everything pending goes out in one write."""
         loop = asyncio.get_running_loop()
         me = asyncio.current_task()
-        sse = self.kind == "sse"
         while not self.closed:
             if not self.buf or self.hold:
                 self._waiter = loop.create_future()
@@ -183,12 +204,7 @@ class Subscriber:
                     self._waiter = None
                 continue
             frames, self.buf = self.buf, []
-            if sse:
-                data = frames[0] if len(frames) == 1 else b"".join(frames)  # type: ignore[arg-type]
-                await self.send(send, data, me)
-            else:
-                for frame in frames:
-                    await self.send(send, frame, me)
+            await self.send(send, frames[0] if len(frames) == 1 else b"".join(frames), me)
             metrics.sent(len(frames))
 
 
@@ -367,7 +383,7 @@ class Hub:
         for entry in entries:
             envelope: bytes | None = None
             sse: bytes | None = None
-            ws: str | None = None
+            ws: bytes | None = None
             for sub in match(entry.channel):
                 if sub.stamp is entry or sub.closed:
                     continue
@@ -381,10 +397,11 @@ class Hub:
                 if sub.kind == "sse":
                     if sse is None:
                         sse = event_frame(entry.id, envelope)
-                    frame: bytes | str = sse
+                    frame = sse
                 else:
                     if ws is None:
-                        ws = '{"op":"event","event":' + envelope.decode() + "}"
+                        # unmasked: the same frame bytes for every socket
+                        ws = ws_event_frame(envelope)
                     frame = ws
                 if not sub.buf:
                     touched.append(sub)

@@ -21,8 +21,9 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from notify.api.httpproto import GatewayProtocol, GatewayWebSocketProtocol, timeout_response
+from notify.api.httpproto import GatewayProtocol, timeout_response
 from notify.api.hub import ACTIVE
+from notify.api.wsconn import FastWebSocketProtocol
 from notify.redact import redact
 
 
@@ -117,9 +118,13 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
         port=port,
         loop="uvloop",
         http=GatewayProtocol,
-        ws=GatewayWebSocketProtocol,
+        ws=FastWebSocketProtocol,
         log_config=LOG_CONFIG,
         ws_max_size=1024 * 1024,
+        # event frames go out uncompressed anyway (built once for every socket: see
+        # notify.api.wsconn); negotiating deflate would only keep a compressor and a
+        # decompressor (tens of KiB) alive per socket for the few control replies
+        ws_per_message_deflate=False,
         lifespan="on",
         access_log=access_log,
         timeout_graceful_shutdown=5,

@@ -105,6 +105,8 @@ class Server:
     port: int
     proc: subprocess.Popen[Any]
     stream_path: str  # with {channel}
+    ws_path: str = ""  # the WebSocket endpoint, when the server has one
+    ws_args: tuple[str, ...] = ()  # what else the WebSocket load generator needs
 
     @property
     def pid(self) -> int:
@@ -148,7 +150,8 @@ def notify_gateway(redis_url: str, workdir: Path, **env: str) -> Iterator[Server
     )
     try:
         wait_until(lambda: http_status(port, "/readyz") == 200, 30, "notify gateway")
-        yield Server("notify", port, proc, "/v1/stream?channel={channel}&token=" + token())
+        auth = "token=" + token()
+        yield Server("notify", port, proc, "/v1/stream?channel={channel}&" + auth, "/v1/ws?" + auth)
     finally:
         stop(proc)
         log.close()

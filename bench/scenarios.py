@@ -10,6 +10,8 @@ and a fresh server, and the same load against the naive FastAPI peer.
     d  ingest       single POST /v1/events per s (target >= 8,000) and events/s through
                     /v1/events/batch of 1,000 (target >= 100,000), with wrk
     e  peer         a, b and c against FastAPI + sse-starlette + broadcaster; ratios
+    w  WebSocket    a, b and c over /v1/ws (bench/wsloadgen.py), printed beside SSE;
+                    with w alone, all three; with some of a b c, only those
 
 Run through bench/run.sh (it raises the open-files limit and builds the peer's venv):
 
@@ -76,16 +78,16 @@ def stream_run(
     duration: float,
     sample_every: int,
     target: str,
+    ws: bool = False,
 ) -> Result:
     """Open the subscribers, then publish, then measure at the clients."""
     warmup = 2.0
     lg, lines = spawn_load(
-        "loadgen.py",
+        "wsloadgen.py" if ws else "loadgen.py",
         [
             "--port",
             str(server.port),
-            "--path",
-            server.stream_path.format(channel=channel),
+            *where(server, channel, ws),
             "--connections",
             str(SUBSCRIBERS),
             "--duration",
@@ -122,6 +124,11 @@ def stream_run(
         result: Result = json.loads(lines.expect("RESULT", duration + warmup + 60))
         stop(pub)
         result["offered_per_s"] = rate * SUBSCRIBERS
+        if result.get("events") and result.get("server_cpu_pct") is not None:
+            # CPU time per delivery: robust to a shared machine, where the events/s
+            # figure also measures how much of the core the others left
+            cpu_s = result["server_cpu_pct"] * result["window_s"] / 100
+            result["server_us_per_event"] = round(1e6 * cpu_s / result["events"], 2)
         result["connect_s"] = round(ready["connect_s"], 2)
         result["non_200"] = ready["non_200"]
         result["server_rss_kib"] = rss_kib(server.pid)
@@ -132,8 +139,19 @@ def stream_run(
             stop(pub)
 
 
+def where(server: Server, channel: str, ws: bool) -> list[str]:
+    """The load generator's arguments that say what to subscribe to, and how."""
+    if not ws:
+        return ["--path", server.stream_path.format(channel=channel)]
+    return ["--path", server.ws_path, "--channel", channel, *server.ws_args]
+
+
 def saturation(
-    gateway: Gateway, target: str, workdir: Path, rate: float = SATURATION_RATE
+    gateway: Gateway,
+    target: str,
+    workdir: Path,
+    rate: float = SATURATION_RATE,
+    ws: bool = False,
 ) -> Result:
     with redis_server(workdir) as url, gateway(url, workdir) as server:
         return stream_run(
@@ -145,10 +163,11 @@ def saturation(
             duration=SATURATION_S,
             sample_every=50,
             target=target,
+            ws=ws,
         )
 
 
-def latency(gateway: Gateway, target: str, workdir: Path) -> Result:
+def latency(gateway: Gateway, target: str, workdir: Path, ws: bool = False) -> Result:
     with redis_server(workdir) as url, gateway(url, workdir) as server:
         return stream_run(
             server,
@@ -159,25 +178,24 @@ def latency(gateway: Gateway, target: str, workdir: Path) -> Result:
             duration=LATENCY_S,
             sample_every=10,
             target=target,
+            ws=ws,
         )
 
 
-def idle_memory(gateway: Gateway, workdir: Path) -> Result:
+def idle_memory(gateway: Gateway, workdir: Path, ws: bool = False) -> Result:
+    script = "wsloadgen.py" if ws else "loadgen.py"
     with redis_server(workdir) as url, gateway(url, workdir) as server:
-        path = server.stream_path.format(channel="bench.idle")
+        path = ["--port", str(server.port), *where(server, "bench.idle", ws)]
         # warm up: the first stream imports and allocates what every later one shares
-        warm, warm_lines = spawn_load(
-            "loadgen.py",
-            ["--port", str(server.port), "--path", path, "--connections", "10", "--hold", "0.5"],
-        )
+        warm, warm_lines = spawn_load(script, [*path, "--connections", "10", "--hold", "0.5"])
         warm_lines.expect("RESULT", 60)
         stop(warm)
         time.sleep(1.0)
         before = rss_kib(server.pid)
         hold = ["--hold", "120", "--connections", str(IDLE_CONNECTIONS)]
-        lg, lines = spawn_load("loadgen.py", ["--port", str(server.port), "--path", path, *hold])
+        lg, lines = spawn_load(script, [*path, *hold])
         try:
-            ready = json.loads(lines.expect("READY", 120))
+            ready = json.loads(lines.expect("READY", 300))
             time.sleep(3.0)
             after = rss_kib(server.pid)
             opened = int(ready["connections"]) - int(ready["non_200"])
@@ -289,6 +307,7 @@ def table(res: Result) -> Iterator[str]:
         ("a loadgen CPU %", "", "a", "loadgen_cpu_pct", None),
         ("a server CPU %", "", "a", "server_cpu_pct", None),
         ("a server run-queue wait % (noise)", "", "a", "server_runq_wait_pct", None),
+        ("a server CPU us per delivered event", "", "a", "server_us_per_event", True),
         ("a' same, peer offered only 150 ev/s", "", "a150", "events_per_s", False),
         ("b latency p50 ms", "", "b", "p50_ms", True),
         ("b latency p99 ms", "< 50", "b", "p99_ms", True),
@@ -296,6 +315,7 @@ def table(res: Result) -> Iterator[str]:
         ("b delivered events/s", "100,000", "b", "events_per_s", False),
         ("b server CPU %", "", "b", "server_cpu_pct", None),
         ("b server run-queue wait % (noise)", "", "b", "server_runq_wait_pct", None),
+        ("b server CPU us per delivered event", "", "b", "server_us_per_event", True),
         ("c idle KiB per connection", "<= 16", "c", "kib_per_connection", True),
     ]
     yield "| measure | target | notify | peer | notify/peer |"
@@ -310,11 +330,22 @@ def table(res: Result) -> Iterator[str]:
     for kind in ("single", "batch"):
         cpu, wait = get("d", kind, "server_cpu_pct"), get("d", kind, "server_runq_wait_pct")
         yield f"| d {kind}: server CPU % / run-queue wait % | | {fmt(cpu)} / {fmt(wait)} | - | - |"
+    if "w" not in res:
+        return
+    yield ""
+    yield "| WebSocket beside SSE, same run | target | SSE | WebSocket | WS/SSE |"
+    yield "| --- | --- | --- | --- | --- |"
+    for label, target, scen, key, inverse in both:
+        if scen == "a150":
+            continue
+        s, w = get(scen, key), get("w", scen, key)
+        r = "-" if inverse is None else ratio(w, s)
+        yield f"| {label} | {target} | {fmt(s)} | {fmt(w)} | {r} |"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description="notify benchmarks")
-    p.add_argument("scenarios", nargs="*", default=list("abcde"), help="a b c d e")
+    p.add_argument("scenarios", nargs="*", default=list("abcdew"), help="a b c d e w")
     p.add_argument("--out", default=str(BENCH / "out" / "results.json"))
     args = p.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -329,16 +360,22 @@ def main() -> None:
         work = Path(tmp)
         steps: list[tuple[str, str | None, Callable[[], Result]]] = [
             ("a", None, lambda: saturation(notify_gateway, "notify", work)),
+            ("w", "a", lambda: saturation(notify_gateway, "notify", work, ws=True)),
             ("b", None, lambda: latency(notify_gateway, "notify", work)),
+            ("w", "b", lambda: latency(notify_gateway, "notify", work, ws=True)),
             ("c", None, lambda: idle_memory(notify_gateway, work)),
+            ("w", "c", lambda: idle_memory(notify_gateway, work, ws=True)),
             ("d", None, lambda: ingest(work)),
             ("e", "a", lambda: saturation(peer_gateway, "pubsub", work)),
             ("e", "a150", lambda: saturation(peer_gateway, "pubsub", work, PEER_GENTLE_RATE)),
             ("e", "b", lambda: latency(peer_gateway, "pubsub", work)),
             ("e", "c", lambda: idle_memory(peer_gateway, work)),
         ]
+        sse_cases = wanted & set("abc")
         for scen, sub, step in steps:
             if scen not in wanted:
+                continue
+            if scen == "w" and sse_cases and sub not in sse_cases:
                 continue
             if scen == "e" and not peer_ok:
                 res["e"] = {"skipped": f"no peer venv at {PEER_PYTHON.relative_to(BENCH.parent)}"}
@@ -363,7 +400,7 @@ def main() -> None:
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"\nfull figures: {out_path.relative_to(BENCH.parent)}")
+    print(f"\nfull figures: {out_path}")
 
 
 if __name__ == "__main__":

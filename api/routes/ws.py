@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from notify import wsproto
+from notify import wsframe, wsproto
 from notify.api import metrics
 from notify.api.deps import authenticate, gateway_of
-from notify.api.hub import Subscriber
+from notify.api.hub import Sender, Subscriber
 from notify.api.problems import from_error
 from notify.api.routes.publish import store
 from notify.api.state import Gateway
 from notify.api.streams import BudgetSpent, expire_at, hub_started, log_cut, resume, start
+from notify.api.wsconn import connection_of
 from notify.auth import Principal
 from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
@@ -73,6 +75,10 @@ async def deny(ws: WebSocket, exc: NotifyError) -> None:
 class Session:
     def __init__(self, gw: Gateway, ws: WebSocket, principal: Principal, sub: Subscriber):
         self.gw, self.ws, self.principal, self.sub = gw, ws, principal, sub
+        self.send_frames: Sender = self.write_frames
+        self.reading = False
+        self.task: asyncio.Task[Any] | None = None
+        self.writer: asyncio.Task[None] | None = None
 
     async def write(self, data: bytes | str) -> None:
         await self.ws.send_text(data if isinstance(data, str) else data.decode())
@@ -80,24 +86,43 @@ class Session:
     async def reply(self, text: str) -> None:
         await self.sub.send(self.write, text)
 
+    async def write_frames(self, data: bytes) -> None:
+        """Event frames through the library, one message each: the slow path, for a
+        server whose protocol cannot take bytes (see notify.api.wsconn)."""
+        for payload in wsframe.payloads(data):
+            await self.ws.send_text(payload.decode())
+
     async def run(self) -> None:
         sub = self.sub
         metrics.STREAMS_OPEN.labels("ws").inc()
         expiry = expire_at(sub, self.principal)
         self.gw.hub.track(sub)
-        pump = asyncio.create_task(sub.pump(self.write))
-        reader = asyncio.create_task(self.read())
+        conn = connection_of(self.ws.scope)
+        if conn is not None:
+            # event frames go straight to the transport (notify.api.wsconn)
+            sub.direct, self.send_frames = conn.write_frames, conn.send_frames
+        # This task reads. An idle socket has no other: a writer task is started only
+        # when the hub could not write directly (see wake), and a close for any reason
+        # (slow consumer, expiry, shutdown) stops the reading.
+        self.task = asyncio.current_task()
+        sub.wake_hook = self.wake
         try:
-            await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+            self.reading = True
+            await self.read()
+        except asyncio.CancelledError:
+            if not (sub.closed and self.task is not None and self.task.uncancel() == 0):
+                raise
         finally:
+            self.reading = False
+            sub.wake_hook = None
             metrics.STREAMS_OPEN.labels("ws").dec()
             self.gw.hub.detach(sub)
             if expiry is not None:
                 expiry.cancel()
-            for task in (pump, reader):
-                task.cancel()
+            if self.writer is not None:
+                self.writer.cancel()
                 with contextlib.suppress(BaseException):
-                    await task
+                    await self.writer
             log_cut(sub)
             if sub.reason != "disconnected":
                 with contextlib.suppress(Exception):
@@ -105,6 +130,15 @@ class Session:
                         await self.ws.close(
                             code=CLOSE_CODES.get(sub.reason, 1011), reason=sub.reason[:120]
                         )
+
+    def wake(self) -> None:
+        """The hub has frames it could not write now, or the socket was closed."""
+        if self.sub.closed:
+            task = self.task
+            if self.reading and task is not None and task is not asyncio.current_task():
+                task.cancel()
+        elif self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self.sub.drain(self.send_frames))
 
     async def read(self) -> None:
         bad = 0
@@ -184,9 +218,10 @@ class Session:
                 await self.reply(wsproto.error(frame.ref, 503, detail, position=spent.position))
 
     async def emit(self, entries: list[Entry]) -> None:
-        for e in entries:
-            await self.reply(wsproto.event(with_id(e.id, e.body)))
-        metrics.sent(len(entries))
+        if entries and not self.sub.closed:
+            frames = b"".join(wsframe.event_frame(with_id(e.id, e.body)) for e in entries)
+            await self.sub.send(self.send_frames, frames)
+            metrics.sent(len(entries))
 
     async def publish(self, frame: wsproto.Frame) -> None:
         body = frame.body
