@@ -7,12 +7,8 @@ import contextlib
 import importlib
 from collections.abc import AsyncIterator
 
-import redis
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 
 from notify.api import problems
 from notify.api.batcher import AppendBatcher
@@ -21,6 +17,7 @@ from notify.api.limits import FairShare, RateLimiter
 from notify.api.routes import history, ops, publish, stream, ws
 from notify.api.state import Gateway
 from notify.auth import Verifier
+from notify.redis.client import async_client
 from notify.redis.eventlog import RedisEventLog, Retention
 from notify.settings import Settings
 
@@ -33,25 +30,10 @@ OPTIONAL_ROUTERS = (
 
 
 def build_gateway(settings: Settings) -> Gateway:
-    client = aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=False,
-        socket_timeout=15,  # outlives the reader's 5 s blocking XREAD
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        max_connections=256,
-        # a pooled connection that died with a Redis restart is re-dialled once,
-        # instead of failing the first request after the restart
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=3),
-        retry_on_error=[redis.exceptions.ConnectionError],
-    )
-    reader = aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=False,
-        socket_timeout=15,
-        socket_connect_timeout=5,
-        max_connections=2,
-    )
+    timeout = settings.redis_timeout_seconds
+    client = async_client(settings.redis_url, timeout=timeout, max_connections=256)
+    # the hub's own connection, for its blocking XREAD (see Hub: 5 s blocks)
+    reader = async_client(settings.redis_url, timeout=timeout, block_seconds=5.0, max_connections=2)
     log = RedisEventLog(
         client,
         Retention(

@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
-
 from notify.channels import validate_channel
 from notify.events import Draft, draft, encode_draft, validate_type
+from notify.redis.client import async_client, sync_client
 from notify.redis.eventlog import (
     APPEND_LUA,
     RedisEventLog,
@@ -76,7 +74,7 @@ class _Config:
 
 class AsyncPublisher(_Config):
     def _open(self) -> None:
-        self._client = aioredis.Redis.from_url(self.redis_url, decode_responses=False)
+        self._client = async_client(self.redis_url)
         self._log = RedisEventLog(self._client, self.retention)
 
     async def publish(
@@ -103,7 +101,7 @@ class AsyncPublisher(_Config):
 
 class Publisher(_Config):
     def _open(self) -> None:
-        self._client = redis.Redis.from_url(self.redis_url, decode_responses=False)
+        self._client = sync_client(self.redis_url)
         self._script = self._client.register_script(APPEND_LUA)
         self._async: AsyncPublisher | None = None
 

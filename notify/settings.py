@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from notify.errors import ConfigError
+from notify.redisurl import check_broker_url, parse_redis_url
 from notify.smtpurl import parse_sender, parse_smtp_url
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -19,6 +20,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore", frozen=True)
 
     redis_url: str = "redis://localhost:6379/0"
+    # every Redis command's deadline (blocking reads: their block time plus this)
+    redis_timeout_seconds: float = Field(3.0, gt=0, le=60)
+    # a publish is acknowledged once this many replicas have it (Redis WAIT)
+    publish_min_replicas: int = Field(0, ge=0, le=16)
+    broker_url: str | None = None  # None: Celery's broker is NOTIFY_REDIS_URL
+    celery_task_events: bool = False  # Celery task events for Flower and `celery events`
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
 
@@ -144,9 +151,13 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        parse_redis_url(value)
         return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        return None if not value else check_broker_url(value)
 
     @property
     def cors_origin_list(self) -> list[str]:

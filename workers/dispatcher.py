@@ -31,6 +31,7 @@ from redis.exceptions import ResponseError
 
 from notify import keys
 from notify.events import with_id
+from notify.redis.client import async_client
 from notify.redis.eventlog import entry_from
 from notify.redis.ledger import Ledger
 from notify.redis.subscriptions import SubscriptionStore, text
@@ -186,12 +187,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     async def enqueue(ids: Sequence[str]) -> int:
         return await asyncio.get_running_loop().run_in_executor(pool, enqueuer, list(ids))
 
-    redis = aioredis.Redis.from_url(
+    # one client for the blocking group reads and the commands between them
+    redis = async_client(
         settings.redis_url,
-        decode_responses=False,
-        socket_timeout=BLOCK_MS / 1000 + 10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
+        timeout=settings.redis_timeout_seconds,
+        block_seconds=BLOCK_MS / 1000,
     )
     name = consumer_name()
     dispatcher = Dispatcher(settings, redis, enqueue, name)

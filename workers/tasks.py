@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import os
 
-import redis.asyncio as aioredis
 from celery import Celery
 
 from notify.redis.alertbook import AlertBook
+from notify.redis.client import AsyncRedis, async_client
 from notify.redis.digests import DigestStore
 from notify.redis.ledger import Ledger
 from notify.redis.subscriptions import SubscriptionStore
@@ -37,13 +37,7 @@ class Runtime:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self.pid = os.getpid()
         self.loop = new_loop()
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=False,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
+        self.redis = async_client(settings.redis_url, timeout=settings.redis_timeout_seconds)
         sinks: dict[str, Sink] = {
             "web": WebSink(),
             "webhook": WebhookSink(
@@ -78,7 +72,7 @@ class Runtime:
         log.debug("batch of %d: %s", len(ids), dict(counts))
 
 
-def email_sink(settings: Settings, redis: aioredis.Redis) -> email.EmailSink | None:
+def email_sink(settings: Settings, redis: AsyncRedis) -> email.EmailSink | None:
     """The email sink, or None (with a warning) when no secret can sign unsubscribe
     links: its deliveries then wait for a worker that has one."""
     key = key_from(

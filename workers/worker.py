@@ -26,10 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery.signals import after_setup_logger, task_prerun, worker_process_init
 
-from notify import keys
 from notify.mail import prepare_templates
 from notify.settings import Settings, load
 from notify.smtpurl import parse_sender
@@ -84,7 +82,7 @@ class Supervisor:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        backlog = Backlog(self.settings.redis_url)
+        backlog = Backlog(self.settings)
         self.start()
         seen = self.progress.stat().st_mtime
         waiting_since: float | None = None  # work queued and nothing started since then
@@ -140,18 +138,21 @@ class Supervisor:
 
 
 class Backlog:
-    """How many delivery batches wait in the broker queue (0 when it cannot tell)."""
+    """How many delivery batches wait in the broker queue (0 when it cannot tell),
+    asked of the broker itself (a passive declare), whichever broker it is."""
 
-    def __init__(self, url: str) -> None:
-        self.client: redis.Redis = redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2
-        )
-        self.key = keys.CELERY_PREFIX + QUEUE
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self.timeout = max(1, round(settings.redis_timeout_seconds))
 
     def size(self) -> int:
         try:
-            return int(self.client.llen(self.key))
-        except redis.RedisError:
+            with self.app.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1, timeout=self.timeout)
+                channel: Any = conn.default_channel
+                declared = channel.queue_declare(QUEUE, passive=True)
+                return int(declared.message_count)
+        except Exception:  # any broker failure: nothing to judge now
             return 0
 
 

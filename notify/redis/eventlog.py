@@ -24,6 +24,7 @@ from notify.channels import PatternIndex, is_wildcard
 from notify.errors import StoreUnavailable
 from notify.eventlog import Entry, Page
 from notify.events import Draft, format_id, is_last_possible, parse_id
+from notify.redis.client import async_client
 
 IDEMPOTENCY_SECONDS = 86400
 SCAN_BUDGET = 20_000
@@ -406,14 +407,8 @@ def next_after(entry_id: str) -> str:
 
 @contextlib.asynccontextmanager
 async def connect(url: str, *, block_ms: int = 0) -> AsyncIterator[aioredis.Redis]:
-    """A client whose socket timeout outlives a blocking read of ``block_ms``."""
-    client = aioredis.Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_timeout=(block_ms / 1000 + 10) if block_ms else 10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-    )
+    """A client whose deadline outlives a blocking read of ``block_ms``."""
+    client = async_client(url, block_seconds=block_ms / 1000)
     try:
         yield client
     finally:

@@ -44,18 +44,12 @@ NOT_CORE = (GATEWAY, SINKS, WORKERS, REDIS, CLI, "notify.publisher")
 # down to nothing. Each entry must still import redis (test below), so the list only
 # shrinks.
 REDIS_DEBT: tuple[str, ...] = (
-    "notify.api.app",
-    "notify.api.deps",
     "notify.api.limits",
     "notify.api.problems",
-    "notify.api.state",
-    "notify.publisher",
     "notify.workers.dispatcher",
     "notify.workers.flusher",
     "notify.workers.resender",
     "notify.workers.sweeper",
-    "notify.workers.tasks",
-    "notify.workers.worker",
 )
 
 ROOT = Path(__file__).resolve().parents[2]
