@@ -42,6 +42,9 @@ def build_gateway(settings: Settings) -> Gateway:
             channel_max_events=settings.channel_history_max_events,
         ),
         reader=reader,
+        min_replicas=settings.publish_min_replicas,
+        # WAIT answers before the command deadline ends the connection
+        wait_ms=max(1, int(timeout * 500)),
     )
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     return Gateway(

@@ -14,9 +14,13 @@ from notify.events import loads
 
 
 def _settings() -> Any:
+    from notify.redis.client import verify
     from notify.settings import load
 
-    return load()
+    settings = load()
+    # an unknown Sentinel service is a configuration error now, not a 503 forever
+    verify(settings.redis_url, timeout=settings.redis_timeout_seconds)
+    return settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

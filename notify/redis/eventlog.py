@@ -226,6 +226,9 @@ class RedisEventLog:
         client: aioredis.Redis,
         retention: Retention,
         reader: aioredis.Redis | None = None,
+        *,
+        min_replicas: int = 0,
+        wait_ms: int = 1000,
     ) -> None:
         """``reader``, when given, is a client of its own for the blocking ``tail``
         (so it never holds a pooled connection that requests need); its XREAD replies
@@ -234,6 +237,8 @@ class RedisEventLog:
         self._retention = retention
         self._script = client.register_script(APPEND_LUA)
         self._reader = reader
+        self._min_replicas = min_replicas
+        self._wait_ms = wait_ms
         if reader is not None:
             reader.set_response_callback("XREAD", _raw_reply)
 
@@ -249,9 +254,29 @@ class RedisEventLog:
         idempotency_key: str | None = None,
     ) -> list[tuple[str, str]]:
         args = self._retention.append_args(drafts)
+        script_keys = append_keys(drafts, idempotency_key)
         with translated():
-            raw = await self._script(keys=append_keys(drafts, idempotency_key), args=args)
+            if self._min_replicas:
+                raw = await self._append_replicated(script_keys, args)
+            else:
+                raw = await self._script(keys=script_keys, args=args)
         return decode_append(raw, drafts)
+
+    async def _append_replicated(self, script_keys: list[str], args: list[Any]) -> Any:
+        """The append, then WAIT on the same connection (WAIT counts the replicas that
+        have this connection's writes): acknowledged only once enough replicas have it,
+        so a failover to one of them loses no acknowledged event."""
+        pipe: Any = self._r.pipeline(transaction=False)
+        async with pipe:
+            await self._script(keys=script_keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)
+            raw, acked = await pipe.execute()
+        if int(acked) < self._min_replicas:
+            raise StoreUnavailable(
+                f"event store has not replicated the write to {self._min_replicas} replica(s)"
+                " in time"
+            )
+        return raw
 
     async def head(self) -> str:
         with translated():

@@ -35,7 +35,9 @@ class RedisServer:
         appendfsync: Fsync = "everysec",
         password: str | None = None,
         port: int | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
+        self.extra_args = extra_args  # e.g. ("--replicaof", "127.0.0.1", "6380")
         self.directory = Path(directory)
         self.appendonly = appendonly
         self.appendfsync: Fsync = appendfsync
@@ -72,7 +74,7 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
-        return args
+        return args + list(self.extra_args)
 
     def start(self, timeout: float = 10.0) -> Self:
         """Start and wait until it answers PING; a fresh port is tried when the first one
