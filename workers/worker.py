@@ -150,6 +150,10 @@ class Backlog:
             with self.app.connection_for_read() as conn:
                 conn.ensure_connection(max_retries=1, timeout=self.timeout)
                 channel: Any = conn.default_channel
+                if hasattr(channel, "_size"):
+                    # kombu's Redis transport: its passive declare does not see the
+                    # queue under the key prefix, but its size does
+                    return int(channel._size(QUEUE))
                 declared = channel.queue_declare(QUEUE, passive=True)
                 return int(declared.message_count)
         except Exception:  # any broker failure: nothing to judge now
