@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from notify.errors import ConfigError
 from notify.redisurl import check_broker_url, parse_redis_url
 from notify.smtpurl import parse_sender, parse_smtp_url
+from notify.ssrf import AllowList
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
@@ -48,6 +49,8 @@ class Settings(BaseSettings):
     email_from: str = "notify@localhost"
     public_url: str = "http://127.0.0.1:8000"
     allow_private_targets: bool = False
+    # host names and CIDRs allowed despite the SSRF guard (e.g. an in-network Alertmanager)
+    allowed_private_targets: str = ""
     # NoDecode: the variable is a comma-separated list, not JSON
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout_seconds: float = Field(15.0, gt=0)
@@ -158,6 +161,16 @@ class Settings(BaseSettings):
     @classmethod
     def _check_broker_url(cls, value: str | None) -> str | None:
         return None if not value else check_broker_url(value)
+
+    @field_validator("allowed_private_targets")
+    @classmethod
+    def _check_allowed_targets(cls, value: str) -> str:
+        AllowList.parse(value)
+        return value
+
+    @property
+    def private_targets(self) -> AllowList:
+        return AllowList.parse(self.allowed_private_targets)
 
     @property
     def cors_origin_list(self) -> list[str]:

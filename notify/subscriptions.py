@@ -151,7 +151,9 @@ def _reject_unknown(raw: Mapping[str, Any], allowed: frozenset[str], prefix: str
         raise InvalidInput(f"unknown field {unknown[0]!r}", field=prefix + str(unknown[0]))
 
 
-def parse_create(raw: object, *, allow_private: bool) -> Draft:
+def parse_create(
+    raw: object, *, allow_private: bool, allowed: ssrf.AllowList = ssrf.NOTHING
+) -> Draft:
     body = _require_object(raw, "body")
     _reject_unknown(body, CREATE_FIELDS)
     if "channel" not in body:
@@ -164,12 +166,14 @@ def parse_create(raw: object, *, allow_private: bool) -> Draft:
     return Draft(
         channel=validate_pattern(body["channel"], field="channel"),
         types=validate_types(body.get("types")),
-        sink=validate_sink(body["sink"], allow_private=allow_private),
+        sink=validate_sink(body["sink"], allow_private=allow_private, allowed=allowed),
         user=user,
     )
 
 
-def parse_patch(raw: object, *, allow_private: bool) -> Patch:
+def parse_patch(
+    raw: object, *, allow_private: bool, allowed: ssrf.AllowList = ssrf.NOTHING
+) -> Patch:
     body = _require_object(raw, "body")
     _reject_unknown(body, PATCH_FIELDS)
     enabled = body.get("enabled")
@@ -178,7 +182,11 @@ def parse_patch(raw: object, *, allow_private: bool) -> Patch:
     return Patch(
         channel=validate_pattern(body["channel"], field="channel") if "channel" in body else None,
         types=validate_types(body["types"]) if "types" in body else None,
-        sink=validate_sink(body["sink"], allow_private=allow_private) if "sink" in body else None,
+        sink=(
+            validate_sink(body["sink"], allow_private=allow_private, allowed=allowed)
+            if "sink" in body
+            else None
+        ),
         enabled=enabled,
     )
 
@@ -206,7 +214,13 @@ def validate_type_pattern(raw: object, name: str) -> str:
     return raw
 
 
-def validate_sink(raw: object, *, allow_private: bool, name: str = "sink") -> dict[str, Any]:
+def validate_sink(
+    raw: object,
+    *,
+    allow_private: bool,
+    name: str = "sink",
+    allowed: ssrf.AllowList = ssrf.NOTHING,
+) -> dict[str, Any]:
     sink = _require_object(raw, name)
     kind = sink.get("kind")
     if kind not in KINDS:
@@ -230,7 +244,7 @@ def validate_sink(raw: object, *, allow_private: bool, name: str = "sink") -> di
             "to": validate_address(sink.get("to"), f"{name}.to"),
             "digest_seconds": digest,
         }
-    url = validate_url(sink.get("url"), f"{name}.url", allow_private=allow_private)
+    url = validate_url(sink.get("url"), f"{name}.url", allow_private=allow_private, allowed=allowed)
     return {"kind": kind, "url": url}
 
 
@@ -246,7 +260,9 @@ def validate_address(raw: object, name: str) -> str:
     return str(checked.ascii_email)
 
 
-def validate_url(raw: object, name: str, *, allow_private: bool) -> str:
+def validate_url(
+    raw: object, name: str, *, allow_private: bool, allowed: ssrf.AllowList = ssrf.NOTHING
+) -> str:
     """An absolute http(s) URL without credentials or fragment.
 
     Literal addresses and ``localhost`` are refused here for a clear early error; the
@@ -280,7 +296,8 @@ def validate_url(raw: object, name: str, *, allow_private: bool) -> str:
             ssrf.ascii_name(host)
         except UnicodeError as exc:
             raise InvalidInput("URL host is not a valid name", field=name) from exc
-    if not allow_private:
+    listed = allowed.allows(host, host)  # NOTIFY_ALLOWED_PRIVATE_TARGETS
+    if not allow_private and not listed:
         if address is not None and (reason := ssrf.classify(address)):
             raise InvalidInput(f"URL targets a {reason} address", field=name)
         bare = host.rstrip(".")  # "localhost." is the same name, fully qualified

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from notify import alerts
+from notify import alerts, ssrf
 from notify.errors import PermanentDeliveryError, TransientDeliveryError
 from notify.events import now_rfc3339
 from notify.redis.alertbook import AlertBook
@@ -31,7 +31,14 @@ _CAS_TRIES = 8
 
 
 class AlertmanagerClient:
-    def __init__(self, *, timeout: float, allow_private: bool, max_connections: int = 20) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        allow_private: bool,
+        max_connections: int = 20,
+        allowed: ssrf.AllowList = ssrf.NOTHING,
+    ) -> None:
         self._timeout = timeout
         limits = httpx.Limits(
             max_connections=max_connections,
@@ -39,7 +46,7 @@ class AlertmanagerClient:
             keepalive_expiry=30,
         )
         self._client = httpx.AsyncClient(
-            transport=GuardedTransport(allow_private=allow_private, limits=limits),
+            transport=GuardedTransport(allow_private=allow_private, limits=limits, allowed=allowed),
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(timeout),

@@ -29,7 +29,9 @@ class TargetRefused(httpcore.ConnectError):
     """The target resolves to an address webhooks may not reach."""
 
 
-async def checked_addresses(host: str, port: int, allow_private: bool) -> list[str]:
+async def checked_addresses(
+    host: str, port: int, allow_private: bool, allowed: ssrf.AllowList = ssrf.NOTHING
+) -> list[str]:
     """The addresses ``host`` resolves to, all of them allowed, or TargetRefused."""
     literal = ssrf.parse(host)
     if literal is not None:
@@ -42,19 +44,20 @@ async def checked_addresses(host: str, port: int, allow_private: bool) -> list[s
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         reason = ssrf.refusal(address, allow_private)
-        if reason:
+        if reason and not allowed.allows(host, address):
             # one bad address refuses the name: round-robin DNS must not be a lottery
             raise TargetRefused(f"refused to connect to {host}: {reason}")
     return addresses
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, *, allow_private: bool) -> None:
+    def __init__(self, *, allow_private: bool, allowed: ssrf.AllowList = ssrf.NOTHING) -> None:
         self._allow_private = allow_private
+        self._allowed = allowed
         self._inner = httpcore.AnyIOBackend()
 
     async def resolve(self, host: str, port: int) -> list[str]:
-        return await checked_addresses(host, port, self._allow_private)
+        return await checked_addresses(host, port, self._allow_private, self._allowed)
 
     async def connect_tcp(
         self,
@@ -88,7 +91,13 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, *, allow_private: bool, limits: httpx.Limits) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        limits: httpx.Limits,
+        allowed: ssrf.AllowList = ssrf.NOTHING,
+    ) -> None:
         super().__init__(limits=limits, trust_env=False)
         # httpx has no public hook for the network backend; the pool it built is
         # replaced by an identical one that connects through the guard
@@ -97,7 +106,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(allow_private=allow_private),
+            network_backend=GuardedBackend(allow_private=allow_private, allowed=allowed),
         )
 
 
@@ -160,8 +169,10 @@ class HttpPool:
         max_connections: int,
         keepalive_expiry: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        allowed: ssrf.AllowList = ssrf.NOTHING,
     ) -> None:
         self._allow_private = allow_private
+        self._allowed = allowed
         self._expiry = keepalive_expiry
         self._ssl = ssl_context
         self._idle: dict[str, list[_Connection]] = {}
@@ -242,7 +253,9 @@ class HttpPool:
     async def _connect(self, origin: Origin) -> _Connection:
         last: Exception | None = None
         context = self._tls() if origin.scheme == "https" else None
-        for address in await checked_addresses(origin.host, origin.port, self._allow_private):
+        for address in await checked_addresses(
+            origin.host, origin.port, self._allow_private, self._allowed
+        ):
             try:
                 reader, writer = await self._open(
                     address,

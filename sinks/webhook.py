@@ -15,7 +15,7 @@ import time
 import httpcore
 import httpx
 
-from notify import webhooks
+from notify import ssrf, webhooks
 from notify.errors import PermanentDeliveryError, TargetGone, TransientDeliveryError
 from notify.retry import parse_retry_after
 from notify.sinks.base import RESPONSE_EXCERPT, Job, Receipt
@@ -28,10 +28,20 @@ USER_AGENT = "notify-webhooks/1.0"
 class WebhookSink:
     kind = "webhook"
 
-    def __init__(self, *, timeout: float, allow_private: bool, max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        allow_private: bool,
+        max_connections: int = 100,
+        allowed: ssrf.AllowList = ssrf.NOTHING,
+    ) -> None:
         self._timeout = timeout
         self._pool = HttpPool(
-            allow_private=allow_private, max_connections=max_connections, keepalive_expiry=30
+            allow_private=allow_private,
+            max_connections=max_connections,
+            keepalive_expiry=30,
+            allowed=allowed,
         )
 
     def target(self, job: Job) -> str | None:

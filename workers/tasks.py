@@ -44,11 +44,13 @@ class Runtime:
                 timeout=settings.webhook_timeout_seconds,
                 allow_private=settings.allow_private_targets,
                 max_connections=settings.webhook_max_connections,
+                allowed=settings.private_targets,
             ),
             "monitoring": MonitoringSink(
                 AlertmanagerClient(
                     timeout=settings.webhook_timeout_seconds,
                     allow_private=settings.allow_private_targets,
+                    allowed=settings.private_targets,
                 ),
                 AlertBook(self.redis, resend_s=settings.alert_resend_seconds),
             ),
