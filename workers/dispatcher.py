@@ -174,6 +174,11 @@ class Dispatcher:
         return taken
 
 
+DISPATCHER_CLIENT = "notify-dispatcher:"
+"""The prefix of the dispatcher's Redis connection names (``CLIENT LIST``), then its
+consumer name: how its health check finds it."""
+
+
 def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -192,6 +197,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         settings.redis_url,
         timeout=settings.redis_timeout_seconds,
         block_seconds=BLOCK_MS / 1000,
+        name=DISPATCHER_CLIENT + consumer_name(),
     )
     name = consumer_name()
     dispatcher = Dispatcher(settings, redis, enqueue, name)

@@ -80,10 +80,14 @@ def async_client(
     timeout: float = DEFAULT_TIMEOUT,
     block_seconds: float = 0.0,
     max_connections: int | None = None,
+    name: str | None = None,
 ) -> AsyncRedis:
-    """A command client (``block_seconds=0``) or a blocking reader's client."""
+    """A command client (``block_seconds=0``) or a blocking reader's client; ``name``
+    is its connections' CLIENT SETNAME (health checks look for it)."""
     target = parse_redis_url(url)
     options = _options(timeout, timeout + block_seconds, max_connections)
+    if name is not None:
+        options["client_name"] = name
     options["retry"] = _async_retry()
     if target.kind == "sentinel":
         sentinel_options = _sentinel_options(target, timeout)
