@@ -20,7 +20,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: venv deps lint test run bench clean
+.PHONY: venv deps rabbitmq lint test run bench clean
 
 venv: $(STAMP)
 
@@ -43,10 +43,22 @@ deps:
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	{ command -v prometheus-alertmanager >/dev/null 2>&1 \
 		|| [ -x /usr/bin/prometheus-alertmanager ]; } || missing="$$missing prometheus-alertmanager"; \
+	command -v rabbitmq-server >/dev/null 2>&1 || missing="$$missing rabbitmq-server"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(APT_GET) update -q; \
 		$(APT_GET) install -y -q $$missing; \
+	fi
+	@$(MAKE) --no-print-directory rabbitmq
+
+# The RabbitMQ broker tests (tests/integration/test_rabbitmq.py) talk to the machine's
+# RabbitMQ on 127.0.0.1:5672 (guest/guest), each in a vhost of its own: start it when
+# nothing listens there.
+rabbitmq:
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then \
+		echo "starting rabbitmq-server"; \
+		$(SUDO) rabbitmq-server -detached; \
+		$(SUDO) rabbitmqctl -q await_startup --timeout 120; \
 	fi
 
 lint: $(STAMP)

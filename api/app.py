@@ -6,12 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import redis
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 
 from notify.api import problems
 from notify.api.batcher import AppendBatcher
@@ -37,30 +33,16 @@ from notify.api.state import Gateway
 from notify.auth import Verifier
 from notify.errors import StoreUnavailable
 from notify.redis import limits
+from notify.redis.client import async_client
 from notify.redis.eventlog import RedisEventLog, Retention
 from notify.settings import Settings
 
 
 def build_gateway(settings: Settings) -> Gateway:
-    client = aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=False,
-        socket_timeout=15,  # outlives the reader's 5 s blocking XREAD
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        max_connections=256,
-        # a pooled connection that died with a Redis restart is re-dialled once,
-        # instead of failing the first request after the restart
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=3),
-        retry_on_error=[redis.exceptions.ConnectionError],
-    )
-    reader = aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=False,
-        socket_timeout=15,
-        socket_connect_timeout=5,
-        max_connections=2,
-    )
+    timeout = settings.redis_timeout_seconds
+    client = async_client(settings.redis_url, timeout=timeout, max_connections=256)
+    # the hub's own connection, for its blocking XREAD (see Hub: 5 s blocks)
+    reader = async_client(settings.redis_url, timeout=timeout, block_seconds=5.0, max_connections=2)
     log = RedisEventLog(
         client,
         Retention(
@@ -69,6 +51,9 @@ def build_gateway(settings: Settings) -> Gateway:
             channel_max_events=settings.channel_history_max_events,
         ),
         reader=reader,
+        min_replicas=settings.publish_min_replicas,
+        # WAIT answers before the command deadline ends the connection
+        wait_ms=max(1, int(timeout * 500)),
     )
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     return Gateway(

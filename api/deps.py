@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import parse_qsl
 
-import redis.asyncio as aioredis
 from fastapi import Depends
 from starlette.requests import HTTPConnection, cookie_parser
 
@@ -13,6 +12,7 @@ from notify.api.state import Gateway
 from notify.auth import COOKIE, QUERY, Principal, pick_token
 from notify.csrf import STATE_CHANGING, check_cookie_origin, check_cookie_write
 from notify.errors import Unauthenticated
+from notify.redis.client import AsyncRedis
 from notify.settings import Settings
 
 
@@ -28,7 +28,7 @@ def gateway_of(conn: HTTPConnection) -> Gateway:
 # dependencies are `async def` so FastAPI runs them on the event loop, not in a thread
 
 
-async def get_redis(conn: HTTPConnection) -> aioredis.Redis:
+async def get_redis(conn: HTTPConnection) -> AsyncRedis:
     return gateway_of(conn).redis
 
 
@@ -150,6 +150,6 @@ def principal_of(conn: HTTPConnection) -> Principal:
 
 
 Auth = Annotated[Principal, Depends(authenticate)]
-Store = Annotated[aioredis.Redis, Depends(get_redis)]
+Store = Annotated[AsyncRedis, Depends(get_redis)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]

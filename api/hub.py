@@ -295,6 +295,10 @@ class Hub:
             await asyncio.sleep(period)
             at = now()
             self.sweep(at)
+            metrics.flush_sent()
+            # kept current here, not only at a scrape: with --workers, the scrape is
+            # answered by one process and reports the others' last value
+            metrics.READER_UP.set(1 if self.running else 0)
             if renew is not None and at - renewed >= renew_every:
                 renewed = at
                 await renew([s.lease for s in self.subscribers if s.lease and not s.closed])

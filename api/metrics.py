@@ -1,7 +1,14 @@
-"""Prometheus metrics of the gateway. No label carries a channel or user name."""
+"""Prometheus metrics of the gateway. No label carries a channel or user name.
+
+With ``notify serve --workers N`` each process counts into files of prometheus_client's
+multiprocess mode (a directory per run, made by the supervisor, which sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers import this), and a scrape answered by
+any of them adds up all of them: each event is counted once, whichever process answers.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import (
@@ -11,24 +18,46 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from notify.redis.pending import Backlog
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROCESS = bool(os.environ.get(MULTIPROC_ENV))
 REGISTRY = CollectorRegistry(auto_describe=True)
 # the standard process_* and python_* series (the default registry's collectors)
-for _standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+STANDARD = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
+for _standard in STANDARD:
     REGISTRY.register(_standard)
 
 EVENTS_PUBLISHED = Counter(
     "notify_events_published", "Events accepted by this gateway", registry=REGISTRY
 )
 STREAMS_OPEN = Gauge(
-    "notify_streams_open", "Live stream connections", ["transport"], registry=REGISTRY
+    "notify_streams_open",
+    "Live stream connections",
+    ["transport"],
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 _sent = [0]
+# multiprocess mode: the plain integer is moved into a counter file now and then
+# (each housekeeping tick and each scrape), keeping the hot path a plain addition
+_EVENTS_SENT = (
+    Counter("notify_events_sent", "Events written to live connections", registry=None)
+    if MULTIPROCESS
+    else None
+)
+
+
+def flush_sent() -> None:
+    if _EVENTS_SENT is not None and _sent[0]:
+        n, _sent[0] = _sent[0], 0
+        _EVENTS_SENT.inc(n)
 
 
 def sent(n: int) -> None:
@@ -44,13 +73,32 @@ class _SentCollector(Collector):
         )
 
 
-REGISTRY.register(_SentCollector())
+if not MULTIPROCESS:
+    REGISTRY.register(_SentCollector())
 SLOW_CONSUMERS = Counter(
     "notify_slow_consumer_disconnects",
     "Connections closed because they fell behind their queue limit",
     registry=REGISTRY,
 )
-READER_UP = Gauge("notify_reader_up", "1 while the event log reader runs", registry=REGISTRY)
+READER_UP = Gauge(
+    "notify_reader_up",
+    "1 while the event log reader runs (every process's, with --workers)",
+    registry=REGISTRY,
+    multiprocess_mode="livemin",
+)
+
+
+def exposition() -> bytes:
+    """This gateway's metrics as Prometheus text: this process's, or with ``--workers``
+    the sum over the live processes (gauges) and all processes of the run (counters)."""
+    if not MULTIPROCESS:
+        return generate_latest(REGISTRY)
+    flush_sent()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    for standard in STANDARD:  # process_* and python_* of the process that answers
+        registry.register(standard)
+    return generate_latest(registry)
 
 
 def delivery_text(fields: Mapping[bytes | str, bytes | str]) -> bytes:

@@ -10,19 +10,24 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from prometheus_client.multiprocess import mark_process_dead
 from uvicorn.config import LOGGING_CONFIG
 
 from notify.api.httpproto import GatewayProtocol, timeout_response
 from notify.api.hub import ACTIVE
+from notify.api.metrics import MULTIPROC_ENV
 from notify.api.wsconn import FastWebSocketProtocol
 from notify.redact import redact
 
@@ -143,7 +148,11 @@ def supervise(host: str, port: int, workers: int, access_log: bool) -> None:
     argv = [sys.executable, "-m", "notify", "serve", "--host", host, "--port", str(port)]
     if access_log:
         argv.append("--access-log")
-    children = [subprocess.Popen(argv) for _ in range(workers)]
+    # the workers' metrics files, for this run only: counters from an earlier run
+    # must not be added to this one's
+    metrics_dir = tempfile.mkdtemp(prefix="notify-metrics-")
+    env = {**os.environ, MULTIPROC_ENV: metrics_dir}
+    children = [subprocess.Popen(argv, env=env) for _ in range(workers)]
     stopping = False
 
     def stop(*_: object) -> None:
@@ -155,16 +164,21 @@ def supervise(host: str, port: int, workers: int, access_log: bool) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while not stopping:
-        for i, child in enumerate(children):
-            if child.poll() is not None and not stopping:
-                logging.getLogger("notify.api.server").warning(
-                    "gateway worker %d exited with %s; restarting", child.pid, child.returncode
-                )
-                children[i] = subprocess.Popen(argv)
-        time.sleep(0.5)
-    for child in children:
-        try:
-            child.wait(15)
-        except subprocess.TimeoutExpired:
-            child.kill()
+    try:
+        while not stopping:
+            for i, child in enumerate(children):
+                if child.poll() is not None and not stopping:
+                    logging.getLogger("notify.api.server").warning(
+                        "gateway worker %d exited with %s; restarting", child.pid, child.returncode
+                    )
+                    # its live gauges (open streams) go; its counters stay counted
+                    mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]
+                    children[i] = subprocess.Popen(argv, env=env)
+            time.sleep(0.5)
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from notify.api.batcher import AppendBatcher
 from notify.api.hub import Hub
 from notify.api.limits import FairShare, RateLimiter
 from notify.auth import Verifier
+from notify.redis.client import AsyncRedis
 from notify.redis.eventlog import RedisEventLog
 from notify.settings import Settings
 
@@ -17,7 +16,7 @@ from notify.settings import Settings
 @dataclass
 class Gateway:
     settings: Settings
-    redis: aioredis.Redis
+    redis: AsyncRedis
     log: RedisEventLog
     hub: Hub
     verifier: Verifier

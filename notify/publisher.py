@@ -17,13 +17,11 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
-
 from notify import keys
 from notify.channels import validate_channel
 from notify.events import Draft, draft, encode_draft, validate_type
 from notify.redis import limits as advertised
+from notify.redis.client import async_client, sync_client
 from notify.redis.eventlog import (
     APPEND_LUA,
     RedisEventLog,
@@ -123,7 +121,7 @@ def _idempotency(key: str | None) -> str | None:
 
 class AsyncPublisher(_Config):
     def _open(self) -> None:
-        self._client = aioredis.Redis.from_url(self.redis_url, decode_responses=False)
+        self._client = async_client(self.redis_url)
         self._event_log: RedisEventLog | None = None
 
     async def _log(self) -> RedisEventLog:
@@ -170,7 +168,7 @@ class AsyncPublisher(_Config):
 
 class Publisher(_Config):
     def _open(self) -> None:
-        self._client = redis.Redis.from_url(self.redis_url, decode_responses=False)
+        self._client = sync_client(self.redis_url)
         self._script = self._client.register_script(APPEND_LUA)
         self._async: AsyncPublisher | None = None
 

@@ -15,7 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from notify.errors import ConfigError
 from notify.logs import LogFormat
 from notify.proxy import Proxy
+from notify.redisurl import check_broker_url, parse_redis_url
 from notify.smtpurl import parse_sender, parse_smtp_url
+from notify.ssrf import AllowList
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
@@ -30,6 +32,12 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=256)
     worker_concurrency: int = Field(2, ge=1, le=256)
     access_log: bool = False
+    # every Redis command's deadline (blocking reads: their block time plus this)
+    redis_timeout_seconds: float = Field(3.0, gt=0, le=60)
+    # a publish is acknowledged once this many replicas have it (Redis WAIT)
+    publish_min_replicas: int = Field(0, ge=0, le=16)
+    broker_url: str | None = None  # None: Celery's broker is NOTIFY_REDIS_URL
+    celery_task_events: bool = False  # Celery task events for Flower and `celery events`
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
 
@@ -58,6 +66,8 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     problem_base_url: str | None = None  # None: NOTIFY_PUBLIC_URL + "/problems/"
     allow_private_targets: bool = False
+    # host names and CIDRs allowed despite the SSRF guard (e.g. an in-network Alertmanager)
+    allowed_private_targets: str = ""
     # NoDecode: the variable is a comma-separated list, not JSON
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout_seconds: float = Field(15.0, gt=0)
@@ -182,8 +192,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        parse_redis_url(value)
         return value
 
     @field_validator("problem_base_url")
@@ -198,6 +207,21 @@ class Settings(BaseSettings):
         """What a problem ``type`` starts with (the code follows)."""
         base = self.problem_base_url or self.public_url + "/problems/"
         return base if base.endswith("/") else base + "/"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        return None if not value else check_broker_url(value)
+
+    @field_validator("allowed_private_targets")
+    @classmethod
+    def _check_allowed_targets(cls, value: str) -> str:
+        AllowList.parse(value)
+        return value
+
+    @property
+    def private_targets(self) -> AllowList:
+        return AllowList.parse(self.allowed_private_targets)
 
     @property
     def cors_origin_list(self) -> list[str]:

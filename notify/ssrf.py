@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from typing import Final
 
 import idna
@@ -123,3 +124,61 @@ def scrub(text: str) -> str:
     """``text`` (a delivery error a user will read) without IP addresses or ports:
     connection errors name the address a host name resolved to."""
     return _ADDRESS.sub("<address>", text)
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """Private targets allowed despite the guard (``NOTIFY_ALLOWED_PRIVATE_TARGETS``): host
+    names (``alertmanager``; ``.svc.cluster.local`` for every name under it) and
+    addresses or CIDRs (``10.0.5.0/24``). A listed name is trusted to whatever it
+    resolves to; a network allows its addresses whatever name led there."""
+
+    names: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> AllowList:
+        """From a comma-separated list; ValueError names a bad entry."""
+        names: set[str] = set()
+        suffixes: list[str] = []
+        networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for raw in text.split(","):
+            entry = raw.strip().lower().rstrip(".")
+            if not entry:
+                continue
+            if entry[0].isdigit() or ":" in entry:
+                try:
+                    networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+                except ValueError as exc:
+                    raise ValueError(f"{raw.strip()!r} is not an address or CIDR") from exc
+                continue
+            name = entry.removeprefix("*")
+            try:
+                encoded = ascii_name(name.lstrip("."))
+            except UnicodeError as exc:
+                raise ValueError(f"{raw.strip()!r} is not a host name") from exc
+            if not _HOST_NAME.fullmatch(encoded):
+                raise ValueError(f"{raw.strip()!r} is not a host name")
+            if name.startswith("."):
+                suffixes.append(name)
+            else:
+                names.add(name)
+        return cls(frozenset(names), tuple(suffixes), tuple(networks))
+
+    def allows_name(self, host: str) -> bool:
+        name = host.lower().rstrip(".")
+        return name in self.names or any(name.endswith(s) for s in self.suffixes)
+
+    def allows(self, host: str, address: str) -> bool:
+        """Whether connecting to ``address``, reached through ``host``, is allowed."""
+        if self.allows_name(host):
+            return True
+        parsed = parse(address)
+        return parsed is not None and any(parsed in net for net in self.networks)
+
+
+NOTHING: Final = AllowList()
+_HOST_NAME: Final = re.compile(
+    r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*"
+)

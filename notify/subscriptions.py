@@ -158,7 +158,9 @@ def _reject_unknown(raw: Mapping[str, Any], allowed: frozenset[str], prefix: str
     found.raise_any()
 
 
-def parse_create(raw: object, *, allow_private: bool) -> Draft:
+def parse_create(
+    raw: object, *, allow_private: bool, allowed: ssrf.AllowList = ssrf.NOTHING
+) -> Draft:
     body = _require_object(raw, "body")
     found = Findings()  # every bad field is named, not just the first
     found.attempt(_reject_unknown, body, CREATE_FIELDS)
@@ -171,7 +173,9 @@ def parse_create(raw: object, *, allow_private: bool) -> Draft:
     if "sink" not in body:
         found.add(InvalidInput("sink is required", field="sink"))
     else:
-        sink = found.attempt(validate_sink, body["sink"], allow_private=allow_private)
+        sink = found.attempt(
+            validate_sink, body["sink"], allow_private=allow_private, allowed=allowed
+        )
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         found.add(InvalidInput("user must be a string", field="user"))
@@ -180,7 +184,9 @@ def parse_create(raw: object, *, allow_private: bool) -> Draft:
     return Draft(channel=channel, types=types, sink=sink, user=user)
 
 
-def parse_patch(raw: object, *, allow_private: bool) -> Patch:
+def parse_patch(
+    raw: object, *, allow_private: bool, allowed: ssrf.AllowList = ssrf.NOTHING
+) -> Patch:
     body = _require_object(raw, "body")
     found = Findings()
     found.attempt(_reject_unknown, body, PATCH_FIELDS)
@@ -193,7 +199,9 @@ def parse_patch(raw: object, *, allow_private: bool) -> Patch:
     if "types" in body:
         types = found.attempt(validate_types, body["types"])
     if "sink" in body:
-        sink = found.attempt(validate_sink, body["sink"], allow_private=allow_private)
+        sink = found.attempt(
+            validate_sink, body["sink"], allow_private=allow_private, allowed=allowed
+        )
     found.raise_any()
     return Patch(channel=channel, types=types, sink=sink, enabled=enabled)
 
@@ -221,7 +229,13 @@ def validate_type_pattern(raw: object, name: str) -> str:
     return raw
 
 
-def validate_sink(raw: object, *, allow_private: bool, name: str = "sink") -> dict[str, Any]:
+def validate_sink(
+    raw: object,
+    *,
+    allow_private: bool,
+    name: str = "sink",
+    allowed: ssrf.AllowList = ssrf.NOTHING,
+) -> dict[str, Any]:
     sink = _require_object(raw, name)
     kind = sink.get("kind")
     if kind not in KINDS:
@@ -248,7 +262,7 @@ def validate_sink(raw: object, *, allow_private: bool, name: str = "sink") -> di
         if sink.get("template") is not None:
             email["template"] = validate_email_template(sink["template"], f"{name}.template")
         return email
-    url = validate_url(sink.get("url"), f"{name}.url", allow_private=allow_private)
+    url = validate_url(sink.get("url"), f"{name}.url", allow_private=allow_private, allowed=allowed)
     if kind == "monitoring":
         return {"kind": kind, "url": url}
     signature = sink.get("signature", "v1")
@@ -318,7 +332,9 @@ def validate_address(raw: object, name: str) -> str:
     return str(checked.ascii_email)
 
 
-def validate_url(raw: object, name: str, *, allow_private: bool) -> str:
+def validate_url(
+    raw: object, name: str, *, allow_private: bool, allowed: ssrf.AllowList = ssrf.NOTHING
+) -> str:
     """An absolute http(s) URL without credentials or fragment.
 
     Literal addresses and ``localhost`` are refused here for a clear early error; the
@@ -354,7 +370,8 @@ def validate_url(raw: object, name: str, *, allow_private: bool) -> str:
             ssrf.ascii_name(host)
         except UnicodeError as exc:
             raise InvalidInput("URL host is not a valid name", field=name) from exc
-    if not allow_private:
+    listed = allowed.allows(host, host)  # NOTIFY_ALLOWED_PRIVATE_TARGETS
+    if not allow_private and not listed:
         if address is not None and (reason := ssrf.classify(address)):
             raise InvalidInput(f"URL targets a {reason} address", field=name)
         bare = host.rstrip(".")  # "localhost." is the same name, fully qualified

@@ -55,8 +55,11 @@ __all__ = [
 ]
 
 
-async def checked_addresses(host: str, port: int, allow_private: bool) -> list[str]:
-    """The addresses ``host`` resolves to, all of them allowed, or TargetRefused."""
+async def checked_addresses(
+    host: str, port: int, allow_private: bool, allowed: ssrf.AllowList = ssrf.NOTHING
+) -> list[str]:
+    """The addresses ``host`` resolves to, all of them allowed (by the guard or by
+    ``NOTIFY_ALLOWED_PRIVATE_TARGETS``), or TargetRefused."""
     literal = ssrf.parse(host)
     if literal is not None:
         addresses = [str(literal)]
@@ -68,7 +71,7 @@ async def checked_addresses(host: str, port: int, allow_private: bool) -> list[s
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         reason = ssrf.refusal(address, allow_private)
-        if reason:
+        if reason and not allowed.allows(host, address):
             # one bad address refuses the name: round-robin DNS must not be a lottery
             raise TargetRefused(f"refused to connect to {host}: {reason}")
     return addresses
@@ -114,8 +117,10 @@ class HttpPool:
         keepalive_expiry: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         proxy: Proxy | None = None,
+        allowed: ssrf.AllowList = ssrf.NOTHING,
     ) -> None:
         self._allow_private = allow_private
+        self._allowed = allowed
         self._expiry = keepalive_expiry
         self._ssl = ssl_context
         self._proxy = proxy
@@ -199,7 +204,10 @@ class HttpPool:
     async def _connect(self, origin: Origin) -> _Connection:
         last: Exception | None = None
         context = self._tls() if origin.scheme == "https" else None
-        for address in await checked_addresses(origin.host, origin.port, self._allow_private):
+        checked = await checked_addresses(
+            origin.host, origin.port, self._allow_private, self._allowed
+        )
+        for address in checked:
             try:
                 if self._proxy is not None:
                     conn = await self._tunnel(self._proxy, address, origin.port)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from notify import alerts
+from notify import alerts, ssrf
 from notify.errors import PermanentDeliveryError, TransientDeliveryError
 from notify.events import now_rfc3339
 from notify.redis.alertbook import AlertBook
@@ -29,10 +29,20 @@ _CAS_TRIES = 8
 
 
 class AlertmanagerClient:
-    def __init__(self, *, timeout: float, allow_private: bool, max_connections: int = 20) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        allow_private: bool,
+        max_connections: int = 20,
+        allowed: ssrf.AllowList = ssrf.NOTHING,
+    ) -> None:
         self._timeout = timeout
         self._pool = HttpPool(
-            allow_private=allow_private, max_connections=max_connections, keepalive_expiry=30
+            allow_private=allow_private,
+            max_connections=max_connections,
+            keepalive_expiry=30,
+            allowed=allowed,
         )
 
     async def post(self, url: str, batch: Sequence[dict[str, Any]]) -> Receipt:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from notify import formats, webhooks
+from notify import formats, ssrf, webhooks
 from notify.errors import PermanentDeliveryError, TargetGone, TransientDeliveryError
 from notify.retry import parse_retry_after
 from notify.sinks.base import RESPONSE_EXCERPT, Job, Receipt
@@ -37,6 +37,7 @@ class WebhookSink:
         allow_private: bool,
         max_connections: int = 100,
         proxy: Proxy | None = None,
+        allowed: ssrf.AllowList = ssrf.NOTHING,
     ) -> None:
         self._timeout = timeout
         self._pool = HttpPool(
@@ -44,6 +45,7 @@ class WebhookSink:
             max_connections=max_connections,
             keepalive_expiry=30,
             proxy=proxy,
+            allowed=allowed,
         )
 
     def target(self, job: Job) -> str | None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from notify import keys
 from notify.events import with_id
-from notify.redis.client import Client, connect
+from notify.redis.client import Client, async_client
 from notify.redis.eventlog import entry_from
 from notify.redis.groups import GroupReader
 from notify.redis.heartbeat import Heartbeat, process_name
@@ -142,6 +142,11 @@ class Dispatcher:
         await self._reader.ack([raw_id for raw_id, _ in entries if raw_id is not None])
 
 
+DISPATCHER_CLIENT = "notify-dispatcher:"
+"""The prefix of the dispatcher's Redis connection names (``CLIENT LIST``), then its
+process name: how the container health check (``notify.workers.probe``) finds it."""
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     app = create_app(settings)
     enqueuer = Enqueuer(app, settings.delivery_batch_size)
@@ -151,8 +156,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     async def enqueue(ids: Sequence[str]) -> int:
         return await asyncio.get_running_loop().run_in_executor(pool, enqueuer, list(ids))
 
-    redis = connect(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 10)
     name = process_name()
+    # one client for the blocking group reads and the commands between them
+    redis = async_client(
+        settings.redis_url,
+        timeout=max(settings.redis_timeout_seconds, 10.0),
+        block_seconds=BLOCK_MS / 1000,
+        name=DISPATCHER_CLIENT + name,
+    )
     heartbeat = Heartbeat(redis, name, settings.heartbeat_seconds)
     stale_s = settings.dispatch_claim_idle_seconds
     log_reader = GroupReader(redis, keys.LOG, keys.DISPATCH_GROUP, name, stale_s=stale_s)

@@ -34,6 +34,7 @@ class AlertResender:
         self._client = AlertmanagerClient(
             timeout=settings.webhook_timeout_seconds,
             allow_private=settings.allow_private_targets,
+            allowed=settings.private_targets,
         )
         self._idle = min(settings.alert_resend_seconds / 4, 1.0)
 

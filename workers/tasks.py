@@ -50,11 +50,13 @@ class Runtime:
                 allow_private=settings.allow_private_targets,
                 max_connections=settings.webhook_max_connections,
                 proxy=Proxy.parse(settings.webhook_proxy) if settings.webhook_proxy else None,
+                allowed=settings.private_targets,
             ),
             "monitoring": MonitoringSink(
                 AlertmanagerClient(
                     timeout=settings.webhook_timeout_seconds,
                     allow_private=settings.allow_private_targets,
+                    allowed=settings.private_targets,
                 ),
                 AlertBook(self.redis, resend_s=settings.alert_resend_seconds),
             ),

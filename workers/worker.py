@@ -36,7 +36,6 @@ from celery.signals import (
 )
 
 from notify.mail import prepare_templates
-from notify.redis.backlog import Backlog
 from notify.redis.heartbeat import LeaseKeeper, process_name
 from notify.settings import Settings, load
 from notify.smtpurl import parse_sender
@@ -101,7 +100,7 @@ class Supervisor:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        backlog = Backlog(self.settings.redis_url, QUEUE)
+        backlog = Backlog(self.settings)
         if self.settings.health_port is not None:
             health.serve(self.health(), self.settings.health_host, self.settings.health_port)
         self.start()
@@ -193,6 +192,29 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+class Backlog:
+    """How many delivery batches wait in the broker queue (0 when it cannot tell),
+    asked of the broker itself (a passive declare), whichever broker it is."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self.timeout = max(1, round(settings.redis_timeout_seconds))
+
+    def size(self) -> int:
+        try:
+            with self.app.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1, timeout=self.timeout)
+                channel: Any = conn.default_channel
+                if hasattr(channel, "_size"):
+                    # kombu's Redis transport: its passive declare does not see the
+                    # queue under the key prefix, but its size does
+                    return int(channel._size(QUEUE))
+                declared = channel.queue_declare(QUEUE, passive=True)
+                return int(declared.message_count)
+        except Exception:  # any broker failure: nothing to judge now
+            return 0
 
 
 def die_with_parent() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import JSONResponse, Response
 
 from notify import keys
@@ -53,7 +53,7 @@ async def prometheus(gw: GatewayDep) -> Response:
     (deliveries, the dispatch backlog and the retry set; the same on every gateway, so
     aggregate them with max; left out while Redis is unreachable)."""
     metrics.READER_UP.set(1 if gw.hub.running else 0)
-    body = generate_latest(metrics.REGISTRY)
+    body = metrics.exposition()
     try:
         with translated():
             fields = await gw.redis.hgetall(keys.DELIVERY_METRICS)

@@ -101,7 +101,9 @@ async def create(
     """Create a subscription (an admin may create it for another ``user``, in the body
     or the query). A webhook's signing secret is in this answer only."""
     draft = parse_create(
-        await read_json(request, MAX_BODY), allow_private=settings.allow_private_targets
+        await read_json(request, MAX_BODY),
+        allow_private=settings.allow_private_targets,
+        allowed=settings.private_targets,
     )
     if user is not None and draft.user is not None and user != draft.user:
         raise InvalidInput("user is given twice, as two different users", field="user")
@@ -155,7 +157,9 @@ async def patch(
     store = SubscriptionStore(redis)
     current = await owned(store, principal, sub_id)
     change = parse_patch(
-        await read_json(request, MAX_BODY), allow_private=settings.allow_private_targets
+        await read_json(request, MAX_BODY),
+        allow_private=settings.allow_private_targets,
+        allowed=settings.private_targets,
     )
     sink_kind_change(current, change)
     only_disables = change.enabled is False and (

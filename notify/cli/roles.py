@@ -9,7 +9,12 @@ from notify.settings import Settings, load
 
 
 def settings() -> Settings:
-    return load()
+    from notify.redis.client import verify
+
+    found = load()
+    # an unknown Sentinel service is a configuration error, not a 503 forever
+    verify(found.redis_url, timeout=found.redis_timeout_seconds)
+    return found
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

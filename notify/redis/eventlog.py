@@ -20,8 +20,10 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from notify import keys
 from notify.channels import PatternIndex, is_wildcard
+from notify.errors import StoreUnavailable
 from notify.eventlog import Entry, Page
 from notify.events import Draft, is_last_possible, parse_id
+from notify.redis.client import async_client
 from notify.redis.errors import TRANSIENT, translated
 
 IDEMPOTENCY_SECONDS = 86400
@@ -198,6 +200,9 @@ class RedisEventLog:
         client: aioredis.Redis,
         retention: Retention,
         reader: aioredis.Redis | None = None,
+        *,
+        min_replicas: int = 0,
+        wait_ms: int = 1000,
     ) -> None:
         """``reader``, when given, is a client of its own for the blocking ``tail``
         (so it never holds a pooled connection that requests need); its XREAD replies
@@ -206,6 +211,8 @@ class RedisEventLog:
         self._retention = retention
         self._script = client.register_script(APPEND_LUA)
         self._reader = reader
+        self._min_replicas = min_replicas
+        self._wait_ms = wait_ms
         if reader is not None:
             reader.set_response_callback("XREAD", _raw_reply)
 
@@ -221,8 +228,12 @@ class RedisEventLog:
         idempotency_key: str | None = None,
     ) -> list[tuple[str, str]]:
         args = self._retention.append_args(drafts)
+        script_keys = append_keys(drafts, idempotency_key)
         with translated():
-            raw = await self._script(keys=append_keys(drafts, idempotency_key), args=args)
+            if self._min_replicas:
+                raw = await self._append_replicated(script_keys, args)
+            else:
+                raw = await self._script(keys=script_keys, args=args)
         return decode_append(raw, drafts)
 
     async def event(self, event_id: str) -> Entry | None:
@@ -230,6 +241,22 @@ class RedisEventLog:
         with translated():
             got: Any = await self._r.xrange(keys.LOG, event_id, event_id, count=1)
         return entry_from(got[0][0], got[0][1]) if got else None
+
+    async def _append_replicated(self, script_keys: list[str], args: list[Any]) -> Any:
+        """The append, then WAIT on the same connection (WAIT counts the replicas that
+        have this connection's writes): acknowledged only once enough replicas have it,
+        so a failover to one of them loses no acknowledged event."""
+        pipe: Any = self._r.pipeline(transaction=False)
+        async with pipe:
+            await self._script(keys=script_keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)
+            raw, acked = await pipe.execute()
+        if int(acked) < self._min_replicas:
+            raise StoreUnavailable(
+                f"event store has not replicated the write to {self._min_replicas} replica(s)"
+                " in time"
+            )
+        return raw
 
     async def head(self) -> str:
         with translated():
@@ -381,14 +408,8 @@ def _text(value: Any) -> str:
 
 @contextlib.asynccontextmanager
 async def connect(url: str, *, block_ms: int = 0) -> AsyncIterator[aioredis.Redis]:
-    """A client whose socket timeout outlives a blocking read of ``block_ms``."""
-    client = aioredis.Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_timeout=(block_ms / 1000 + 10) if block_ms else 10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-    )
+    """A client whose deadline outlives a blocking read of ``block_ms``."""
+    client = async_client(url, block_seconds=block_ms / 1000)
     try:
         yield client
     finally:

@@ -1,0 +1,68 @@
+"""NOTIFY_REDIS_URL and NOTIFY_BROKER_URL, read before any client is made."""
+
+from __future__ import annotations
+
+import pytest
+
+from notify.errors import ConfigError
+from notify.redisurl import RedisTarget, celery_broker, parse_redis_url
+from notify.settings import load
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("redis://h:1/0", RedisTarget("plain", "redis://h:1/0")),
+        ("rediss://h:1/2", RedisTarget("plain", "rediss://h:1/2")),
+        ("unix:///run/redis.sock", RedisTarget("plain", "unix:///run/redis.sock")),
+        (
+            "redis+sentinel://a:26379,b:26380/main",
+            RedisTarget("sentinel", "", (("a", 26379), ("b", 26380)), "main", 0),
+        ),
+        (
+            "redis+sentinel://u:p%40ss@a:1/main/3",
+            RedisTarget("sentinel", "", (("a", 1),), "main", 3, "u", "p@ss"),
+        ),
+        (
+            "redis+sentinel://:pw@[::1]:1/main",
+            RedisTarget("sentinel", "", (("::1", 1),), "main", 0, None, "pw"),
+        ),
+    ],
+)
+def test_parses(url: str, target: RedisTarget) -> None:
+    assert parse_redis_url(url) == target
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://h:1/0", "unknown scheme"),
+        ("localhost:6379", "unknown scheme"),
+        ("redis+cluster://a:1", "not supported yet"),
+        ("redis+sentinel:///main", "at least one sentinel"),
+        ("redis+sentinel://a:1", "service name"),
+        ("redis+sentinel://a:1/main/x", "not a number"),
+        ("redis+sentinel://a:1/main/0/9", "service name"),
+        ("redis+sentinel://a/main", "host:port"),
+        ("redis+sentinel://a:99999/main", "host:port"),
+    ],
+)
+def test_refuses(url: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        parse_redis_url(url)
+    with pytest.raises(ConfigError, match="NOTIFY_REDIS_URL"):
+        load(redis_url=url)
+
+
+def test_celery_broker_uses_kombus_sentinel_transport() -> None:
+    url, options = celery_broker(parse_redis_url("redis+sentinel://u:p@a:1,b:2/main/4"))
+    assert url == "sentinel://u:p@a:1/4;sentinel://u:p@b:2/4"
+    assert options == {"master_name": "main"}
+    assert celery_broker(parse_redis_url("redis://h:1/0")) == ("redis://h:1/0", {})
+
+
+@pytest.mark.parametrize("url", ["redis://h:1/0", "http://h", "amqp"])
+def test_broker_url_must_be_amqp(url: str) -> None:
+    with pytest.raises(ConfigError, match="NOTIFY_BROKER_URL"):
+        load(broker_url=url)
+    assert load(broker_url="amqp://guest:guest@127.0.0.1:5672/v").broker_url
