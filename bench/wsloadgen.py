@@ -13,8 +13,7 @@ the payload goes out as is).
         --connections 1000 --duration 10
 
 Same output protocol as bench/loadgen.py: ``READY {...}`` once every connection has
-its subscription confirmed, then ``RESULT {...}``. ``--socketio`` speaks the naive
-peer's Socket.IO (engine.io 4) over a plain WebSocket instead.
+its subscription confirmed, then ``RESULT {...}``.
 """
 
 from __future__ import annotations
@@ -42,8 +41,7 @@ from loadgen import (
 MARK = b'{"op":"event"'
 OK = b'{"op":"ok"'
 PING = b"\x89\x04"  # uvicorn pings with a 4-byte payload
-# Socket.IO: an event packet of the naive peer is 42["event",{...}]
-SIO_MARK = b'42["event"'
+EDGE = len(MARK) - 1
 
 
 def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -61,16 +59,11 @@ def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
 class WsClient(asyncio.Protocol):
     """One WebSocket connection; ``events`` counts event frames at the byte level."""
 
-    def __init__(
-        self, request: bytes, subscribe: bytes, shared: Shared, sample: bool, sio: bool
-    ) -> None:
+    def __init__(self, request: bytes, subscribe: bytes, shared: Shared, sample: bool) -> None:
         self.request = request
         self.subscribe = subscribe
         self.shared = shared
         self.sample = sample
-        self.mark = SIO_MARK if sio else MARK
-        self.edge = len(self.mark) - 1
-        self.sio = sio
         self.events = 0
         self.head = b""
         self.tail = b""
@@ -94,21 +87,15 @@ class WsClient(asyncio.Protocol):
             if self.status != 101:
                 self.ready.set_result(None)
                 return
-            if not self.sio:
-                self.transport.write(self.subscribe)  # type: ignore[union-attr]
+            self.transport.write(self.subscribe)  # type: ignore[union-attr]
         if not self.ready.done():
             self.head += data
-            if self.sio:
-                self._socketio_handshake()
-            elif OK in self.head:
+            if OK in self.head:
                 self.head = b""
                 self.ready.set_result(None)
             return
-        mark = self.mark
-        n = data.count(mark) + (self.tail + data[: self.edge]).count(mark)
-        self.tail = (
-            (self.tail + data)[-self.edge :] if len(data) < self.edge else data[-self.edge :]
-        )
+        n = data.count(MARK) + (self.tail + data[:EDGE]).count(MARK)
+        self.tail = (self.tail + data)[-EDGE:] if len(data) < EDGE else data[-EDGE:]
         if n:
             self.events += n
             shared = self.shared
@@ -117,27 +104,9 @@ class WsClient(asyncio.Protocol):
                 shared.latencies.extend(now - float(t) for t in SEND_TIME.findall(data))
             if not shared.first_event.is_set():
                 shared.first_event.set()
-        if self.sio:
-            if b"\x81\x012" in data:  # engine.io ping "2": answer "3"
-                self.transport.write(client_frame(b"3"))  # type: ignore[union-attr]
-        else:
-            at = data.find(PING)
-            if at >= 0 and len(data) >= at + 6:
-                self.transport.write(client_frame(data[at + 2 : at + 6], 0xA))  # type: ignore[union-attr]
-
-    def _socketio_handshake(self) -> None:
-        """engine.io open (0{...}), then the Socket.IO connect (40), then the
-        subscribe event; ready once the peer acknowledges the subscribe (43)."""
-        if b'\x810{"sid"' in self.head or self.head.startswith(b"\x81"):
-            if b"0{" in self.head and b"40" not in self.head and not getattr(self, "_sent40", 0):
-                self._sent40 = 1
-                self.transport.write(client_frame(b"40"))  # type: ignore[union-attr]
-            if b"40{" in self.head and not getattr(self, "_sent42", 0):
-                self._sent42 = 1
-                self.transport.write(client_frame(self.subscribe))  # type: ignore[union-attr]
-            if b"431[" in self.head:
-                self.head = b""
-                self.ready.set_result(None)
+        at = data.find(PING)
+        if at >= 0 and len(data) >= at + 6:
+            self.transport.write(client_frame(data[at + 2 : at + 6], 0xA))  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.shared.closed += 1
@@ -149,11 +118,8 @@ async def open_all(args: argparse.Namespace, shared: Shared) -> list[WsClient]:
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(args.wave)
     clients: list[WsClient] = []
-    if args.socketio:
-        subscribe = b'421["subscribe",' + json.dumps(args.channel).encode() + b"]"
-    else:
-        body = {"op": "subscribe", "ref": "1", "channels": [args.channel]}
-        subscribe = client_frame(json.dumps(body, separators=(",", ":")).encode())
+    body = {"op": "subscribe", "ref": "1", "channels": [args.channel]}
+    subscribe = client_frame(json.dumps(body, separators=(",", ":")).encode())
 
     async def one(i: int) -> None:
         sample = args.sample_every > 0 and i % args.sample_every == 0
@@ -164,7 +130,7 @@ async def open_all(args: argparse.Namespace, shared: Shared) -> list[WsClient]:
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
         for attempt in range(5):
-            client = WsClient(request, subscribe, shared, sample, args.socketio)
+            client = WsClient(request, subscribe, shared, sample)
             try:
                 async with gate:
                     await loop.create_connection(lambda c=client: c, args.host, args.port)  # type: ignore[misc]
@@ -235,10 +201,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--channel", default="bench.x")
-    extra.add_argument("--socketio", action="store_true")
     mine, rest = extra.parse_known_args(argv)
     args = parse_args(rest)
-    args.channel, args.socketio = mine.channel, mine.socketio
+    args.channel = mine.channel
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < args.connections + 64:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

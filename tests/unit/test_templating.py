@@ -15,7 +15,7 @@ EVENT = {"event": {"id": "1-0", "type": "a.b", "channel": "x", "data": {"n": 1, 
     ("source", "expected"),
     [
         ("{{ event.type }} {{ event.data.n }}", "a.b 1"),
-        ("{{ event.data | tojson }}", '{"n": 1, "s": "\\u003cb\\u003e"}'),
+        ("{{ event.data | tojson }}", '{"n":1,"s":"\\u003cb\\u003e"}'),
         ("{{ event.data.s }}", "<b>"),
         ("{% for k in event.data|sort %}{{ k }};{% endfor %}", "n;s;"),
         ("{{ '%05d' % event.data.n }} {{ '{:>4}'.format('x') }}", "00001    x"),
