@@ -17,6 +17,9 @@ trap 'rm -rf "$work"' EXIT
 git -C "$root" ls-files -z | (cd "$root" && xargs -0 tar -cf -) | tar -xf - -C "$work"
 cd "$work"
 export PYTHONPATH=$work
+# a mutant of the same size written within the same second as the original would be
+# shadowed by the original's cached bytecode (a false survivor): write no bytecode
+export PYTHONDONTWRITEBYTECODE=1
 
 killed_all=0
 total_all=0
