@@ -11,12 +11,18 @@ import secrets
 import sys
 from collections.abc import Generator, Iterable, Iterator
 
+import hypothesis
 import pytest
 
 from notify.auth import mint
 from tests.support.factories import GatewayFactory, ProcFactory, RedisFactory, TokenMaker
 from tests.support.procs import Gateway, Proc
 from tests.support.redis import Fsync, RedisServer
+
+if os.environ.get("COVERAGE_PROCESS_START"):
+    # `make coverage` traces every line: an example's run time then says nothing
+    hypothesis.settings.register_profile("coverage", deadline=None)
+    hypothesis.settings.load_profile("coverage")
 
 # Dump every thread's stack when a test runs this long: before pytest-timeout (120 s in
 # pyproject) fails it, so a hang shows where it hangs. An ini `faulthandler_timeout` wins.

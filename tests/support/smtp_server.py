@@ -17,6 +17,7 @@ from email.policy import default as default_policy
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.ports import free_port
 
@@ -63,13 +64,35 @@ class Handler:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, *, refused_logins: int | None = None) -> None:
+        """``refused_logins``: offer AUTH (without TLS) and refuse that many logins
+        (535), then accept any; None: no AUTH."""
         self.port = free_port()
         self.mails: list[Mail] = []
         self.scripts: dict[str, deque[str]] = defaultdict(deque)
         self._sessions: dict[int, int] = {}
         self._lock = threading.Lock()
-        self._controller = Controller(Handler(self), hostname="127.0.0.1", port=self.port)
+        self.logins: list[tuple[bool, str]] = []  # (accepted, user) of each AUTH
+        self._refuse = refused_logins
+        auth: dict[str, Any] = {}
+        if refused_logins is not None:
+            auth = {
+                "auth_require_tls": False,
+                "authenticator": self._authenticate,
+                # one mechanism: aiosmtplib falling back to LOGIN after a refused PLAIN
+                # waits on aiosmtpd until its timeout
+                "auth_exclude_mechanism": ["LOGIN"],
+            }
+        self._controller = Controller(Handler(self), hostname="127.0.0.1", port=self.port, **auth)
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        with self._lock:
+            ok = len([a for a in self.logins if not a[0]]) >= (self._refuse or 0)
+            user = data.login.decode() if isinstance(data, LoginPassword) else "?"
+            self.logins.append((ok, user))
+        return AuthResult(success=ok)
 
     @property
     def url(self) -> str:
