@@ -23,12 +23,12 @@ from typing import Any
 
 import uvicorn
 from prometheus_client.multiprocess import mark_process_dead
-from uvicorn.config import LOGGING_CONFIG
 
 from notify.api.httpproto import GatewayProtocol, timeout_response
 from notify.api.hub import ACTIVE
 from notify.api.metrics import MULTIPROC_ENV
 from notify.api.wsconn import FastWebSocketProtocol
+from notify.logs import LogFormat, logging_config
 from notify.redact import redact
 
 
@@ -44,14 +44,13 @@ class RedactTokens(logging.Filter):
         return True
 
 
-LOG_CONFIG: dict[str, Any] = {
-    **LOGGING_CONFIG,
-    "filters": {"redact": {"()": "notify.api.server.RedactTokens"}},
-    "handlers": {
-        name: {**handler, "filters": ["redact"]}
-        for name, handler in LOGGING_CONFIG["handlers"].items()
-    },
-}
+def log_config(fmt: LogFormat = "text", level: str = "INFO") -> dict[str, Any]:
+    """The gateway's logging (uvicorn's loggers included), with query tokens redacted."""
+    config = logging_config("gateway", fmt, level)
+    config["filters"] = {"redact": {"()": "notify.api.server.RedactTokens"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact"]
+    return config
 
 
 GC_THRESHOLD = (10_000, 20, 20)
@@ -124,7 +123,7 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
         loop="uvloop",
         http=GatewayProtocol,
         ws=FastWebSocketProtocol,
-        log_config=LOG_CONFIG,
+        log_config=log_config(settings.log_format, settings.log_level),
         ws_max_size=1024 * 1024,
         # event frames go out uncompressed anyway (built once for every socket: see
         # notify.api.wsconn); negotiating deflate would only keep a compressor and a

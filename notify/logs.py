@@ -12,6 +12,7 @@ query strings (``EventSource`` cannot send headers) and must never reach a log.
 from __future__ import annotations
 
 import logging
+import logging.config
 import re
 import time
 from typing import Any, Literal
@@ -74,6 +75,11 @@ class TextFormatter(logging.Formatter):
             if (value := getattr(record, name, None)) is not None
         )
         return mask_tokens(f"{text} [{ids}]" if ids else text)
+
+
+def configure(role: str, fmt: LogFormat = "text", level: str = "INFO") -> None:
+    """Apply :func:`logging_config` to this process (each role's entry point, once)."""
+    logging.config.dictConfig(logging_config(role, fmt, level))
 
 
 def logging_config(role: str, fmt: LogFormat = "text", level: str = "INFO") -> dict[str, Any]:

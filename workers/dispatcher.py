@@ -267,7 +267,9 @@ def run(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
+    from notify.logs import configure
     from notify.settings import load
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    run(load())
+    settings = load()
+    configure("dispatcher", settings.log_format, settings.log_level)
+    run(settings)

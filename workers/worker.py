@@ -35,6 +35,7 @@ from celery.signals import (
     worker_ready,
 )
 
+from notify.logs import configure
 from notify.mail import prepare_templates
 from notify.redis.heartbeat import LeaseKeeper, process_name
 from notify.settings import Settings, load
@@ -277,10 +278,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--progress", help="file touched at each task start (supervised)")
     args = parser.parse_args()
+    settings = load()
+    configure("worker", settings.log_format, settings.log_level)
     if args.progress:
-        run_celery(load(), args.concurrency, args.progress)
+        run_celery(settings, args.concurrency, args.progress)
     else:
-        run(load(), args.concurrency)
+        run(settings, args.concurrency)
 
 
 if __name__ == "__main__":

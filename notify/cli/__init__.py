@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -44,8 +43,25 @@ def warn_unknown(environ: dict[str, str]) -> None:
         print(f"notify: warning: {name} is not a notify setting{hint}", file=sys.stderr)
 
 
+ROLES = {"serve": "gateway", "dev": "dev"}
+
+
+def setup_logging(role: str) -> None:
+    """NOTIFY_LOG_FORMAT and NOTIFY_LOG_LEVEL for this process; a configuration that does
+    not load is reported by the command itself, so logging then keeps its defaults."""
+    from notify.errors import ConfigError
+    from notify.logs import configure
+    from notify.settings import load
+
+    try:
+        settings = load()
+    except ConfigError:
+        configure(role)
+        return
+    configure(role, settings.log_format, settings.log_level)
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         command = parser()
     except ModuleNotFoundError as exc:  # `pip install notify` has the clients only
@@ -58,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     args = command.parse_args(argv)
+    setup_logging(ROLES.get(args.command, args.command))
     warn_unknown(dict(os.environ))
     try:
         code: int = args.func(args)
