@@ -196,14 +196,15 @@ class Supervisor:
 
 
 class Backlog:
-    """How many delivery batches wait in the broker queue (0 when it cannot tell),
-    asked of the broker itself (a passive declare), whichever broker it is."""
+    """How many delivery batches wait in the broker queue (None when the broker does not
+    answer: the worker is then not ready), asked of the broker itself (a passive
+    declare), whichever broker it is."""
 
     def __init__(self, settings: Settings) -> None:
         self.app = create_app(settings)
         self.timeout = max(1, round(settings.redis_timeout_seconds))
 
-    def size(self) -> int:
+    def size(self) -> int | None:
         try:
             with self.app.connection_for_read() as conn:
                 conn.ensure_connection(max_retries=1, timeout=self.timeout)
@@ -215,7 +216,7 @@ class Backlog:
                 declared = channel.queue_declare(QUEUE, passive=True)
                 return int(declared.message_count)
         except Exception:  # any broker failure: nothing to judge now
-            return 0
+            return None
 
 
 def die_with_parent() -> None:
