@@ -27,7 +27,7 @@ def masked(field: str, value: object) -> str:
         return "(unset)"
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
-    if field in ("redis_url", "smtp_url"):
+    if field in ("redis_url", "smtp_url", "broker_url"):
         return shown(str(value))
     if field in SECRET_FIELDS:
         return MASK
@@ -64,6 +64,14 @@ async def ping_redis(url: str) -> None:
             await client.ping()
 
 
+def reach_broker(url: str) -> None:
+    """Open and close one connection to Celery's own broker (NOTIFY_BROKER_URL)."""
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=TIMEOUT) as conn:
+        conn.ensure_connection(max_retries=1, timeout=int(TIMEOUT))
+
+
 def greet_smtp(url: str) -> str:
     """Connect, EHLO and, when the URL asks for it, STARTTLS; the server's greeting."""
     target = parse_smtp_url(url)
@@ -94,10 +102,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         asyncio.run(ping_redis(settings.redis_url))
         print(f"redis    ok    {shown(settings.redis_url)}")
-        print("broker   ok    the same Redis (Celery's keys under its own prefix)")
+        if not settings.broker_url:
+            print("broker   ok    the same Redis (Celery's keys under its own prefix)")
     except Exception as exc:  # any failure to reach it is the answer, not a crash
         print(f"redis    FAIL  {shown(settings.redis_url)}: {type(exc).__name__}: {exc}")
         failures += 1
+    if settings.broker_url:
+        try:
+            reach_broker(settings.broker_url)
+            print(f"broker   ok    {shown(settings.broker_url)}")
+        except Exception as exc:  # any failure to reach it is the answer, not a crash
+            print(f"broker   FAIL  {shown(settings.broker_url)}: {type(exc).__name__}")
+            failures += 1
     if variable("smtp_url") in environ or variable("smtp_url") + "_FILE" in environ:
         url = settings.smtp_url.get_secret_value()
         try:
@@ -116,7 +132,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     s = sub.add_parser(
         "check",
-        help="validate the NOTIFY_* settings, reach Redis (and SMTP when NOTIFY_SMTP_URL is"
-        " set), print the effective settings with secrets masked",
+        help="validate the NOTIFY_* settings, reach Redis (and the broker and SMTP when"
+        " NOTIFY_BROKER_URL and NOTIFY_SMTP_URL are set), print the effective settings with"
+        " secrets masked",
     )
     s.set_defaults(func=cmd_check)

@@ -13,6 +13,7 @@ import jwt
 from notify.cli import parser
 from notify.settings import known_variables
 from tests.support.factories import RedisFactory
+from tests.support.ports import free_port
 from tests.support.procs import child_env
 from tests.support.redis import RedisServer
 from tests.support.smtp_server import SmtpServer
@@ -104,6 +105,20 @@ def test_check_reaches_redis_and_smtp_and_masks_secrets(
     lines = {line.split()[0]: line for line in out.stdout.splitlines() if "NOTIFY_" in line}
     assert "********" in lines["NOTIFY_JWT_SECRET"] and "[file]" in lines["NOTIFY_JWT_SECRET"]
     assert "7200" in lines["NOTIFY_HISTORY_SECONDS"] and "[env]" in lines["NOTIFY_HISTORY_SECONDS"]
+
+    # a broker of its own (RabbitMQ on this machine, `make deps` starts it): reached,
+    # its password never shown; one that does not answer is a failure
+    rabbit = "amqp://guest:guest@127.0.0.1:5672//"
+    out = notify(
+        "check", NOTIFY_REDIS_URL=server.url, NOTIFY_JWT_SECRET=SECRET, NOTIFY_BROKER_URL=rabbit
+    )
+    assert out.returncode == 0 and "broker   ok    amqp://guest:" in out.stdout, out.stdout
+    assert ":guest@" not in out.stdout
+    dead = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    out = notify(
+        "check", NOTIFY_REDIS_URL=server.url, NOTIFY_JWT_SECRET=SECRET, NOTIFY_BROKER_URL=dead
+    )
+    assert out.returncode == 1 and "broker   FAIL" in out.stdout, out.stdout
 
     server.kill()
     out = notify("check", NOTIFY_REDIS_URL=server.url, NOTIFY_JWT_SECRET=SECRET)
