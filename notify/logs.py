@@ -78,8 +78,14 @@ class TextFormatter(logging.Formatter):
 
 
 def configure(role: str, fmt: LogFormat = "text", level: str = "INFO") -> None:
-    """Apply :func:`logging_config` to this process (each role's entry point, once)."""
-    logging.config.dictConfig(logging_config(role, fmt, level))
+    """Apply :func:`logging_config` to this process (each role's entry point, once).
+
+    The loggers it names are enabled again: dictConfig leaves a logger that an earlier
+    configuration disabled as it was, and its records would vanish."""
+    config = logging_config(role, fmt, level)
+    logging.config.dictConfig(config)
+    for name in config["loggers"]:
+        logging.getLogger(name).disabled = False
 
 
 def logging_config(role: str, fmt: LogFormat = "text", level: str = "INFO") -> dict[str, Any]:
@@ -100,10 +106,12 @@ def logging_config(role: str, fmt: LogFormat = "text", level: str = "INFO") -> d
         },
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
-            "uvicorn": {"handlers": [], "propagate": True},
-            "uvicorn.error": {"handlers": [], "propagate": True},
-            "uvicorn.access": {"handlers": [], "propagate": True},
-            "celery": {"handlers": [], "propagate": True},
+            # NOTSET: their records follow the root's level, whatever an earlier
+            # configuration (uvicorn's own) set
+            "uvicorn": {"handlers": [], "propagate": True, "level": "NOTSET"},
+            "uvicorn.error": {"handlers": [], "propagate": True, "level": "NOTSET"},
+            "uvicorn.access": {"handlers": [], "propagate": True, "level": "NOTSET"},
+            "celery": {"handlers": [], "propagate": True, "level": "NOTSET"},
             "celery.app.trace": quiet,
             "celery.worker.strategy": quiet,
         },

@@ -8,7 +8,7 @@ import logging.config
 import orjson
 import pytest
 
-from notify.logs import JsonFormatter, TextFormatter, logging_config, mask_tokens, timestamp
+from notify.logs import JsonFormatter, TextFormatter, configure, mask_tokens, timestamp
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXBhcnQ"
 
@@ -79,7 +79,8 @@ def test_the_config_routes_uvicorn_and_celery_through_one_handler(
 ) -> None:
     before = logging.getLogger().handlers[:]
     try:
-        logging.config.dictConfig(logging_config("gateway", "json", "INFO"))
+        logging.getLogger("uvicorn.error").disabled = True  # as an earlier config may leave it
+        configure("gateway", "json", "INFO")
         logging.getLogger("uvicorn.error").info("Started server process [1]")
         logging.getLogger("celery.app.trace").info("Task succeeded")  # quiet: WARNING
         logging.getLogger("notify.hub").debug("below the level")

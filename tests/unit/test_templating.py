@@ -74,7 +74,12 @@ HOSTILE = [
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
         "ran longer than 100 ms",
     ),
-    ("{% macro f() %}{{ f() }}{{ f() }}{% endmacro %}{{ f() }}", "recursed too deeply"),
+    # exponential: cut by the recursion limit or the time limit, whichever comes first
+    # (which one depends on the process's stack and load)
+    (
+        "{% macro f() %}{{ f() }}{{ f() }}{% endmacro %}{{ f() }}",
+        "recursed too deeply | ran longer than",
+    ),
     ("{% for x in [1] recursive %}{{ loop([1, 1]) }}{{ loop([1, 1]) }}{% endfor %}", "deeply"),
     # building huge values
     ("{{ 'x' * 1000000000 }}", "repetition over the size limit"),
@@ -123,7 +128,7 @@ def test_hostile_templates_are_cut_off(source: str, reason: str) -> None:
     started = time.monotonic()
     with pytest.raises(TemplateError) as caught:
         render(source, EVENT)
-    assert reason in str(caught.value)
+    assert any(r in str(caught.value) for r in reason.split(" | ")), caught.value
     assert time.monotonic() - started < 2  # generous for a loaded machine; 0.1 s is the cap
 
 
