@@ -43,6 +43,7 @@ deps:
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	{ command -v prometheus-alertmanager >/dev/null 2>&1 \
 		|| [ -x /usr/bin/prometheus-alertmanager ]; } || missing="$$missing prometheus-alertmanager"; \
 	command -v rabbitmq-server >/dev/null 2>&1 || missing="$$missing rabbitmq-server"; \
