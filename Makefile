@@ -69,8 +69,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict
 
+# Two processes (a file each at a time, so a module's fixtures stay together): the
+# suite spends most of its time waiting on servers it started, not on a core.
+PYTEST_WORKERS ?= 2
 test: deps venv lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
 # Coverage of the whole suite, the gateways, dispatchers and workers it starts included:
 # tests/quality/coverage goes first on PYTHONPATH, so every Python process (they inherit

@@ -27,6 +27,9 @@ and flow control are kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 import time
 from typing import Any
 
@@ -78,6 +81,17 @@ HEAD_TOO_LARGE = _problem_response(
     b"HTTP/1.1 431 Request Header Fields Too Large",
     HeadersTooLarge("the request's header fields are over the size or count limit"),
 )
+
+
+def reset(transport: asyncio.Transport) -> None:
+    """Close a connection with a TCP reset: what the kernel still buffers for a peer that
+    stopped reading is dropped with it. ``abort()`` alone drops only asyncio's buffer;
+    the kernel would go on offering its own (megabytes) to the peer for minutes."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class _HeadRefused(Exception):
@@ -180,7 +194,7 @@ class GatewayProtocol(HttpToolsProtocol):
         if self.cycle is not None:
             self.cycle.disconnected = True
             self.cycle.message_event.set()
-        self.transport.abort()
+        reset(self.transport)
 
     def write_chunk(self, data: bytes) -> bool:
         """Write one chunk of the response under way now, or say it cannot (the caller

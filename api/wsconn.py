@@ -26,7 +26,7 @@ from typing import Any
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from notify.api.httpproto import GatewayWebSocketProtocol
+from notify.api.httpproto import GatewayWebSocketProtocol, reset
 
 WS_CONNECTION = "notify.ws"
 """The scope key under which the route finds its :class:`FastWebSocketProtocol`."""
@@ -147,6 +147,15 @@ class FastWebSocketProtocol(GatewayWebSocketProtocol):
         if not self.send_ready():
             return False
         self.transport.write(data)
+        return True
+
+    def reset_if_stalled(self) -> bool:
+        """Reset the connection if the peer still is not reading (the transport applies
+        back-pressure): a close frame could not reach it anyway. True if it was reset."""
+        if self.writable.is_set() or self.transport.is_closing():
+            return False
+        self.disconnected = True
+        reset(self.transport)
         return True
 
     async def send_frames(self, data: bytes) -> None:

@@ -130,6 +130,10 @@ class Session:
                         await self.ws.close(
                             code=CLOSE_CODES.get(sub.reason, 1011), reason=sub.reason[:120]
                         )
+                if conn is not None:
+                    # a peer that still reads nothing would never see the close; its
+                    # kernel buffers go with a reset, and it resumes from its last id
+                    conn.reset_if_stalled()
 
     def wake(self) -> None:
         """The hub has frames it could not write now, or the socket was closed."""

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 
 from redis.exceptions import RedisError
@@ -75,6 +76,7 @@ class LeaseKeeper:
         self._held: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notify-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -88,9 +90,14 @@ class LeaseKeeper:
 
     def reserve(self, ids: Sequence[str]) -> None:
         """Keep these deliveries, received but not yet claimed, from waiting out a whole
-        lease should this process die (until a claim, an outcome or a retry time)."""
+        lease should this process die (until a claim, an outcome or a retry time).
+
+        The heartbeat thread applies them at once, not at its next beat: a process killed
+        in between would leave them to wait out the lease. Receipts that arrive while it
+        is busy go together in its next round trip."""
         with self._lock:
             self._reserved.update(ids)
+        self._wake.set()
 
     def release(self, token: str) -> None:
         """Stop renewing: unfinished ones lapse within the TTL and go to another worker."""
@@ -99,16 +106,29 @@ class LeaseKeeper:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         with contextlib.suppress(RedisError):
             self._redis.delete(self._key)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._beat()
+        next_beat = time.monotonic() + self._interval
+        while True:
+            woken = self._wake.wait(max(next_beat - time.monotonic(), 0.0))
+            if self._stop.is_set():
+                return
+            if woken:
+                self._wake.clear()
+            if time.monotonic() >= next_beat:
+                self._beat()
+                next_beat = time.monotonic() + self._interval
+            elif woken:
+                self._beat(renew=False)
 
-    def _beat(self) -> None:
+    def _beat(self, renew: bool = True) -> None:
+        """Keep the process's key alive, push the reserved deliveries one TTL ahead and,
+        with ``renew``, the leases in hand too."""
         with self._lock:
-            held = list(self._held.items())
+            held = list(self._held.items()) if renew else []
             reserved = sorted(self._reserved)
         try:
             if reserved:
@@ -119,7 +139,7 @@ class LeaseKeeper:
                 done = {i for i, k in zip(reserved, kept, strict=True) if not int(k)}
                 with self._lock:
                     self._reserved -= done
-            elif not held:
+            elif not held and renew:
                 self._redis.set(self._key, b"1", px=self._ttl_ms)
             for token, ids in held:
                 self._renew(

@@ -114,6 +114,14 @@ def test_a_read_only_replica_is_503_on_every_write(
         assert c.post("/v1/events", json=EVENT).status_code == 202
 
 
+def loading(port: int) -> bool:
+    """Whether Redis answers a PING with LOADING (on a bare socket: redis-py would retry
+    it, LOADING being a ConnectionError to it, until the load is over)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+        probe.sendall(b"*1\r\n$4\r\nPING\r\n")
+        return probe.recv(64).startswith(b"-LOADING")
+
+
 def test_loading_is_503_on_reads_and_writes(
     tmp_path: Path, gateway_factory: GatewayFactory, token: str
 ) -> None:
@@ -122,14 +130,15 @@ def test_loading_is_503_on_reads_and_writes(
         gw = gateway_factory(redis_url=server.url)
         with redis.Redis(port=server.port, host="127.0.0.1") as r, client(gw, token) as c:
             assert c.post("/v1/events", json=EVENT).status_code == 202
-            # a data set that takes seconds to load: 4,000 keys at 1 ms each, and Redis
+            # a data set that takes seconds to load: 6,000 keys at 1 ms each, and Redis
             # answering other clients (LOADING) every KB of the load
-            r.execute_command("DEBUG", "POPULATE", 4000, "filler", 100)
+            r.execute_command("DEBUG", "POPULATE", 6000, "filler", 100)
             r.config_set("key-load-delay", 1000)
             r.config_set("loading-process-events-interval-bytes", 1024)
             reloading = socket.create_connection(("127.0.0.1", server.port))
             reloading.sendall(b"*2\r\n$5\r\nDEBUG\r\n$6\r\nRELOAD\r\n")
             try:
+                until(lambda: loading(server.port))  # not before Redis says so itself
                 for name, call in {**WRITES, **READS}.items():
                     resp = call(c)
                     assert resp.status_code == 503, name
