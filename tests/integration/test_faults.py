@@ -82,9 +82,10 @@ def _drain(sock: socket.socket, timeout: float) -> bytes:
     try:
         while chunk := sock.recv(65536):
             data += chunk
-    except TimeoutError:
-        pass
-    sock.close()
+    except (TimeoutError, ConnectionResetError):
+        pass  # a slow consumer's cut is a reset: what it holds is still read first
+    finally:
+        sock.close()
     return data
 
 
