@@ -34,6 +34,7 @@ from celery.signals import (
     worker_process_init,
     worker_ready,
 )
+from celery.worker.request import Request
 
 from notify.logs import configure
 from notify.mail import prepare_templates
@@ -41,7 +42,7 @@ from notify.redis.heartbeat import LeaseKeeper, process_name
 from notify.settings import Settings, load
 from notify.smtpurl import parse_sender
 from notify.workers import health
-from notify.workers.celery_app import QUEUE, create_app
+from notify.workers.celery_app import DELIVER, QUEUE, create_app
 from notify.workers.tasks import register
 
 log = logging.getLogger("notify.worker")
@@ -236,6 +237,34 @@ def quiet_per_task_lines(**_: Any) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def delivery_ids(request: Any) -> list[str]:
+    return [str(i) for i in request.args[0]]
+
+
+class HeldRequest(Request):
+    """A delivery task as the worker's main process holds it: received (its deliveries
+    reserved, see ``LeaseKeeper.reserve``) until it is acknowledged or rejected, which
+    happens here, in this process, however the task ended. A task that failed before
+    claiming its deliveries (Redis failing over, say) must not keep them reserved for
+    as long as this process lives: let go, they fall due within a heartbeat TTL."""
+
+    keeper: LeaseKeeper | None = None
+
+    def acknowledge(self) -> None:
+        super().acknowledge()
+        self._let_go()
+
+    def reject(self, requeue: bool = False) -> None:
+        super().reject(requeue)
+        self._let_go()
+
+    def _let_go(self) -> None:
+        keeper = HeldRequest.keeper
+        if keeper is not None:
+            with contextlib.suppress(Exception):  # a task of another shape
+                keeper.unreserve(delivery_ids(self))
+
+
 def run_celery(settings: Settings, concurrency: int, progress: str) -> None:
     """The supervised child: a Celery worker in this process."""
     app = create_app(settings)
@@ -252,9 +281,11 @@ def run_celery(settings: Settings, concurrency: int, progress: str) -> None:
 
     def reserve(request: Any = None, **_: Any) -> None:
         with contextlib.suppress(Exception):  # a task of another shape: nothing to keep
-            keeper.reserve([str(i) for i in request.args[0]])
+            keeper.reserve(delivery_ids(request))
 
     task_received.connect(reserve, weak=False)
+    HeldRequest.keeper = keeper
+    app.tasks[DELIVER].Request = HeldRequest  # type: ignore[assignment]  # a class does too
     worker_ready.connect(touch, weak=False)  # the supervisor's sign that it consumes
     after_setup_logger.connect(quiet_per_task_lines, weak=False)
     # pool processes go with the worker: none is left behind when it is killed

@@ -99,6 +99,12 @@ class LeaseKeeper:
             self._reserved.update(ids)
         self._wake.set()
 
+    def unreserve(self, ids: Sequence[str]) -> None:
+        """Stop keeping these: their task ended (its outcome is recorded, or it failed
+        before claiming them, and then they fall due within the TTL for another try)."""
+        with self._lock:
+            self._reserved.difference_update(ids)
+
     def release(self, token: str) -> None:
         """Stop renewing: unfinished ones lapse within the TTL and go to another worker."""
         with self._lock:

@@ -179,6 +179,46 @@ def test_a_worker_killed_before_claiming_what_it_received_is_taken_over(
     stack.wait_events(sub, "delivered", [event], timeout=TAKEOVER + SLACK + 10)
 
 
+def test_a_task_that_fails_before_claiming_lets_its_deliveries_go(
+    stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
+) -> None:
+    # A task that fails before it claims its deliveries (Redis failing over under it,
+    # here Redis refusing scripts for a moment) is acknowledged by the worker's main
+    # process, which must then stop reserving them: otherwise it keeps them from falling
+    # due for as long as it lives, and they are never sent.
+    stack = stack_factory(workers=0, **PRODUCTION)
+    worker, port = start_worker(stack, "worker")
+    ready(worker, port)
+    sub = webhook(stack, receiver, "/h")
+    [celery] = children(worker.pid)
+    pool = children(celery)
+    for pid in pool:
+        os.kill(pid, signal.SIGSTOP)
+    event = stack.publish("orders.1")
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+
+        def reserved() -> bool:
+            listed = stack.deliveries(sub)
+            score = client.zscore(keys.RETRY_DUE, listed[0]["id"]) if listed else None
+            seconds, micros = client.time()
+            return score is not None and score <= seconds * 1000 + micros // 1000 + 3_000
+
+        stack.wait_for("the received delivery to be reserved", reserved, timeout=30, every=0.05)
+        client.execute_command("ACL", "SETUSER", "default", "-eval", "-evalsha")
+        try:
+            for pid in pool:
+                os.kill(pid, signal.SIGCONT)
+            stack.wait_for(
+                "the task to fail", lambda: "raised unexpected" in worker.log_text(), timeout=30
+            )
+        finally:
+            client.execute_command("ACL", "SETUSER", "default", "+eval", "+evalsha")
+        stack.wait_events(sub, "delivered", [event], timeout=TAKEOVER + SLACK)
+    finally:
+        client.close()
+
+
 def test_a_slow_worker_keeps_its_lease(stack_factory: StackFactory, receiver: Receiver) -> None:
     # a 2 s heartbeat and an 8 s answer: without renewal the lease would lapse four
     # times over and the worker's second process would send the delivery again
