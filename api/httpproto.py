@@ -112,14 +112,19 @@ class GatewayProtocol(HttpToolsProtocol):
     timeout_answer = timeout_response(PROBLEM_BASE)
     """Set by ``notify serve`` for ``NOTIFY_PROBLEM_BASE_URL``."""
 
-    reading_since = 0.0
+    # Slots, not the instance dict: uvicorn's protocol sets 29 attributes, and CPython
+    # shares an instance dict's keys among instances only up to 30, past which each
+    # connection gets a dict of its own: 1.5 KiB more per idle stream (bench c).
+    __slots__ = ("head_bytes", "reading_since")
+
+    reading_since: float
     """When this connection began waiting for the request it is reading; 0 when none."""
 
-    in_head = True
-    head_bytes = 0
-    """Bytes received since the current request's head began (while ``in_head``)."""
+    head_bytes: int
+    """Bytes received since the current request's head began; -1 once it is complete."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.head_bytes = 0
         super().connection_made(transport)
         self.reading_since = now()
         _sweeper(self.loop, self.connections)
@@ -127,7 +132,7 @@ class GatewayProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         """uvicorn's, with the head caps (a cap hit in a parser callback stops parsing
         with :class:`_HeadRefused`, which httptools hands back as a callback error)."""
-        if self.in_head:
+        if self.head_bytes >= 0:
             self.head_bytes += len(data)
         self._unset_keepalive_if_required()
         try:
@@ -146,7 +151,7 @@ class GatewayProtocol(HttpToolsProtocol):
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
-        if self.in_head and self.head_bytes > self.max_head_bytes:
+        if self.head_bytes > self.max_head_bytes:
             self.refuse_head()
 
     def _invalid_request(self) -> None:
@@ -155,7 +160,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self.send_400_response(msg)
 
     def refuse_head(self) -> None:
-        self.in_head = False
+        self.head_bytes = -1
         self.reading_since = 0.0
         if not self.transport.is_closing():
             self.transport.write(HEAD_TOO_LARGE)
@@ -163,7 +168,8 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.in_head = True
+        if self.head_bytes < 0:
+            self.head_bytes = 0
         if not self.reading_since:
             self.reading_since = now()
 
@@ -176,8 +182,7 @@ class GatewayProtocol(HttpToolsProtocol):
         size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
         if size > self.max_head_bytes:
             raise _HeadRefused
-        self.in_head = False
-        self.head_bytes = 0
+        self.head_bytes = -1
         super().on_headers_complete()
         if self.pipeline or "path" not in self.scope:
             # queued behind a response (reading is paused), or a WebSocket upgrade
@@ -214,7 +219,7 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self.in_head = True  # the next request's head may follow at once
+        self.head_bytes = 0  # the next request's head may follow at once
         if self.cycle is None or not self.cycle.response_complete:
             # (a request answered before its body was read, e.g. 401 or 413, keeps the
             # deadline armed when the response completed: nothing else would end it)
