@@ -112,9 +112,10 @@ class GatewayProtocol(HttpToolsProtocol):
     timeout_answer = timeout_response(PROBLEM_BASE)
     """Set by ``notify serve`` for ``NOTIFY_PROBLEM_BASE_URL``."""
 
-    # Slots, not the instance dict: uvicorn's protocol sets 29 attributes, and CPython
-    # shares an instance dict's keys among instances only up to 30, past which each
-    # connection gets a dict of its own: 1.5 KiB more per idle stream (bench c).
+    # Slots, not the instance dict: uvicorn's protocol sets 29 attributes, and a 30th
+    # reaches CPython's limit for instance dicts that share their keys (3.11:
+    # SHARED_KEYS_MAX_SIZE = 30), so each connection got a dict of its own: 1.5 KiB more
+    # per idle stream (bench c).
     __slots__ = ("head_bytes", "reading_since")
 
     reading_since: float
