@@ -110,6 +110,7 @@ class Deliverer:
         for sub_id in gone:
             await self._subs.disable(sub_id, "the receiver answered 410 Gone")
         await self._ledger.finish(token, finishes, metrics_of(claimed, subs, finishes))
+        log_failures(claimed, finishes)
         return Counter(f.outcome for f in finishes)
 
     async def _admit(
@@ -157,6 +158,31 @@ class Deliverer:
             response=receipt.detail,
         )
         return Finish(job.delivery_id, "delivered", entry), False
+
+
+def log_failures(claimed: Sequence[Claimed], finishes: Sequence[Finish]) -> None:
+    """One line per failed attempt, with its reason, once its outcome is recorded: a
+    WARNING while retries remain, an ERROR when the delivery ends ``failed`` (in JSON
+    logs the delivery, subscription and event ids are fields of their own)."""
+    by_id = {c.id: c for c in claimed}
+    for f in finishes:
+        if f.outcome not in ("retry", "failed") or f.attempt is None:
+            continue
+        c = by_id[f.id]
+        entry = f.attempt
+        reason = entry.get("error") or f"answered {entry.get('status_code')}"
+        ids = {"delivery_id": f.id, "subscription_id": c.subscription, "event_id": c.event_id}
+        attempt_no = c.attempts_before + 1
+        if f.outcome == "retry":
+            log.warning(
+                "%s delivery %s attempt %d failed: %s; next attempt in %.1f s",
+                c.kind, f.id, attempt_no, reason, f.delay_s, extra=ids,
+            )  # fmt: skip
+        else:
+            log.error(
+                "%s delivery %s failed for good after %d attempt(s): %s",
+                c.kind, f.id, attempt_no, reason, extra=ids,
+            )  # fmt: skip
 
 
 def attempt(outcome: str, **fields: Any) -> dict[str, Any]:

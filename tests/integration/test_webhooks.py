@@ -108,6 +108,15 @@ def test_exhausted_retries_fail_then_manual_retry(stack: Stack, receiver: Receiv
     [record] = stack.wait_status(sub, "failed")
     assert len(record["attempts"]) == 4  # the first try and three retries
     assert record["next_attempt_at"] is None
+    # every failed attempt is logged once with its reason, the final failure as an error
+    reason = record["attempts"][0].get("error") or "answered 500"
+    lines = [
+        line for p in stack.procs for line in p.log_text().splitlines() if record["id"] in line
+    ]
+    retried = [line for line in lines if " WARNING " in line and "next attempt in" in line]
+    assert len(retried) == 3 and all(f"failed: {reason};" in line for line in retried), lines
+    final = [line for line in lines if " ERROR " in line]
+    assert len(final) == 1 and f"failed for good after 4 attempt(s): {reason}" in final[0], lines
     receiver.answer("/down", default=Answer(204))
     r = stack.client.post(f"/v1/deliveries/{record['id']}/retry")
     assert r.status_code == 202, r.text
