@@ -1,5 +1,6 @@
-"""Processes the benchmarks start: Redis, the notify gateway, the naive peer, and
-the load side (load generator, publisher, wrk), each pinned to its CPU with taskset.
+"""Processes the benchmarks start: Redis, the notify gateway, the naive peers (SSE:
+bench/peer_app.py, socket.io: bench/sio_peer_app.py), and the load side (load generator,
+publisher, wrk), each pinned to its CPU with taskset.
 
 The server under test runs alone on CPU 0; everything that makes load (and Redis,
 which both sides need) runs on CPU 1.
@@ -30,6 +31,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PYTHON = sys.executable
 PEER_PYTHON = BENCH / ".peer-venv" / "bin" / "python"
+SIO_PYTHON = BENCH / ".sio-venv" / "bin" / "python"
+SIO_WS_PATH = "/socket.io/?EIO=4&transport=websocket"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 TASKSET = shutil.which("taskset")
@@ -176,6 +179,27 @@ def peer_gateway(redis_url: str, workdir: Path) -> Iterator[Server]:
         log.close()
 
 
+@contextlib.contextmanager
+def sio_peer_gateway(redis_url: str, workdir: Path) -> Iterator[Server]:
+    """The naive socket.io peer (python-socketio + AsyncRedisManager under uvicorn)."""
+    port = free_port()
+    argv = [str(SIO_PYTHON), "-m", "uvicorn", "sio_peer_app:app", "--app-dir", str(BENCH)]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
+    argv += ["--http", "httptools", "--ws", "websockets-sansio"]
+    argv += ["--no-access-log", "--log-level", "warning"]
+    environ = {**os.environ, "SIO_PEER_REDIS_URL": redis_url}
+    log = open(workdir / f"sio-peer-{port}.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        pinned(SERVER_CPU, argv), env=environ, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_until(lambda: http_status(port, "/healthz") == 200, 30, "socket.io peer")
+        yield Server("sio", port, proc, "", SIO_WS_PATH, ("--socketio",))
+    finally:
+        stop(proc)
+        log.close()
+
+
 def token() -> str:
     from notify.auth import mint
 
@@ -212,12 +236,12 @@ class Lines:
 
 
 def spawn_load(
-    script: str, args: Sequence[str], *, stdin: bool = False
+    script: str, args: Sequence[str], *, stdin: bool = False, python: str | Path = PYTHON
 ) -> tuple[subprocess.Popen[str], Lines]:
     """``script`` on the load CPU, its output read line by line (``stdin``: a pipe to it,
-    for a child that waits for a go)."""
+    for a child that waits for a go; ``python``: another venv's, for a peer's publisher)."""
     proc = subprocess.Popen(
-        pinned(LOAD_CPU, [PYTHON, str(BENCH / script), *args]),
+        pinned(LOAD_CPU, [str(python), str(BENCH / script), *args]),
         stdin=subprocess.PIPE if stdin else None,
         stdout=subprocess.PIPE,
         text=True,

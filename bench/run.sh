@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# notify benchmarks: `make bench` or `bash bench/run.sh [a b c d e]`.
+# notify benchmarks: `make bench` or `bash bench/run.sh [a b c d e w]`.
 # The server under test is pinned to CPU 0, Redis and every load process to CPU 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,12 @@ if [ ! -x "$PEER/bin/uvicorn" ]; then
   python3 -m venv "$PEER"
   "$PEER/bin/pip" install -q fastapi 'uvicorn[standard]' sse-starlette \
     'broadcaster==0.3.1' 'redis==7.4.*'
+fi
+# The naive WebSocket peer (scenario w): python-socketio with its Redis manager, own venv.
+SIO=bench/.sio-venv
+if [ ! -x "$SIO/bin/uvicorn" ]; then
+  python3 -m venv "$SIO"
+  "$SIO/bin/pip" install -q 'python-socketio==5.18.1' 'uvicorn[standard]==0.55.0' 'redis==8.2.0'
 fi
 
 echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"

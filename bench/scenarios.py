@@ -1,5 +1,6 @@
 """The notify benchmarks (issue 2, "Speed and memory"), each against a fresh Redis
-and a fresh server, and the same load against the naive FastAPI peer.
+and a fresh server, and the same load against the naive peers: FastAPI for SSE,
+python-socketio for WebSockets.
 
     a  saturation   1,000 SSE subscribers on one channel, offered far more than fits;
                     delivered events/s at the clients (target >= 300,000/s)
@@ -11,9 +12,13 @@ and a fresh server, and the same load against the naive FastAPI peer.
                     /v1/events/batch of 1,000 (target >= 100,000), with wrk
     e  peer         a, b and c against FastAPI + sse-starlette + broadcaster; ratios
     w  WebSocket    a, b and c over /v1/ws (bench/wsloadgen.py), printed beside SSE;
-                    with w alone, all three; with some of a b c, only those
+                    with w alone, all three; with some of a b c, only those. The same
+                    cases also run over socket.io against python-socketio's AsyncServer
+                    with its AsyncRedisManager (bench/sio_peer_app.py, published to by a
+                    write-only manager; wsloadgen.py --socketio), printed beside notify's
+                    WebSocket figures, when its venv bench/.sio-venv is there
 
-Run through bench/run.sh (it raises the open-files limit and builds the peer's venv):
+Run through bench/run.sh (it raises the open-files limit and builds the peers' venvs):
 
     bash bench/run.sh            # everything, about 4 minutes
     bash bench/run.sh a b        # some scenarios (e = the peer's a, b and c)
@@ -40,6 +45,7 @@ from procs import (
     BENCH,
     LOAD_CPU,
     PEER_PYTHON,
+    SIO_PYTHON,
     Server,
     cpu_seconds,
     notify_gateway,
@@ -48,6 +54,7 @@ from procs import (
     redis_server,
     rss_kib,
     runq_wait_seconds,
+    sio_peer_gateway,
     spawn_load,
     stop,
     token,
@@ -104,23 +111,7 @@ def stream_run(
     try:
         ready = json.loads(lines.expect("READY", 120))
         time.sleep(1.0)  # let the last subscriptions settle (the peer subscribes lazily)
-        pub, _ = spawn_load(
-            "publisher.py",
-            [
-                "--redis",
-                redis_url,
-                "--target",
-                target,
-                "--channel",
-                channel,
-                "--rate",
-                str(rate),
-                "--batch",
-                str(batch),
-                "--duration",
-                str(duration + warmup + 8),
-            ],
-        )
+        pub = publisher(target, redis_url, channel, rate, batch, duration + warmup + 8)
         result: Result = json.loads(lines.expect("RESULT", duration + warmup + 60))
         stop(pub)
         result["offered_per_s"] = rate * SUBSCRIBERS
@@ -137,6 +128,20 @@ def stream_run(
         stop(lg)
         if pub is not None:
             stop(pub)
+
+
+def publisher(
+    target: str, redis_url: str, channel: str, rate: float, batch: int, duration: float
+) -> subprocess.Popen[str]:
+    """bench/publisher.py for notify (``notify``) and the SSE peer (``pubsub``); for the
+    socket.io peer (``socketio``), its write-only Redis manager, from its own venv."""
+    argv = ["--redis", redis_url, "--channel", channel, "--rate", str(rate)]
+    argv += ["--batch", str(batch), "--duration", str(duration)]
+    if target == "socketio":
+        proc, _ = spawn_load("sio_peer_app.py", ["publish", *argv], python=SIO_PYTHON)
+    else:
+        proc, _ = spawn_load("publisher.py", ["--target", target, *argv])
+    return proc
 
 
 def where(server: Server, channel: str, ws: bool) -> list[str]:
@@ -332,15 +337,27 @@ def table(res: Result) -> Iterator[str]:
         yield f"| d {kind}: server CPU % / run-queue wait % | | {fmt(cpu)} / {fmt(wait)} | - | - |"
     if "w" not in res:
         return
+    sio = get("w", "sio")
+    with_sio = isinstance(sio, dict) and "skipped" not in sio
+    head = "| WebSocket beside SSE, same run | target | SSE | WebSocket | WS/SSE |"
     yield ""
-    yield "| WebSocket beside SSE, same run | target | SSE | WebSocket | WS/SSE |"
-    yield "| --- | --- | --- | --- | --- |"
+    if with_sio:  # WS/peer reads like notify/peer: > 1x is notify ahead
+        yield head + " socket.io peer | WS/peer |"
+        yield "| --- | --- | --- | --- | --- | --- | --- |"
+    else:
+        yield head
+        yield "| --- | --- | --- | --- | --- |"
     for label, target, scen, key, inverse in both:
         if scen == "a150":
             continue
         s, w = get(scen, key), get("w", scen, key)
         r = "-" if inverse is None else ratio(w, s)
-        yield f"| {label} | {target} | {fmt(s)} | {fmt(w)} | {r} |"
+        row = f"| {label} | {target} | {fmt(s)} | {fmt(w)} | {r} |"
+        if with_sio:
+            p = get("w", "sio", scen, key)
+            rp = "-" if inverse is None else ratio(w, p, inverse)
+            row += f" {fmt(p)} | {rp} |"
+        yield row
 
 
 def main() -> None:
@@ -356,15 +373,19 @@ def main() -> None:
     print(json.dumps(res["machine"]), flush=True)
     wanted = set(args.scenarios)
     peer_ok = PEER_PYTHON.exists()
+    sio_ok = SIO_PYTHON.exists()
     with tempfile.TemporaryDirectory(prefix="notify-bench-") as tmp:
         work = Path(tmp)
         steps: list[tuple[str, str | None, Callable[[], Result]]] = [
             ("a", None, lambda: saturation(notify_gateway, "notify", work)),
             ("w", "a", lambda: saturation(notify_gateway, "notify", work, ws=True)),
+            ("w", "sio.a", lambda: saturation(sio_peer_gateway, "socketio", work, ws=True)),
             ("b", None, lambda: latency(notify_gateway, "notify", work)),
             ("w", "b", lambda: latency(notify_gateway, "notify", work, ws=True)),
+            ("w", "sio.b", lambda: latency(sio_peer_gateway, "socketio", work, ws=True)),
             ("c", None, lambda: idle_memory(notify_gateway, work)),
             ("w", "c", lambda: idle_memory(notify_gateway, work, ws=True)),
+            ("w", "sio.c", lambda: idle_memory(sio_peer_gateway, work, ws=True)),
             ("d", None, lambda: ingest(work)),
             ("e", "a", lambda: saturation(peer_gateway, "pubsub", work)),
             ("e", "a150", lambda: saturation(peer_gateway, "pubsub", work, PEER_GENTLE_RATE)),
@@ -375,10 +396,15 @@ def main() -> None:
         for scen, sub, step in steps:
             if scen not in wanted:
                 continue
-            if scen == "w" and sse_cases and sub not in sse_cases:
+            case = sub.rsplit(".", 1)[-1] if sub else None  # "sio.a" is case a
+            if scen == "w" and sse_cases and case not in sse_cases:
                 continue
             if scen == "e" and not peer_ok:
                 res["e"] = {"skipped": f"no peer venv at {PEER_PYTHON.relative_to(BENCH.parent)}"}
+                continue
+            if sub and sub.startswith("sio.") and not sio_ok:
+                venv = SIO_PYTHON.parents[1].relative_to(BENCH.parent)
+                res.setdefault("w", {})["sio"] = {"skipped": f"no socket.io peer venv at {venv}"}
                 continue
             name = scen + (f".{sub}" if sub else "")
             print(f"== {name} ...", flush=True)
@@ -390,7 +416,11 @@ def main() -> None:
             out["loadavg_after"] = os.getloadavg()
             out["took_s"] = round(time.monotonic() - started, 1)
             if sub:
-                res.setdefault(scen, {})[sub] = out
+                slot = res.setdefault(scen, {})
+                *outer, leaf = sub.split(".")
+                for key in outer:
+                    slot = slot.setdefault(key, {})
+                slot[leaf] = out
             else:
                 res[scen] = out
             print(f"   {json.dumps(out)}", flush=True)

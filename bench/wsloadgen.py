@@ -12,6 +12,13 @@ the payload goes out as is).
     python bench/wsloadgen.py --port 8000 --path '/v1/ws?token=T' --channel bench.x \
         --connections 1000 --duration 10
 
+With ``--socketio`` it speaks Socket.IO v5 over Engine.IO v4 instead, to the naive peer
+bench/sio_peer_app.py (``--path '/socket.io/?EIO=4&transport=websocket'``): it waits for
+the open packet ``0{"sid"...``, connects to the default namespace (``40``), emits
+``421["subscribe",<channel>]`` and waits for its ack ``431[``; then it counts
+``42["event",`` in the raw bytes, samples latency the same way, and answers the
+Engine.IO ping (a one-byte text frame ``2``) with ``3`` as well as WebSocket pings.
+
 Same output protocol as bench/loadgen.py: ``READY {...}`` once every connection has
 its subscription confirmed, then ``RESULT {...}``.
 """
@@ -42,6 +49,12 @@ MARK = b'{"op":"event"'
 OK = b'{"op":"ok"'
 PING = b"\x89\x04"  # uvicorn pings with a 4-byte payload
 EDGE = len(MARK) - 1
+SIO_MARK = b'42["event",'  # an Engine.IO message (4) holding a Socket.IO event (2)
+SIO_OPEN = b'0{"sid"'  # Engine.IO open packet
+SIO_CONNECTED = b'40{"sid"'  # Socket.IO connect accepted on the default namespace
+SIO_REFUSED = b"44{"  # Socket.IO connect error
+SIO_ACK = b"431["  # the ack of the subscribe event (ack id 1)
+EIO_PING = b"\x81\x012"  # a one-byte text frame "2": event frames are longer
 
 
 def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -58,6 +71,9 @@ def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
 
 class WsClient(asyncio.Protocol):
     """One WebSocket connection; ``events`` counts event frames at the byte level."""
+
+    MARK = MARK  # what starts the payload of an event frame
+    EDGE = EDGE
 
     def __init__(self, request: bytes, subscribe: bytes, shared: Shared, sample: bool) -> None:
         self.request = request
@@ -87,15 +103,13 @@ class WsClient(asyncio.Protocol):
             if self.status != 101:
                 self.ready.set_result(None)
                 return
-            self.transport.write(self.subscribe)  # type: ignore[union-attr]
+            self.upgraded()
         if not self.ready.done():
-            self.head += data
-            if OK in self.head:
-                self.head = b""
-                self.ready.set_result(None)
+            self.handshake(data)
             return
-        n = data.count(MARK) + (self.tail + data[:EDGE]).count(MARK)
-        self.tail = (self.tail + data)[-EDGE:] if len(data) < EDGE else data[-EDGE:]
+        mark, edge = self.MARK, self.EDGE
+        n = data.count(mark) + (self.tail + data[:edge]).count(mark)
+        self.tail = (self.tail + data)[-edge:] if len(data) < edge else data[-edge:]
         if n:
             self.events += n
             shared = self.shared
@@ -104,6 +118,21 @@ class WsClient(asyncio.Protocol):
                 shared.latencies.extend(now - float(t) for t in SEND_TIME.findall(data))
             if not shared.first_event.is_set():
                 shared.first_event.set()
+        self.pong(data)
+
+    def upgraded(self) -> None:
+        """The upgrade went through: subscribe."""
+        self.transport.write(self.subscribe)  # type: ignore[union-attr]
+
+    def handshake(self, data: bytes) -> None:
+        """Bytes before the subscription is confirmed."""
+        self.head += data
+        if OK in self.head:
+            self.head = b""
+            self.ready.set_result(None)
+
+    def pong(self, data: bytes) -> None:
+        """Answer a server ping found in ``data``."""
         at = data.find(PING)
         if at >= 0 and len(data) >= at + 6:
             self.transport.write(client_frame(data[at + 2 : at + 6], 0xA))  # type: ignore[union-attr]
@@ -114,12 +143,64 @@ class WsClient(asyncio.Protocol):
             self.ready.set_exception(ConnectionError("closed before the subscription"))
 
 
+class SioClient(WsClient):
+    """One Socket.IO v5 connection over an Engine.IO v4 WebSocket (``subscribe`` is the
+    ``421["subscribe",...]`` frame): the server speaks first, with its open packet."""
+
+    MARK = SIO_MARK
+    EDGE = len(SIO_MARK) - 1
+    CONNECT = client_frame(b"40")
+    EIO_PONG = client_frame(b"3")
+
+    def __init__(self, request: bytes, subscribe: bytes, shared: Shared, sample: bool) -> None:
+        super().__init__(request, subscribe, shared, sample)
+        self.stage = 0  # 0: awaiting the open packet, 1: the connect, 2: the ack
+
+    def upgraded(self) -> None:
+        pass
+
+    def handshake(self, data: bytes) -> None:
+        self.head += data
+        transport = self.transport
+        assert transport is not None
+        if self.stage == 0:
+            at = self.head.find(SIO_OPEN)
+            if at < 0:
+                return
+            transport.write(self.CONNECT)
+            self.stage, self.head = 1, self.head[at + len(SIO_OPEN) :]
+        if self.stage == 1:
+            if SIO_REFUSED in self.head:
+                self.ready.set_exception(ConnectionError("socket.io connect refused"))
+                transport.close()
+                return
+            at = self.head.find(SIO_CONNECTED)
+            if at < 0:
+                return
+            transport.write(self.subscribe)
+            self.stage, self.head = 2, self.head[at + len(SIO_CONNECTED) :]
+        if SIO_ACK in self.head:
+            self.head = b""
+            self.ready.set_result(None)
+        self.pong(data)
+
+    def pong(self, data: bytes) -> None:
+        super().pong(data)
+        if EIO_PING in data:
+            self.transport.write(self.EIO_PONG)  # type: ignore[union-attr]
+
+
 async def open_all(args: argparse.Namespace, shared: Shared) -> list[WsClient]:
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(args.wave)
     clients: list[WsClient] = []
-    body = {"op": "subscribe", "ref": "1", "channels": [args.channel]}
-    subscribe = client_frame(json.dumps(body, separators=(",", ":")).encode())
+    kind = SioClient if args.socketio else WsClient
+    if args.socketio:
+        body: Any = ["subscribe", args.channel]
+        subscribe = client_frame(b"421" + json.dumps(body, separators=(",", ":")).encode())
+    else:
+        body = {"op": "subscribe", "ref": "1", "channels": [args.channel]}
+        subscribe = client_frame(json.dumps(body, separators=(",", ":")).encode())
 
     async def one(i: int) -> None:
         sample = args.sample_every > 0 and i % args.sample_every == 0
@@ -130,7 +211,7 @@ async def open_all(args: argparse.Namespace, shared: Shared) -> list[WsClient]:
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
         for attempt in range(5):
-            client = WsClient(request, subscribe, shared, sample)
+            client = kind(request, subscribe, shared, sample)
             try:
                 async with gate:
                     await loop.create_connection(lambda c=client: c, args.host, args.port)  # type: ignore[misc]
@@ -201,9 +282,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--channel", default="bench.x")
+    extra.add_argument("--socketio", action="store_true", help="Socket.IO v5 (the sio peer)")
     mine, rest = extra.parse_known_args(argv)
     args = parse_args(rest)
-    args.channel = mine.channel
+    args.channel, args.socketio = mine.channel, mine.socketio
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < args.connections + 64:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
