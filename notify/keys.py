@@ -65,6 +65,17 @@ def subscription_deliveries(subscription_id: str) -> str:
     return f"{PREFIX}sub-dlv:{subscription_id}"
 
 
+FAILED_DELIVERIES = PREFIX + "failed"
+"""Sorted set of the ids of deliveries that ended ``failed``, scored by when (ms): the
+admin's view of every failure. Candidates only: a listing checks each record's status
+(a retried or replayed one is pending again; an expired one is gone)."""
+
+
+def user_failed_deliveries(user: str) -> str:
+    """The same for one user's deliveries."""
+    return f"{PREFIX}failed:u:{user}"
+
+
 RETRY_DUE = PREFIX + "retry:due"
 """Sorted set of delivery ids scored by the Unix time (ms) their next attempt is due."""
 

@@ -109,7 +109,8 @@ class Deliverer:
         gone = {job.subscription.id for (job, _), (_, g) in zip(sends, results, strict=True) if g}
         for sub_id in gone:
             await self._subs.disable(sub_id, "the receiver answered 410 Gone")
-        await self._ledger.finish(token, finishes, metrics_of(claimed, subs, finishes))
+        owners = {c.id: c.user for c in claimed}
+        await self._ledger.finish(token, finishes, metrics_of(claimed, subs, finishes), owners)
         log_failures(claimed, finishes)
         return Counter(f.outcome for f in finishes)
 

@@ -43,21 +43,39 @@ async def list_(
     principal: Auth,
     redis: Store,
     settings: SettingsDep,
-    subscription: Annotated[str, Query(max_length=64)],
+    subscription: Annotated[str | None, Query(max_length=64)] = None,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
-    """A subscription's deliveries, newest first. ``next`` continues the listing; with a
-    status filter a page may hold fewer than ``limit`` items and still have a ``next``."""
-    await owned(SubscriptionStore(redis), principal, subscription)
+    """A subscription's deliveries, newest first; or, without ``subscription`` and with
+    ``status=failed``, every delivery that ended failed (the caller's; an admin's: all),
+    newest failure first. ``next`` continues the listing; with a status filter a page
+    may hold fewer than ``limit`` items and still have a ``next``."""
     book = ledger(redis, settings)
+    if subscription is not None:
+        await owned(SubscriptionStore(redis), principal, subscription)
+
+        async def page(before: tuple[int, str] | None, count: int) -> list[tuple[int, str]]:
+            return await book.page(subscription, before=before, count=count)
+
+    elif status == "failed":
+        user = None if principal.admin else principal.sub
+
+        async def page(before: tuple[int, str] | None, count: int) -> list[tuple[int, str]]:
+            return await book.failures(user, before=before, count=count)
+
+    else:
+        raise InvalidInput(
+            "name a subscription, or list failures across them with status=failed",
+            field="subscription",
+        )
     before = parse_cursor(cursor)
     found: list[dict[str, Any]] = []
     scanned = 0
     exhausted = False
     while len(found) < limit and scanned < SCAN_BUDGET:
-        rows = await book.page(subscription, before=before, count=200)
+        rows = await page(before, 200)
         if not rows:
             exhausted = True
             break
@@ -70,7 +88,7 @@ async def list_(
                 found.append(record)
                 if len(found) == limit:
                     break
-    if before is None or exhausted or not await book.page(subscription, before=before, count=1):
+    if before is None or exhausted or not await page(before, 1):
         return {"deliveries": found, "next": None}
     return {"deliveries": found, "next": f"{before[0]}:{before[1]}"}
 
@@ -96,7 +114,7 @@ async def retry(
     delivery_id: str, principal: Auth, redis: Store, settings: SettingsDep
 ) -> dict[str, Any]:
     """Start a failed delivery over with a fresh retry schedule (sent within a second)."""
-    await visible(redis, settings, principal, delivery_id)
-    if not await ledger(redis, settings).retry(delivery_id):
+    record = await visible(redis, settings, principal, delivery_id)
+    if not await ledger(redis, settings).retry(delivery_id, record["user"]):
         raise Conflict("only a failed delivery can be retried")
     return await visible(redis, settings, principal, delivery_id)

@@ -11,7 +11,7 @@ the Redis clock (``TIME`` inside the scripts), so workers' clocks need not agree
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,10 +83,12 @@ return out
 """
 )
 
-# KEYS: due, metrics, then dlv and attempts per delivery. ARGV: token, retention_s, kept,
-# metric count m, m (name, increment) pairs, then id, outcome, attempt json ('' = none),
-# delay_ms per delivery. A success is recorded even by a worker whose lease lapsed: the
-# receiver has the event. Other outcomes only count from the lease holder.
+# KEYS: due, metrics, all failures, then dlv, attempts and the owner's failures per
+# delivery. ARGV: token, retention_s, kept, metric count m, m (name, increment) pairs,
+# then id, outcome, attempt json ('' = none), delay_ms per delivery. A success is
+# recorded even by a worker whose lease lapsed: the receiver has the event. Other
+# outcomes only count from the lease holder. A delivery that ends failed goes into both
+# failure indexes, which drop what is older than the retention.
 _FINISH = (
     _NOW
     + """
@@ -96,8 +98,9 @@ for i = 0, m - 1 do
   redis.call('HINCRBY', KEYS[2], ARGV[5 + 2 * i], ARGV[6 + 2 * i])
 end
 local base = 5 + 2 * m
-for n = 0, (#KEYS - 2) / 2 - 1 do
-  local dlv, attempts = KEYS[3 + 2 * n], KEYS[4 + 2 * n]
+local oldest = now - tonumber(retention) * 1000
+for n = 0, (#KEYS - 3) / 3 - 1 do
+  local dlv, attempts, owned = KEYS[4 + 3 * n], KEYS[5 + 3 * n], KEYS[6 + 3 * n]
   local a = base + 4 * n
   local id, outcome, entry, delay = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   local f = redis.call('HMGET', dlv, 'status', 'lease')
@@ -114,6 +117,10 @@ for n = 0, (#KEYS - 2) / 2 - 1 do
       final = false
     elseif outcome == 'failed' then
       redis.call('HSET', dlv, 'status', 'failed', 'done_ms', now)
+      for _, index in ipairs({KEYS[3], owned}) do
+        redis.call('ZADD', index, now, id)
+        redis.call('ZREMRANGEBYSCORE', index, '-inf', oldest)
+      end
       final = true
     else
       redis.call('HSET', dlv, 'next_ms', now + delay)
@@ -136,7 +143,8 @@ return 1
 """
 )
 
-# KEYS: dlv, attempts, due. ARGV: id. A failed delivery starts over with a full schedule.
+# KEYS: dlv, attempts, due, all failures, the owner's failures. ARGV: id. A failed delivery
+# starts over with a full schedule (and leaves the failure indexes).
 _RETRY = (
     _NOW
     + """
@@ -146,6 +154,8 @@ redis.call('HDEL', KEYS[1], 'done_ms', 'digest')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
 redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 return 1
 """
 )
@@ -316,25 +326,38 @@ class Ledger:
         return out
 
     async def finish(
-        self, token: str, results: Sequence[Finish], metrics: dict[str, int] | None = None
+        self,
+        token: str,
+        results: Sequence[Finish],
+        metrics: dict[str, int] | None = None,
+        owners: Mapping[str, str] | None = None,
     ) -> None:
-        """Record outcomes and attempts, and count ``metrics`` (one round trip)."""
+        """Record outcomes and attempts, and count ``metrics`` (one round trip);
+        ``owners`` names each delivery's user, for the failure indexes."""
+        owners = owners or {}
         counts = metrics or {}
         if not results and not counts:
             return
-        keys_: list[str] = [keys.RETRY_DUE, keys.DELIVERY_METRICS]
+        keys_: list[str] = [keys.RETRY_DUE, keys.DELIVERY_METRICS, keys.FAILED_DELIVERIES]
         args: list[bytes | str | int] = [token, self._retention_s, MAX_ATTEMPTS_KEPT, len(counts)]
         for name, n in counts.items():
             args += [name, n]
         for f in results:
-            keys_ += [keys.delivery(f.id), keys.delivery_attempts(f.id)]
+            owner = keys.user_failed_deliveries(owners.get(f.id, ""))
+            keys_ += [keys.delivery(f.id), keys.delivery_attempts(f.id), owner]
             entry = orjson.dumps(f.attempt) if f.attempt else ""
             args += [f.id, f.outcome, entry, int(f.delay_s * 1000)]
         await self._finish(keys=keys_, args=args)
 
-    async def retry(self, delivery_id: str) -> bool:
+    async def retry(self, delivery_id: str, user: str) -> bool:
         done = await self._retry(
-            keys=[keys.delivery(delivery_id), keys.delivery_attempts(delivery_id), keys.RETRY_DUE],
+            keys=[
+                keys.delivery(delivery_id),
+                keys.delivery_attempts(delivery_id),
+                keys.RETRY_DUE,
+                keys.FAILED_DELIVERIES,
+                keys.user_failed_deliveries(user),
+            ],
             args=[delivery_id],
         )
         return bool(done)
@@ -372,9 +395,24 @@ class Ledger:
         self, subscription_id: str, *, before: tuple[int, str] | None, count: int
     ) -> list[tuple[int, str]]:
         """(created_ms, id) of a subscription's deliveries, newest first, after a cursor."""
+        return await self.page_of(
+            keys.subscription_deliveries(subscription_id), before=before, count=count
+        )
+
+    async def failures(
+        self, user: str | None, *, before: tuple[int, str] | None, count: int
+    ) -> list[tuple[int, str]]:
+        """(failed_ms, id) of the deliveries that ended failed, newest first: one user's,
+        or everyone's (``user`` None). Candidates: check each record's status."""
+        key = keys.FAILED_DELIVERIES if user is None else keys.user_failed_deliveries(user)
+        return await self.page_of(key, before=before, count=count)
+
+    async def page_of(
+        self, key: str, *, before: tuple[int, str] | None, count: int
+    ) -> list[tuple[int, str]]:
         top: str | int = "+inf" if before is None else before[0]
         rows: Any = await self._redis.zrevrangebyscore(
-            keys.subscription_deliveries(subscription_id),
+            key,
             top,
             "-inf",
             start=0,

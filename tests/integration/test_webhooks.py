@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
+import httpx
 import redis
 from standardwebhooks import Webhook
 
@@ -14,6 +16,7 @@ from tests.integration.clients import sse
 from tests.integration.conftest import StackFactory
 from tests.integration.delivery_stack import Stack
 from tests.support.connect_proxy import running_proxy
+from tests.support.factories import TokenMaker
 from tests.support.webhook_receiver import Answer, Receiver
 
 
@@ -251,3 +254,46 @@ def test_webhooks_go_through_the_egress_proxy(
             f"127.0.0.1:{receiver.port}",
             f"[::1]:{receiver.port}",
         }
+
+
+def test_failures_across_subscriptions_are_listed_newest_first(
+    stack: Stack, receiver: Receiver, make_token: TokenMaker
+) -> None:
+    subs = [webhook(stack, receiver, path) for path in ("/a", "/b")]
+    for path in ("/a", "/b"):
+        receiver.answer(path, default=Answer(500))
+    first = stack.publish("orders.eu")
+    for sub in subs:
+        stack.wait_status(sub, "failed")
+    second = stack.publish("orders.eu")
+    for sub in subs:
+        stack.wait_status(sub, "failed", count=2)
+
+    def listing(client: httpx.Client, **params: object) -> dict[str, Any]:
+        r = client.get("/v1/deliveries", params={"status": "failed", **params})
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    page = listing(stack.client, limit=3)
+    rest = listing(stack.client, limit=3, cursor=page["next"])
+    assert rest["next"] is None
+    listed = page["deliveries"] + rest["deliveries"]
+    assert [d["event_id"] for d in listed] == [second, second, first, first]
+    assert {d["subscription"] for d in listed} == set(subs)
+    assert {d["status"] for d in listed} == {"failed"}
+
+    def as_(token: str) -> httpx.Client:
+        headers = {"authorization": f"Bearer {token}"}
+        return httpx.Client(base_url=stack.gateway.base_url, headers=headers, trust_env=False)
+
+    with as_(make_token("bob", subscribe=["orders.>"])) as bob:
+        assert listing(bob)["deliveries"] == []  # only one's own
+    with as_(make_token("ops", admin=True)) as admin:
+        assert [d["id"] for d in listing(admin)["deliveries"]] == [d["id"] for d in listed]
+    retried = stack.client.post(f"/v1/deliveries/{listed[0]['id']}/retry")
+    assert retried.status_code == 202, retried.text
+    assert [d["id"] for d in listing(stack.client)["deliveries"]] == [d["id"] for d in listed[1:]]
+    unnamed = stack.client.get("/v1/deliveries")
+    assert unnamed.status_code == 422
+    assert unnamed.json()["field"] == "subscription"
