@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from notify.redis.errors import FAILURES as redis_failures
 from notify.redis.pending import Backlog
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -54,10 +55,26 @@ _EVENTS_SENT = (
 )
 
 
+REDIS_ERRORS = Counter(
+    "notify_redis_errors",
+    "Redis errors met by this gateway, by reason (unreachable, timed out, loading its"
+    " data, read-only replica, out of memory, ..., or refused)",
+    ["reason"],
+    registry=REGISTRY,
+)
+
+
 def flush_sent() -> None:
+    """Move what the hot paths count in plain integers into the metrics (every
+    housekeeping tick and every scrape)."""
     if _EVENTS_SENT is not None and _sent[0]:
         n, _sent[0] = _sent[0], 0
         _EVENTS_SENT.inc(n)
+    if redis_failures:
+        taken = dict(redis_failures)
+        redis_failures.clear()
+        for why, n in taken.items():
+            REDIS_ERRORS.labels(why).inc(n)
 
 
 def sent(n: int) -> None:
@@ -91,9 +108,9 @@ READER_UP = Gauge(
 def exposition() -> bytes:
     """This gateway's metrics as Prometheus text: this process's, or with ``--workers``
     the sum over the live processes (gauges) and all processes of the run (counters)."""
+    flush_sent()
     if not MULTIPROCESS:
         return generate_latest(REGISTRY)
-    flush_sent()
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     for standard in STANDARD:  # process_* and python_* of the process that answers

@@ -13,6 +13,7 @@ codes it has no class for stay at the head of the message.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import inspect
@@ -87,18 +88,27 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
     return None if why is None else StoreUnavailable(f"event store unavailable: {why}")
 
 
+FAILURES: collections.Counter[str] = collections.Counter()
+"""Redis errors met by this process, by reason ("refused" for a command Redis refused
+as such): read into the gateway's ``notify_redis_errors_total`` (a plain count here, so
+an adapter needs no metrics library)."""
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """Redis failures that mean "try again later" become ``StoreUnavailable``; others
-    pass unchanged. A bare socket error (one redis-py did not wrap) is one too."""
+    pass unchanged. A bare socket error (one redis-py did not wrap) is one too. Each is
+    counted in :data:`FAILURES`."""
     try:
         yield
     except rx.RedisError as exc:
-        store = unavailable(exc)
-        if store is None:
+        why = reason(exc)
+        FAILURES[why or ("refused" if isinstance(exc, rx.ResponseError) else "other")] += 1
+        if why is None:
             raise
-        raise store from exc
+        raise StoreUnavailable(f"event store unavailable: {why}") from exc
     except OSError as exc:
+        FAILURES["unreachable"] += 1
         raise StoreUnavailable("event store unavailable: unreachable") from exc
 
 
@@ -137,6 +147,7 @@ def translating(cls: C) -> C:
 
 
 __all__ = [
+    "FAILURES",
     "REDIS_ERRORS",
     "TRANSIENT",
     "reason",

@@ -5,6 +5,7 @@ endpoint, fast path and FastAPI route alike, answers the same 503 problem with
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -158,8 +159,19 @@ def test_redis_stopped_is_503_on_fast_path_and_routes(
 ) -> None:
     with client(gateway, token) as c:
         assert c.post("/v1/events", json=EVENT).status_code == 202
+        assert redis_errors(c, "unreachable") == 0
         redis_server.stop()
         for name, call in {**WRITES, **READS}.items():
             r = call(c)
             assert r.status_code == 503, name
             assert_unavailable(r, "unreachable")
+        # every one of them counted, by reason
+        assert redis_errors(c, "unreachable") >= len(WRITES) + len(READS)
+
+
+def redis_errors(c: httpx.Client, why: str) -> float:
+    """``notify_redis_errors_total{reason=why}`` on the gateway's /metrics (0 if absent)."""
+    found = re.search(
+        rf'^notify_redis_errors_total{{reason="{why}"}} (\S+)$', c.get("/metrics").text, re.M
+    )
+    return float(found[1]) if found else 0.0
