@@ -142,6 +142,31 @@ def test_resumes_across_a_gateway_crash_without_loss_or_repeat(
 
 
 @pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_a_cut_before_the_first_event_resumes_from_the_streams_position(
+    stack: Stack, transport: str
+) -> None:
+    # no event has reached the client: only the position the stream (SSE) or the
+    # subscribe answer (WebSocket) carried tells it where to resume from
+    token = stack.token(publish=["early.>"], subscribe=["early.>"])
+    open_page(stack)
+    channel = f"early.{transport}"
+    start(stack, "a", channel, token=token, transport=transport)
+    wait_for(lambda: js(stack, "window.clients.a.client.state") == "open", what="open")
+    time.sleep(0.3)
+    stack.gateway.kill()
+    wait_for(lambda: js(stack, "window.clients.a.client.state") == "connecting", what="notice")
+    with Publisher(stack.redis.url) as producer:
+        sent = [producer.publish(channel, "t", {"n": n}) for n in range(4)]
+    stack.gateway.restart()
+    wait_for(lambda: len(got_ids(stack, "a")) >= 4, timeout=30, what="the four published")
+    sent += publish(stack, token, channel, 1, start_at=4)
+    wait_for(lambda: len(got_ids(stack, "a")) >= 5, what="live again")
+    time.sleep(0.5)
+    assert got_ids(stack, "a") == sent
+    assert js(stack, "window.clients.a.errors") == []
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
 def test_tabs_share_one_connection_and_a_closed_leader_hands_over_without_gap(
     stack: Stack, transport: str
 ) -> None:
