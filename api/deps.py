@@ -52,6 +52,7 @@ async def authenticate(conn: HTTPConnection) -> Principal:
             origin=conn.headers.get("origin"),
             referer=conn.headers.get("referer"),
             trusted=trusted(gw, conn.url.scheme, conn.headers.get("host")),
+            loopback=gw.settings.cors_allow_loopback,
         )
     elif by_cookie and method in STATE_CHANGING:
         guard_cookie_write(
@@ -88,6 +89,7 @@ def guard_cookie_write(
         referer=referer,
         content_type=content_type,
         trusted=trusted(gw, scheme, host),
+        loopback=gw.settings.cors_allow_loopback,
     )
 
 

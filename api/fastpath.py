@@ -38,6 +38,8 @@ from notify.api.state import Gateway
 from notify.auth import Principal
 from notify.errors import NotifyError, TooLarge
 from notify.events import loads
+from notify.origins import cors_allows
+from notify.settings import Settings
 
 Handler = Callable[[Gateway, Principal, Request], Awaitable[Response]]
 Accept = Callable[[Gateway, Principal, Any, "str | None"], Awaitable[bytes]]
@@ -103,7 +105,7 @@ class FastPaths:
         scope["app"] = self.app
         request = Request(scope, receive)
         gw = gateway_of(request)
-        send = with_cors(send, request.headers.get("origin"), gw.settings.cors_origin_list)
+        send = with_cors(send, request.headers.get("origin"), gw.settings)
         response = await answer(authenticated(handler, gw, request))
         if response is not None:
             await response(scope, receive, send)
@@ -121,7 +123,7 @@ class FastPaths:
         FastAPI routes, which call the same ``accept_*``)."""
         headers = pick_headers(scope, WANTED)
         gw: Gateway = self.app.state.gateway
-        send = with_cors(send, headers.get(b"origin"), gw.settings.cors_origin_list)
+        send = with_cors(send, headers.get(b"origin"), gw.settings)
         client = scope.get("client")
 
         async def work() -> ASGIApp:
@@ -205,9 +207,11 @@ def releasing(send: Send, release: Callable[[], None]) -> Send:
     return sender
 
 
-def with_cors(send: Send, origin: str | None, allowed: list[str]) -> Send:
+def with_cors(send: Send, origin: str | None, settings: Settings) -> Send:
     """Adds what CORSMiddleware would to a simple cross-origin GET (EventSource)."""
-    if origin is None or not allowed or (origin not in allowed and "*" not in allowed):
+    if origin is None or not cors_allows(
+        origin, settings.cors_origin_list, settings.cors_allow_loopback
+    ):
         return send
 
     async def sender(message: Message) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from notify.errors import CrossOrigin, UnsupportedMediaType
+from notify.origins import is_loopback
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -55,13 +56,14 @@ def check_cookie_write(
     referer: str | None,
     content_type: str | None,
     trusted: Iterable[str],
+    loopback: bool = False,
 ) -> None:
     """Refuse a cookie-authenticated write (403 :class:`CrossOrigin`, 415
     :class:`UnsupportedMediaType`) unless it comes from one of the ``trusted`` origins
-    and carries JSON."""
+    (or any loopback one, with ``loopback``) and carries JSON."""
     if method.upper() not in STATE_CHANGING:
         return
-    check_cookie_origin(origin=origin, referer=referer, trusted=trusted)
+    check_cookie_origin(origin=origin, referer=referer, trusted=trusted, loopback=loopback)
     if not is_json(content_type):
         raise UnsupportedMediaType(
             "a write authenticated by the notify_token cookie must be sent as"
@@ -69,11 +71,15 @@ def check_cookie_write(
         )
 
 
-def check_cookie_origin(*, origin: str | None, referer: str | None, trusted: Iterable[str]) -> None:
+def check_cookie_origin(
+    *, origin: str | None, referer: str | None, trusted: Iterable[str], loopback: bool = False
+) -> None:
     """Refuse (403 :class:`CrossOrigin`) a cookie-authenticated request that does not
     show a ``trusted`` origin: every write, and a WebSocket handshake (CORS does not
     guard sockets, and a socket can publish). ``*`` among them is not a trust: a
-    wildcard CORS list lets any page read answers, not act with a user's cookie."""
+    wildcard CORS list lets any page read answers, not act with a user's cookie.
+    ``loopback`` (``NOTIFY_CORS_ALLOW_LOOPBACK``) trusts every loopback origin as if
+    listed."""
     claimed = origin.strip() if origin is not None else None
     if claimed is None or claimed == "":
         source = origin_of(referer) if referer else None
@@ -87,7 +93,7 @@ def check_cookie_origin(*, origin: str | None, referer: str | None, trusted: Ite
         if source is None:
             raise CrossOrigin(f"origin {claimed!r} may not use the notify_token cookie")
     allowed = {o for o in (origin_of(t) for t in trusted if t != "*") if o is not None}
-    if source not in allowed:
+    if source not in allowed and not (loopback and is_loopback(source)):
         raise CrossOrigin(
             f"origin {source!r} may not use the notify_token cookie;"
             " list it in NOTIFY_CORS_ORIGINS, or send 'Authorization: Bearer <token>'"

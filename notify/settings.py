@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(60, ge=1)
     api_concurrency_per_client: int = Field(8, ge=1)
     cors_origins: str = ""
+    # every loopback origin (localhost, 127.0.0.0/8, [::1]; any port) as if listed above:
+    # a dev server's page on another port (`notify dev` turns it on)
+    cors_allow_loopback: bool = False
     log_format: LogFormat = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 

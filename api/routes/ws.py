@@ -48,6 +48,7 @@ async def websocket(ws: WebSocket) -> None:
             ws.headers.get("host"),
             secure,
             gw.settings.public_url,
+            gw.settings.cors_allow_loopback,
         ):
             raise Forbidden("origin is not allowed: the gateway's own, or NOTIFY_CORS_ORIGINS")
         principal = await authenticate(ws)

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from notify.auth import mint
 from notify.cli.producer import expiry_note
 from notify.settings import from_files
@@ -83,6 +85,21 @@ def _start_redis(port: int) -> subprocess.Popen[bytes]:
     raise SystemExit(f"notify dev: redis-server did not start on 127.0.0.1:{port}")
 
 
+def origins_note(env: dict[str, str]) -> str:
+    """The banner's line on which browser origins may call the gateway."""
+    value = env["NOTIFY_CORS_ALLOW_LOOPBACK"]
+    try:
+        loopback = TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        loopback = False  # the gateway refuses the value and says why
+    example = "NOTIFY_CORS_ORIGINS=https://app.example.com"
+    if loopback:
+        allowed = "pages on loopback origins (localhost, 127.0.0.1, [::1]; any port) are allowed"
+        return f"origins   {allowed} in dev; in production list yours: {example}"
+    off = f"loopback origins are off (NOTIFY_CORS_ALLOW_LOOPBACK={value})"
+    return f"origins   {off}; allow an origin with {example}"
+
+
 def run(port: int = 8000, workers: int = 1, *, redis_port: int | None = None) -> int:
     """Run the stack until SIGINT or SIGTERM, or until one of its processes exits.
 
@@ -108,6 +125,9 @@ def run(port: int = 8000, workers: int = 1, *, redis_port: int | None = None) ->
         env["NOTIFY_JWT_SECRET"] = secret
     env.setdefault("NOTIFY_ALLOW_PRIVATE_TARGETS", "1")
     env.setdefault("NOTIFY_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    # a page from a local dev server (Vite on :5173, …) works out of the box; an explicit
+    # NOTIFY_CORS_ALLOW_LOOPBACK wins, and NOTIFY_CORS_ORIGINS adds to it
+    env.setdefault("NOTIFY_CORS_ALLOW_LOOPBACK", "true")
     mail_note = f"smtp      {shown(env.get('NOTIFY_SMTP_URL', 'smtp://localhost:25'))}"
     if "NOTIFY_SMTP_URL" not in env and importlib.util.find_spec("aiosmtpd") is not None:
         # a local SMTP server that prints every message here, so email subscriptions work
@@ -142,6 +162,7 @@ notify dev is running
   gateway   {base}   (docs {base}/docs)
   redis     {redis_note}
   {mail_note}
+  {origins_note(env)}
   secret    NOTIFY_JWT_SECRET={secret}
 
   these tokens {expiry_note(TOKEN_TTL, now).replace("expires", "expire", 1)};

@@ -79,6 +79,33 @@ def dev_stack(argv: list[str], port: int, env: dict[str, str], cwd: Path) -> Ite
     assert code == 0, output
 
 
+PAGE = "http://127.0.0.1:5173"  # a page from a front-end dev server on this machine
+ORIGINS_ON = (
+    "origins   pages on loopback origins (localhost, 127.0.0.1, [::1]; any port) are allowed"
+    " in dev; in production list yours: NOTIFY_CORS_ORIGINS=https://app.example.com"
+)
+
+
+def cors_for(dev: Dev, origin: str) -> tuple[str | None, str | None]:
+    """``access-control-allow-origin`` of a preflight for a publish, and of a GET."""
+    r = dev.client.options(
+        "/v1/events",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    preflight = r.headers.get("access-control-allow-origin")
+    r = dev.client.get(
+        "/v1/events",
+        params={"channel": "dev"},
+        headers={"Authorization": f"Bearer {dev.token}", "Origin": origin},
+    )
+    assert r.status_code == 200, r.text
+    return preflight, r.headers.get("access-control-allow-origin")
+
+
 def test_notify_dev_runs_the_stack_and_prints_working_tokens(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -90,6 +117,10 @@ def test_notify_dev_runs_the_stack_and_prints_working_tokens(
         assert r.status_code == 202, r.text
         r = dev.call("POST", "/v1/subscriptions", json={"channel": "dev", "sink": {"kind": "web"}})
         assert r.status_code == 201, r.text
+        # dev allows loopback origins: a page on another local port works out of the box
+        assert cors_for(dev, PAGE) == (PAGE, PAGE)
+        assert cors_for(dev, "http://localhost.evil.com:5173") == (None, None)
+    assert ORIGINS_ON in dev.output
     assert "started redis-server" not in dev.output
     assert f"{redis_server.url}   (an existing server, from NOTIFY_REDIS_URL)" in dev.output
     assert re.search(r"these tokens expire \S+Z \(in 1 day\)", dev.output), dev.output
@@ -121,3 +152,28 @@ def test_notify_dev_starts_redis_when_none_answers_and_keeps_its_data(tmp_path: 
         r = again.call("GET", "/v1/events", params={"channel": "dev"})
         assert r.status_code == 200, r.text
         assert [e["id"] for e in r.json()["events"]] == [event_id]
+
+
+def test_notify_dev_leaves_loopback_origins_off_when_told(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """An explicit ``NOTIFY_CORS_ALLOW_LOOPBACK`` wins over dev's default, and the banner
+    says so; ``NOTIFY_CORS_ORIGINS`` still works."""
+    port = free_port()
+    argv = [sys.executable, "-m", "notify", "dev", "--port", str(port)]
+    env = child_env(
+        {
+            "NOTIFY_REDIS_URL": redis_server.url,
+            "NOTIFY_CORS_ALLOW_LOOPBACK": "false",
+            "NOTIFY_CORS_ORIGINS": "https://app.example.com",
+        }
+    )
+    with dev_stack(argv, port, env, tmp_path) as dev:
+        assert cors_for(dev, PAGE) == (None, None)
+        app = "https://app.example.com"
+        assert cors_for(dev, app) == (app, app)
+    assert ORIGINS_ON not in dev.output
+    assert (
+        "origins   loopback origins are off (NOTIFY_CORS_ALLOW_LOOPBACK=false); allow an origin"
+        " with NOTIFY_CORS_ORIGINS=https://app.example.com"
+    ) in dev.output
