@@ -65,6 +65,8 @@ def query_channel(query_string: bytes) -> str | None:
 def _attribute(name: str, value: object, field: str) -> Any:
     if name in _STRINGS and (not isinstance(value, str) or not value):
         raise InvalidEvent(f"{name} must be a non-empty string", field=field)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 7.0 is a whole number (CloudEvents Integer; JSON Schema)
     if isinstance(value, bool) or (isinstance(value, int) and -(2**31) <= value < 2**31):
         return value
     if not isinstance(value, str) or len(value) > MAX_ATTRIBUTE:

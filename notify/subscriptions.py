@@ -229,6 +229,14 @@ def validate_type_pattern(raw: object, name: str) -> str:
     return raw
 
 
+def whole(value: object) -> object:
+    """A JSON number with a zero fraction (``30.0``) as the integer it is (an integer to
+    JSON Schema too); anything else unchanged."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def validate_sink(
     raw: object,
     *,
@@ -244,7 +252,7 @@ def validate_sink(
     if kind == "web":
         return {"kind": "web"}
     if kind == "email":
-        digest = sink.get("digest_seconds", 0)
+        digest = whole(sink.get("digest_seconds", 0))
         if (
             not isinstance(digest, int)
             or isinstance(digest, bool)

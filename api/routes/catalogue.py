@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -43,8 +44,30 @@ def _wants_json(request: Request) -> bool:
     return "json" in accept and "html" not in accept
 
 
+ENTRY: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "title", "help"],
+    "properties": {
+        "code": {"type": "string"},
+        "status": {"type": "integer"},
+        "title": {"type": "string"},
+        "help": {"type": "string"},
+    },
+}
+
+
+def page_or_json(schema: dict[str, Any]) -> dict[int | str, Any]:
+    """An HTML page, or JSON for a client whose Accept asks for JSON and not HTML."""
+    return {200: {"content": {"application/json": {"schema": schema}}}}
+
+
 @router.get("/problems/", include_in_schema=False)
-@router.get("/problems", summary="Every problem type the API answers with")
+@router.get(
+    "/problems",
+    summary="Every problem type the API answers with",
+    response_class=HTMLResponse,
+    responses=page_or_json({"type": "object", "additionalProperties": ENTRY}),
+)
 async def index(request: Request) -> Response:
     if _wants_json(request):
         return JSONResponse(
@@ -63,7 +86,12 @@ async def index(request: Request) -> Response:
     )
 
 
-@router.get("/problems/{code}", summary="What one problem type means and what to do")
+@router.get(
+    "/problems/{code}",
+    summary="What one problem type means and what to do",
+    response_class=HTMLResponse,
+    responses=page_or_json(ENTRY),
+)
 async def entry(code: str, request: Request) -> Response:
     problem = CATALOGUE.get(code)
     if problem is None:

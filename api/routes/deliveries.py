@@ -33,20 +33,60 @@ def parse_cursor(value: str | None) -> tuple[int, str] | None:
     if value is None:
         return None
     ms, _, ident = value.partition(":")
-    if not ms.isdigit() or not ident:
+    if not (ms.isascii() and ms.isdigit()) or not ident:  # "²".isdigit() is true
         raise InvalidInput("cursor must be a value returned as 'next'", field="cursor")
     return int(ms), ident
 
 
-@router.get("/v1/deliveries")
+RECORD: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "subscription", "event_id", "status", "attempts"],
+    "properties": {
+        "id": {"type": "string", "description": "stable: the webhook-id a receiver sees"},
+        "subscription": {"type": "string"},
+        "event_id": {"type": "string"},
+        "status": {"enum": ["pending", "delivered", "failed"]},
+        "attempts": {"type": "array", "items": {"type": "object"}},
+        "next_attempt_at": {"type": ["string", "null"]},
+    },
+}
+LISTING: dict[str, Any] = {
+    "type": "object",
+    "required": ["deliveries", "next"],
+    "properties": {
+        "deliveries": {"type": "array", "items": RECORD},
+        "next": {"type": ["string", "null"], "description": "`cursor` for the next page"},
+    },
+}
+
+
+def answer(schema: dict[str, Any], text: str, status: int = 200) -> dict[int | str, Any]:
+    return {status: {"description": text, "content": {"application/json": {"schema": schema}}}}
+
+
+@router.get("/v1/deliveries", responses=answer(LISTING, "a page, newest first"))
 async def list_(
     principal: Auth,
     redis: Store,
     settings: SettingsDep,
-    subscription: Annotated[str | None, Query(max_length=64)] = None,
+    subscription: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="the subscription whose deliveries to list; may be left out only"
+            " with status=failed (else 422)",
+        ),
+    ] = None,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(max_length=128)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            description="`next` of the previous page",
+            json_schema_extra={"pattern": "^[0-9]+:.+$"},
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """A subscription's deliveries, newest first; or, without ``subscription`` and with
     ``status=failed``, every delivery that ended failed (the caller's; an admin's: all),
@@ -102,14 +142,18 @@ async def visible(
     return record
 
 
-@router.get("/v1/deliveries/{delivery_id}")
+@router.get("/v1/deliveries/{delivery_id}", responses=answer(RECORD, "the delivery"))
 async def read(
     delivery_id: str, principal: Auth, redis: Store, settings: SettingsDep
 ) -> dict[str, Any]:
     return await visible(redis, settings, principal, delivery_id)
 
 
-@router.post("/v1/deliveries/{delivery_id}/retry", status_code=202)
+@router.post(
+    "/v1/deliveries/{delivery_id}/retry",
+    status_code=202,
+    responses=answer(RECORD, "started over", 202),
+)
 async def retry(
     delivery_id: str, principal: Auth, redis: Store, settings: SettingsDep
 ) -> dict[str, Any]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from notify.api import schemas
 from notify.api.deps import Auth, GatewayDep
 from notify.channels import validate_pattern
 from notify.errors import InvalidInput
@@ -16,13 +17,35 @@ from notify.events import parse_id, with_id
 router = APIRouter(tags=["history"])
 
 
-@router.get("/v1/events")
+PAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["events", "next"],
+    "properties": {
+        "events": {"type": "array", "items": schemas.ENVELOPE},
+        "next": {"type": ["string", "null"], "description": "`after` for the next page"},
+    },
+}
+
+
+@router.get(
+    "/v1/events",
+    responses={200: {"description": "a page", "content": {"application/json": {"schema": PAGE}}}},
+)
 async def history(
     principal: Auth,
     gw: GatewayDep,
-    channel: Annotated[str, Query(description="channel or pattern", max_length=255)],
-    after: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query()] = 100,
+    channel: Annotated[
+        str,
+        Query(
+            description="channel or pattern",
+            max_length=255,
+            json_schema_extra={"minLength": 1, "pattern": schemas.PATTERN_RE},
+        ),
+    ],
+    after: Annotated[
+        str | None, Query(max_length=64, json_schema_extra={"pattern": schemas.EVENT_ID_RE})
+    ] = None,
+    limit: Annotated[int, Query(json_schema_extra={"minimum": 1, "maximum": 1000})] = 100,
 ) -> Response:
     """Events on `channel` (a channel or pattern) after the id `after`."""
     pattern = validate_pattern(channel)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from notify import keys
 from notify.api import metrics
@@ -23,7 +23,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {
+            "description": "ready",
+            "content": {"application/json": {"schema": {"const": {"status": "ready"}}}},
+        }
+    },
+)
 async def readyz(gw: GatewayDep) -> Response:
     """Redis answers and the event reader is running."""
     problems: list[str] = []
@@ -47,7 +55,7 @@ async def readyz(gw: GatewayDep) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus(gw: GatewayDep) -> Response:
     """Prometheus text: this gateway's own metrics, then what all workers keep in Redis
     (deliveries, the dispatch backlog and the retry set; the same on every gateway, so

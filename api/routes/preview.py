@@ -18,9 +18,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from notify import alerts, events, formats, mail
+from notify.api import schemas
 from notify.api.deps import Auth, GatewayDep
 from notify.api.routes.publish import read_json
-from notify.api.routes.subscriptions import SINK_SCHEMA, body_doc
+from notify.api.routes.subscriptions import body_doc
 from notify.api.state import Gateway
 from notify.auth import Principal
 from notify.errors import InvalidInput, NotFound
@@ -36,18 +37,21 @@ PREVIEW_ID = "sub_preview"
 PREVIEW_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["sink"],
+    "additionalProperties": False,
     "properties": {
-        "sink": SINK_SCHEMA,
-        "event": {
-            "type": "object",
-            "required": ["channel", "type", "data"],
-            "properties": {
-                "channel": {"type": "string"},
-                "type": {"type": "string"},
-                "data": {"description": "any JSON value"},
-            },
-        },
-        "event_id": {"type": "string", "description": "a retained event instead of `event`"},
+        "sink": schemas.SINK,
+        "event": {**schemas.EVENT, "description": "a sample event"},
+        "event_id": {**schemas.EVENT_ID, "description": "a retained event instead of `event`"},
+    },
+    "oneOf": [{"required": ["event"]}, {"required": ["event_id"]}],
+}
+RENDERED: dict[str, Any] = {
+    "description": "the body the sink would send, in its content type",
+    "content": {
+        "application/json": {"schema": {"description": "web, monitoring and JSON webhooks"}},
+        "application/cloudevents+json": {"schema": {"type": "object"}},
+        "text/plain": {"schema": {"type": "string", "description": "a template's text"}},
+        "message/rfc822": {"schema": {"type": "string", "description": "an email"}},
     },
 }
 
@@ -60,7 +64,7 @@ def email_templates(directory: Path | None, sender: str) -> Templates:
 @router.post(
     "/v1/subscriptions/preview",
     openapi_extra=body_doc(PREVIEW_SCHEMA),
-    responses={200: {"description": "the body the sink would send, in its content type"}},
+    responses={200: RENDERED},
 )
 async def preview(request: Request, principal: Auth, gw: GatewayDep) -> Response:
     """Render a sink (as in a subscription) for a sample or a retained event."""

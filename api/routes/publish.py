@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
 from notify import cloudevents, keys
-from notify.api import metrics
+from notify.api import metrics, schemas
 from notify.api.deps import Auth, GatewayDep
 from notify.api.state import Gateway
 from notify.auth import Principal
@@ -20,45 +20,78 @@ router = APIRouter(tags=["publish"])
 MAX_BATCH = 1000
 MAX_IDEMPOTENCY_KEY = 255
 
-EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["channel", "type", "data"],
-    "additionalProperties": False,
-    "properties": {
-        "channel": {"type": "string", "maxLength": 255, "example": "orders.eu"},
-        "type": {"type": "string", "maxLength": 128, "example": "order.created"},
-        "data": {"description": "any JSON value"},
-        "origin": {"type": "string", "maxLength": 128},
-    },
+PRINTABLE_RE = f"^[ -~\u00a1-\u00ac\u00ae-\u00ff]{{1,{MAX_IDEMPOTENCY_KEY}}}$"
+"""What ``str.isprintable`` passes of the Latin-1 an HTTP header carries."""
+IDEMPOTENCY_KEY = Header(
+    None,
+    alias="Idempotency-Key",
+    description="a repeat by the same token subject within 24 h answers as the first",
+    json_schema_extra={"minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": PRINTABLE_RE},
+)
+ATTRIBUTE: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": cloudevents.MAX_ATTRIBUTE,
 }
 CLOUDEVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "CloudEvents 1.0, structured mode (binary mode: ce-* headers); the channel"
     " is the channel attribute or ?channel=, source + id are the idempotency key, and the"
     " other attributes are kept on the envelope under ce",
-    "required": ["specversion", "id", "source", "type"],
+    "required": ["specversion", "id", "source", "type", "channel"],
     "properties": {
-        "specversion": {"const": "1.0"},
-        "id": {"type": "string", "minLength": 1},
-        "source": {"type": "string", "minLength": 1},
-        "type": {"type": "string", "maxLength": 128},
-        "channel": {"type": "string", "maxLength": 255},
-        "data": {"description": "any JSON value"},
-        "data_base64": {"type": "string", "contentEncoding": "base64"},
+        "specversion": {"const": cloudevents.SPECVERSION},
+        "id": ATTRIBUTE,
+        "source": ATTRIBUTE,
+        "type": schemas.EVENT_TYPE,
+        "channel": schemas.CHANNEL,
+        "time": ATTRIBUTE,
+        "subject": ATTRIBUTE,
+        "dataschema": ATTRIBUTE,
+        "data": schemas.ANY_JSON,
+        "data_base64": {"type": "string", "pattern": "^(?:[A-Za-z0-9+/]{4})*$"},
+    },
+    "not": {"required": ["data", "data_base64"]},
+    "propertyNames": {"pattern": "^(?:[a-z0-9]{1,64}|data_base64)$"},
+    "additionalProperties": {
+        "description": "an extension attribute",
+        "anyOf": [
+            {"type": "string", "maxLength": cloudevents.MAX_ATTRIBUTE},
+            {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+            {"type": "boolean"},
+        ],
     },
 }
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"description": d, **PROBLEM}
-    for s, d in [
-        (401, "no or bad token"),
-        (403, "no right to publish there"),
-        (413, "over a size limit"),
-        (422, "invalid input"),
-        (429, "rate limited"),
-        (503, "store unavailable"),
-    ]
+CLOUDEVENTS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": MAX_BATCH,
+    "items": CLOUDEVENT_SCHEMA,
 }
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["events"],
+    "additionalProperties": False,
+    "properties": {
+        "events": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": schemas.EVENT}
+    },
+}
+ACCEPTED: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "channel"],
+    "properties": {"id": {"type": "string"}, "channel": {"type": "string"}},
+}
+ACCEPTED_BATCH: dict[str, Any] = {
+    "type": "object",
+    "required": ["ids"],
+    "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
+}
+
+
+def stored(*bodies: dict[str, Any]) -> dict[int | str, Any]:
+    """The 202 of a publish: ``{"id","channel"}`` for one event, ``{"ids"}`` for many."""
+    schema = bodies[0] if len(bodies) == 1 else {"oneOf": list(bodies)}
+    return {202: {"description": "stored", "content": {"application/json": {"schema": schema}}}}
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -119,16 +152,14 @@ async def store(
 @router.post(
     "/v1/events",
     status_code=202,
-    responses={202: {"description": "stored"}, **ERRORS},
+    responses=stored(ACCEPTED, ACCEPTED_BATCH),  # a CloudEvents batch answers as a batch
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": EVENT_SCHEMA},
+                "application/json": {"schema": schemas.EVENT},
                 "application/cloudevents+json": {"schema": CLOUDEVENT_SCHEMA},
-                "application/cloudevents-batch+json": {
-                    "schema": {"type": "array", "items": CLOUDEVENT_SCHEMA}
-                },
+                "application/cloudevents-batch+json": {"schema": CLOUDEVENTS_SCHEMA},
             },
         }
     },
@@ -137,7 +168,7 @@ async def publish(
     request: Request,
     principal: Auth,
     gw: GatewayDep,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
 ) -> Response:
     """Publish one event; `202` means it is stored in Redis."""
     return await publish_one(gw, principal, request)
@@ -203,25 +234,13 @@ async def accept_one(gw: Gateway, principal: Principal, raw: Any, key: str | Non
 @router.post(
     "/v1/events/batch",
     status_code=202,
-    responses={202: {"description": "stored"}, **ERRORS},
+    responses=stored(ACCEPTED_BATCH),
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["events"],
-                        "properties": {
-                            "events": {
-                                "type": "array",
-                                "minItems": 1,
-                                "maxItems": MAX_BATCH,
-                                "items": EVENT_SCHEMA,
-                            }
-                        },
-                    }
-                }
+                "application/json": {"schema": BATCH_SCHEMA},
+                "application/cloudevents-batch+json": {"schema": CLOUDEVENTS_SCHEMA},
             },
         }
     },
@@ -230,7 +249,7 @@ async def publish_batch(
     request: Request,
     principal: Auth,
     gw: GatewayDep,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
 ) -> Response:
     """Publish 1-1000 events at once, all or nothing."""
     return await publish_many(gw, principal, request)

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from notify.api import schemas
 from notify.api.deps import Auth, SettingsDep, Store
 from notify.api.routes.publish import read_json
 from notify.auth import Principal
@@ -26,56 +27,75 @@ from notify.webhooks import is_signing_key, new_secret, new_signing_key
 
 router = APIRouter(tags=["subscriptions"])
 MAX_BODY = 64 * 1024
-SINK_SCHEMA: dict[str, Any] = {
-    "oneOf": [
-        {"type": "object", "properties": {"kind": {"const": "web"}}, "required": ["kind"]},
-        {
-            "type": "object",
-            "properties": {
-                "kind": {"const": "email"},
-                "to": {"type": "string", "format": "email"},
-                "digest_seconds": {"type": "integer", "minimum": 0, "maximum": 86400},
-                "template": {
-                    "type": "object",
-                    "properties": {
-                        "subject": {"type": "string"},
-                        "text": {"type": "string"},
-                        "html": {"type": "string"},
-                    },
-                },
-            },
-            "required": ["kind", "to"],
-        },
-        {
-            "type": "object",
-            "properties": {
-                "kind": {"const": "webhook"},
-                "url": {"type": "string"},
-                "format": {
-                    "enum": ["standard", "cloudevents", "slack", "discord", "teams", "template"]
-                },
-                "template": {"type": "string", "description": "Jinja2, sees `event`"},
-                "signature": {"enum": ["v1", "v1a"], "description": "v1a: Ed25519"},
-            },
-            "required": ["kind", "url"],
-        },
-        {
-            "type": "object",
-            "properties": {"kind": {"const": "monitoring"}, "url": {"type": "string"}},
-            "required": ["kind", "url"],
-        },
-    ]
-}
+SINK_SCHEMA = schemas.SINK
 SUBSCRIPTION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["channel", "sink"],
+    "additionalProperties": False,
     "properties": {
-        "channel": {"type": "string", "example": "orders.*"},
-        "types": {"type": "array", "items": {"type": "string"}, "example": ["order.*"]},
-        "sink": SINK_SCHEMA,
-        "user": {"type": "string", "description": "admin only: create for this user"},
+        "channel": schemas.PATTERN,
+        "types": schemas.TYPE_PATTERNS,
+        "sink": schemas.SINK,
+        # not both this and ?user= with different values (422)
+        "user": {**schemas.USER, "type": ["string", "null"]},
     },
 }
+PATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "channel": schemas.PATTERN,
+        "types": schemas.TYPE_PATTERNS,
+        "sink": {**schemas.SINK, "description": "of the same kind (and signature) as before"},
+        "enabled": {"type": ["boolean", "null"]},
+    },
+}
+REPLAY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["after"],
+    "additionalProperties": False,
+    "properties": {"after": schemas.EVENT_ID},
+}
+VIEW: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "user", "channel", "types", "sink", "enabled", "created_at"],
+    "properties": {
+        "id": {"type": "string"},
+        "user": {"type": "string"},
+        "channel": {"type": "string"},
+        "types": {"type": "array", "items": {"type": "string"}},
+        "sink": {"type": "object"},
+        "enabled": {"type": "boolean"},
+        "disabled_reason": {"type": ["string", "null"]},
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
+        "public_key": {"type": "string", "description": "a v1a webhook's Ed25519 public key"},
+        "secret": {
+            "type": "string",
+            "description": "a webhook's new signing secret: in this answer only",
+        },
+    },
+}
+LIST: dict[str, Any] = {
+    "type": "object",
+    "required": ["subscriptions"],
+    "properties": {"subscriptions": {"type": "array", "items": VIEW}},
+}
+REPLAYING: dict[str, Any] = {
+    "type": "object",
+    "required": ["replay", "subscription", "after", "until"],
+    "properties": {
+        name: {"type": "string"} for name in ("replay", "subscription", "after", "until")
+    },
+}
+UserQuery = Annotated[
+    str | None,
+    Query(max_length=64, description="admin only", json_schema_extra={"pattern": schemas.USER_RE}),
+]
+
+
+def answer(status: int, schema: dict[str, Any], text: str = "") -> dict[int | str, Any]:
+    return {status: {"description": text, "content": {"application/json": {"schema": schema}}}}
 
 
 def body_doc(schema: dict[str, Any]) -> dict[str, Any]:
@@ -90,13 +110,18 @@ async def owned(store: SubscriptionStore, principal: Principal, sub_id: str) -> 
     return sub
 
 
-@router.post("/v1/subscriptions", status_code=201, openapi_extra=body_doc(SUBSCRIPTION_SCHEMA))
+@router.post(
+    "/v1/subscriptions",
+    status_code=201,
+    openapi_extra=body_doc(SUBSCRIPTION_SCHEMA),
+    responses=answer(201, VIEW, "created"),
+)
 async def create(
     request: Request,
     principal: Auth,
     redis: Store,
     settings: SettingsDep,
-    user: Annotated[str | None, Query(max_length=64, description="admin only")] = None,
+    user: UserQuery = None,
 ) -> Response:
     """Create a subscription (an admin may create it for another ``user``, in the body
     or the query). A webhook's signing secret is in this answer only."""
@@ -119,11 +144,11 @@ async def create(
     return json(body, 201, headers={"Location": f"/v1/subscriptions/{sub.id}"})
 
 
-@router.get("/v1/subscriptions")
+@router.get("/v1/subscriptions", responses=answer(200, LIST))
 async def list_(
     principal: Auth,
     redis: Store,
-    user: Annotated[str | None, Query(max_length=64)] = None,
+    user: UserQuery = None,
 ) -> dict[str, Any]:
     """The caller's subscriptions (an admin may name another ``user``)."""
     who = principal.acting_for(user)
@@ -131,24 +156,13 @@ async def list_(
     return {"subscriptions": [s.public() for s in subs]}
 
 
-@router.get("/v1/subscriptions/{sub_id}")
+@router.get("/v1/subscriptions/{sub_id}", responses=answer(200, VIEW))
 async def read(sub_id: str, principal: Auth, redis: Store) -> dict[str, Any]:
     return (await owned(SubscriptionStore(redis), principal, sub_id)).public()
 
 
 @router.patch(
-    "/v1/subscriptions/{sub_id}",
-    openapi_extra=body_doc(
-        {
-            "type": "object",
-            "properties": {
-                "channel": {"type": "string"},
-                "types": {"type": "array", "items": {"type": "string"}},
-                "sink": SINK_SCHEMA,
-                "enabled": {"type": "boolean"},
-            },
-        }
-    ),
+    "/v1/subscriptions/{sub_id}", openapi_extra=body_doc(PATCH_SCHEMA), responses=answer(200, VIEW)
 )
 async def patch(
     sub_id: str, request: Request, principal: Auth, redis: Store, settings: SettingsDep
@@ -193,7 +207,7 @@ async def delete(sub_id: str, principal: Auth, redis: Store) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/v1/subscriptions/{sub_id}/rotate-secret")
+@router.post("/v1/subscriptions/{sub_id}/rotate-secret", responses=answer(200, VIEW))
 async def rotate_secret(sub_id: str, principal: Auth, redis: Store) -> dict[str, Any]:
     """A new signing secret; the previous one keeps signing beside it for 24 hours."""
     store = SubscriptionStore(redis)
@@ -216,9 +230,8 @@ def new_key(sink: Mapping[str, Any]) -> str:
 @router.post(
     "/v1/subscriptions/{sub_id}/replay",
     status_code=202,
-    openapi_extra=body_doc(
-        {"type": "object", "required": ["after"], "properties": {"after": {"type": "string"}}}
-    ),
+    openapi_extra=body_doc(REPLAY_SCHEMA),
+    responses=answer(202, REPLAYING, "replay requested"),
 )
 async def replay(sub_id: str, request: Request, principal: Auth, redis: Store) -> dict[str, Any]:
     """Deliver again every retained event after ``after`` that the subscription matches.

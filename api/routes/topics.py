@@ -7,19 +7,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
+from notify.api import schemas
 from notify.api.deps import Auth, Store
-from notify.api.routes.publish import PROBLEM, read_json
+from notify.api.routes.publish import read_json
 from notify.api.routes.subscriptions import body_doc, json
 from notify.auth import Principal
 from notify.errors import Forbidden, NotFound
 from notify.redis.topics import TopicStore
-from notify.subscriptions import KINDS, MAX_TYPES
+from notify.subscriptions import KINDS
 from notify.topics import MAX_DESCRIPTION, MAX_TITLE, Topic, parse_topic, validate_id
 
 router = APIRouter(tags=["topics"])
 MAX_BODY = 16 * 1024
-SEGMENT = r"(?:[A-Za-z0-9_@:-]{1,64}|\*|\{user\})"
-TYPE_SEGMENT = r"(?:[A-Za-z0-9_:-]{1,64}|\*)"
+SEGMENT = rf"(?:{schemas.SEGMENT_RE}|\*|\{{user\}})"
 TOPIC_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["title", "channel", "sinks"],
@@ -40,15 +40,7 @@ TOPIC_SCHEMA: dict[str, Any] = {
             "example": "user.{user}.orders",
             "description": "a pattern; {user} (a whole segment) stands for the subscriber's sub",
         },
-        "types": {
-            "type": "array",
-            "maxItems": MAX_TYPES,
-            "items": {
-                "type": "string",
-                "maxLength": 128,
-                "pattern": rf"^(?:>|{TYPE_SEGMENT}(?:\.{TYPE_SEGMENT}){{0,3}}(?:\.>)?)$",
-            },
-        },
+        "types": schemas.TYPE_PATTERNS,
         "sinks": {
             "type": "array",
             "minItems": 1,
@@ -73,20 +65,12 @@ TOPIC_VIEW: dict[str, Any] = {
 }
 
 
-def answers(ok: dict[int | str, str], *errors: tuple[int, str]) -> dict[int | str, Any]:
-    """OpenAPI responses: topic bodies for ``ok``, problem+json for ``errors``."""
-    out: dict[int | str, Any] = {
+def answers(ok: dict[int | str, str]) -> dict[int | str, Any]:
+    """OpenAPI responses: topic bodies for ``ok`` (the errors are added by api.routes.docs)."""
+    return {
         status: {"description": text, "content": {"application/json": {"schema": TOPIC_VIEW}}}
         for status, text in ok.items()
     }
-    common = (
-        (401, "no or bad token"),
-        (429, "too many failed sign-ins"),
-        (503, "store unavailable"),
-    )
-    for status, text in (*common, *errors):
-        out[status] = {"description": text, **PROBLEM}
-    return out
 
 
 TopicId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the topic's id")]
@@ -116,7 +100,6 @@ def require_admin(principal: Principal) -> None:
                 }
             },
         },
-        **answers({}),
     },
 )
 async def list_(principal: Auth, redis: Store) -> dict[str, Any]:
@@ -128,7 +111,7 @@ async def list_(principal: Auth, redis: Store) -> dict[str, Any]:
 
 @router.get(
     "/v1/topics/{topic_id}",
-    responses=answers({200: "the topic"}, (404, "no such topic"), (422, "bad id")),
+    responses=answers({200: "the topic"}),
 )
 async def read(topic_id: TopicId, principal: Auth, redis: Store) -> dict[str, Any]:
     topic = await TopicStore(redis).get(validate_id(topic_id))
@@ -140,12 +123,7 @@ async def read(topic_id: TopicId, principal: Auth, redis: Store) -> dict[str, An
 @router.put(
     "/v1/topics/{topic_id}",
     openapi_extra=body_doc(TOPIC_SCHEMA),
-    responses=answers(
-        {200: "replaced", 201: "created"},
-        (403, "not an admin"),
-        (413, "body too large"),
-        (422, "invalid topic"),
-    ),
+    responses=answers({200: "replaced", 201: "created"}),
 )
 async def put(topic_id: TopicId, request: Request, principal: Auth, redis: Store) -> Response:
     """Create (201) or replace (200) a topic. Admin only."""
@@ -158,7 +136,6 @@ async def put(topic_id: TopicId, request: Request, principal: Auth, redis: Store
 @router.delete(
     "/v1/topics/{topic_id}",
     status_code=204,
-    responses=answers({}, (403, "not an admin"), (404, "no such topic"), (422, "bad id")),
 )
 async def delete(topic_id: TopicId, principal: Auth, redis: Store) -> Response:
     """Remove a topic (the subscriptions made from it stay). Admin only."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import replace
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -85,7 +86,16 @@ def not_found(request: Request) -> Response:
     return from_error(NotFound("this unsubscribe link is not valid (any more)"))
 
 
-@router.get("/v1/unsubscribe/{token}", response_class=HTMLResponse)
+NOT_VALID: dict[int | str, Any] = {
+    404: {
+        "description": "the link is not valid (any more): a page for a browser (Accept:"
+        " text/html), problem+json otherwise",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get("/v1/unsubscribe/{token}", response_class=HTMLResponse, responses=NOT_VALID)
 async def confirm(request: Request, token: str, redis: Store, settings: SettingsDep) -> Response:
     """A confirmation page whose button POSTs to the same URL."""
     try:
@@ -97,7 +107,7 @@ async def confirm(request: Request, token: str, redis: Store, settings: Settings
     return page("Unsubscribe?", f"Stop receiving {describe(sub)}?", button=True)
 
 
-@router.post("/v1/unsubscribe/{token}", response_class=HTMLResponse)
+@router.post("/v1/unsubscribe/{token}", response_class=HTMLResponse, responses=NOT_VALID)
 async def unsubscribe(
     request: Request, token: str, redis: Store, settings: SettingsDep
 ) -> Response:

@@ -38,6 +38,12 @@ def test_structured_maps_type_and_data_and_keeps_the_rest() -> None:
     assert e.ce == {"specversion": "1.0", "id": "a1", "source": "//src", "subject": "s", "tp": 7}
 
 
+def test_a_whole_number_written_with_a_fraction_is_an_integer() -> None:
+    # 7.0 is an integer to JSON Schema and a whole number to CloudEvents
+    [e] = structured({**CE, "channel": "c", "tp": 7.0})
+    assert e.ce["tp"] == 7 and isinstance(e.ce["tp"], int)
+
+
 def test_channel_from_the_query_and_base64_data() -> None:
     [e] = structured({**CE, "data_base64": "aGk="}, b"token=x&channel=orders.eu")
     assert (e.channel, e.data, e.ce["data_base64"]) == ("orders.eu", "aGk=", True)

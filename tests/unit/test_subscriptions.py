@@ -34,6 +34,10 @@ WEB = {"kind": "web"}
             {"kind": "email", "to": "a@example.com", "digest_seconds": 60},
             {"kind": "email", "to": "a@example.com", "digest_seconds": 60},
         ),
+        (  # an integer to JSON Schema, stored as one
+            {"kind": "email", "to": "a@example.com", "digest_seconds": 60.0},
+            {"kind": "email", "to": "a@example.com", "digest_seconds": 60},
+        ),
         (
             {"kind": "webhook", "url": "https://h.example.com/x?y=1"},
             {"kind": "webhook", "url": "https://h.example.com/x?y=1"},
