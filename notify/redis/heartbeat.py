@@ -92,12 +92,25 @@ class LeaseKeeper:
         """Keep these deliveries, received but not yet claimed, from waiting out a whole
         lease should this process die (until a claim, an outcome or a retry time).
 
-        The heartbeat thread applies them at once, not at its next beat: a process killed
-        in between would leave them to wait out the lease. Receipts that arrive while it
-        is busy go together in its next round trip."""
+        Applied here, before the caller goes on (one round trip, in the thread that
+        received them), not at the next beat: a process killed in between would leave
+        them to wait out the lease; handing them to the heartbeat thread left a window
+        of a GIL switch or more under load. If Redis does not answer, the heartbeat
+        thread tries again at once and at every beat."""
         with self._lock:
             self._reserved.update(ids)
-        self._wake.set()
+        try:
+            kept = self._reserve(
+                keys=[self._key, keys.RETRY_DUE, *(keys.delivery(i) for i in ids)],
+                args=[self._ttl_ms, *ids],
+            )
+        except RedisError:
+            self._wake.set()
+            return
+        done = {i for i, k in zip(ids, kept, strict=True) if not int(k)}
+        if done:
+            with self._lock:
+                self._reserved -= done
 
     def unreserve(self, ids: Sequence[str]) -> None:
         """Stop keeping these: their task ended (its outcome is recorded, or it failed
