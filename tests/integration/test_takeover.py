@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import redis
@@ -150,12 +151,21 @@ def test_entries_of_a_consumer_without_heartbeat_move_and_a_live_ones_stay(
     assert "took over 1 pending entries" in dispatcher.log_text()
 
 
-def test_a_worker_killed_before_claiming_what_it_received_is_taken_over(
+class Frozen(NamedTuple):
+    """A worker whose main process received a task its frozen pool never claimed."""
+
+    stack: Stack
+    worker: Proc
+    pool: list[int]
+    subscription: str
+    event: str
+
+
+def received_by_a_frozen_pool(
     stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
-) -> None:
-    # the worker's main process takes tasks from the broker and hands them to its pool;
-    # with the pool frozen, what it received is never claimed, and only its reservation
-    # keeps the deliveries from waiting out the 60 s lease set when they were created
+) -> Frozen:
+    """A stack with one worker whose pool is stopped (SIGSTOP), and one event published
+    and reserved by the worker's main process (its due time pulled to a TTL)."""
     stack = stack_factory(workers=0, **PRODUCTION)
     worker, port = start_worker(stack, "worker")
     ready(worker, port)
@@ -166,25 +176,31 @@ def test_a_worker_killed_before_claiming_what_it_received_is_taken_over(
     for pid in pool:
         os.kill(pid, signal.SIGSTOP)
     event = stack.publish("orders.1")
-    client = redis.Redis.from_url(redis_server.url)
-    try:
+    with redis.Redis.from_url(redis_server.url) as client:
 
         def reserved() -> bool:
             listed = stack.deliveries(sub)
-            if not listed:
-                return False
-            score = client.zscore(keys.RETRY_DUE, listed[0]["id"])
+            score = client.zscore(keys.RETRY_DUE, listed[0]["id"]) if listed else None
             seconds, micros = client.time()
-            now_ms = seconds * 1000 + micros // 1000
-            return score is not None and score <= now_ms + 3_000
+            return score is not None and score <= seconds * 1000 + micros // 1000 + 3_000
 
         stack.wait_for("the received delivery to be reserved", reserved, timeout=30, every=0.05)
-    finally:
-        client.close()
-    worker.kill()  # the frozen pool goes with it
-    stack.worker(name="worker2")
+    return Frozen(stack, worker, pool, sub, event)
+
+
+def test_a_worker_killed_before_claiming_what_it_received_is_taken_over(
+    stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
+) -> None:
+    # the worker's main process takes tasks from the broker and hands them to its pool;
+    # with the pool frozen, what it received is never claimed, and only its reservation
+    # keeps the deliveries from waiting out the 60 s lease set when they were created
+    frozen = received_by_a_frozen_pool(stack_factory, receiver, redis_server)
+    frozen.worker.kill()  # the frozen pool goes with it
+    frozen.stack.worker(name="worker2")
     # the heartbeat TTL and a worker's start, where the lease alone would take 60 s
-    stack.wait_events(sub, "delivered", [event], timeout=TAKEOVER + SLACK + 10)
+    frozen.stack.wait_events(
+        frozen.subscription, "delivered", [frozen.event], timeout=TAKEOVER + SLACK + 10
+    )
 
 
 def test_a_task_that_fails_before_claiming_lets_its_deliveries_go(
@@ -194,25 +210,11 @@ def test_a_task_that_fails_before_claiming_lets_its_deliveries_go(
     # here Redis refusing scripts for a moment) is acknowledged by the worker's main
     # process, which must then stop reserving them: otherwise it keeps them from falling
     # due for as long as it lives, and they are never sent.
-    stack = stack_factory(workers=0, **PRODUCTION)
-    worker, port = start_worker(stack, "worker")
-    ready(worker, port)
-    sub = webhook(stack, receiver, "/h")
-    [celery] = children(worker.pid)
-    pool = children(celery)
-    for pid in pool:
-        os.kill(pid, signal.SIGSTOP)
-    event = stack.publish("orders.1")
+    stack, worker, pool, sub, event = received_by_a_frozen_pool(
+        stack_factory, receiver, redis_server
+    )
     client = redis.Redis.from_url(redis_server.url)
     try:
-
-        def reserved() -> bool:
-            listed = stack.deliveries(sub)
-            score = client.zscore(keys.RETRY_DUE, listed[0]["id"]) if listed else None
-            seconds, micros = client.time()
-            return score is not None and score <= seconds * 1000 + micros // 1000 + 3_000
-
-        stack.wait_for("the received delivery to be reserved", reserved, timeout=30, every=0.05)
         client.execute_command("ACL", "SETUSER", "default", "-eval", "-evalsha")
         try:
             for pid in pool:
