@@ -1,6 +1,6 @@
 """notify on a Sentinel-managed Redis (``redis+sentinel://``), real processes throughout:
 a primary, a replica, three sentinels; the primary killed with SIGKILL under a publish
-load, with an open SSE stream and a webhook subscription."""
+load, with an open SSE stream, an open WebSocket and a webhook subscription."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import ClientConnection
 
-from tests.integration.clients import SSE, sse
+from tests.integration.clients import SSE, sse, ws, ws_recv
 from tests.integration.delivery_stack import make_stack
 from tests.support.factories import GatewayFactory, TokenMaker
 from tests.support.procs import Proc
@@ -55,6 +56,13 @@ async def _publish_until(
             await asyncio.sleep(0.05)
 
 
+async def _collect_ws(conn: ClientConnection, into: list[str]) -> None:
+    while True:
+        message = await ws_recv(conn, 60)
+        if message.get("op") == "event":
+            into.append(message["event"]["id"])
+
+
 async def _collect(stream: SSE, into: list[str]) -> None:
     with contextlib.suppress(EOFError):
         while True:
@@ -85,6 +93,7 @@ async def test_primary_killed_under_load_loses_no_acknowledged_event(
         acked: list[str] = []
         refused: list[int] = []
         streamed: list[str] = []
+        socket_got: list[str] = []
         old_port = deployment.primary.port
         async with (
             httpx.AsyncClient(
@@ -94,8 +103,12 @@ async def test_primary_killed_under_load_loses_no_acknowledged_event(
                 trust_env=False,
             ) as client,
             sse(stack.gateway.base_url, ["orders.>"], token) as stream,
+            ws(stack.gateway.base_url, token) as socket,
         ):
+            await socket.send(json.dumps({"op": "subscribe", "ref": 1, "channels": ["orders.>"]}))
+            assert (await ws_recv(socket))["op"] == "ok"
             reader = asyncio.create_task(_collect(stream, streamed))
+            socket_reader = asyncio.create_task(_collect_ws(socket, socket_got))
             stop = asyncio.Event()
             load = asyncio.create_task(_publish_until(client, stop, acked, refused))
             await asyncio.sleep(2)
@@ -132,13 +145,16 @@ async def test_primary_killed_under_load_loses_no_acknowledged_event(
             assert set(acked) <= set(history)
             assert history == sorted(history, key=lambda i: tuple(map(int, i.split("-"))))
 
-            # the stream, opened before the kill, carries on from the new primary
+            # the streams, opened before the kill, carry on from the new primary
             deadline = time.monotonic() + 30
-            while not set(acked) <= set(streamed):
-                assert time.monotonic() < deadline, f"{len(set(acked) - set(streamed))} missing"
-                await asyncio.sleep(0.2)
+            for got in (streamed, socket_got):
+                while not set(acked) <= set(got):
+                    assert time.monotonic() < deadline, f"{len(set(acked) - set(got))} missing"
+                    await asyncio.sleep(0.2)
             reader.cancel()
+            socket_reader.cancel()
         assert len(streamed) == len(set(streamed))
+        assert len(socket_got) == len(set(socket_got))
 
         # and every acknowledged event is delivered to the webhook
         def delivered() -> set[str]:
