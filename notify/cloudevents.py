@@ -178,13 +178,15 @@ def parse(
     return [from_structured(raw, channel)]
 
 
-def drafts(events: Sequence[Incoming], *, max_bytes: int, time: str) -> list[Draft]:
+def drafts(
+    events: Sequence[Incoming], *, max_bytes: int, time: str, origin: str | None = None
+) -> list[Draft]:
     return [
         encode_draft(
             e.channel,
             e.type,
             e.data,
-            None,
+            origin,
             max_bytes=max_bytes,
             time=time,
             prefix=f"events[{i}]." if len(events) > 1 else "",

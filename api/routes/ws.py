@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from notify import wsframe, wsproto
+from notify import cloudevents, wsframe, wsproto
 from notify.api import metrics
 from notify.api.deps import authenticate, gateway_of
 from notify.api.hub import Sender, Subscriber
@@ -23,7 +23,7 @@ from notify.auth import Principal
 from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
 from notify.eventlog import Entry
-from notify.events import encode_draft, validate_type, with_id
+from notify.events import encode_draft, now_rfc3339, validate_type, with_id
 from notify.origins import origin_allowed
 
 router = APIRouter()
@@ -230,6 +230,9 @@ class Session:
 
     async def publish(self, frame: wsproto.Frame) -> None:
         body = frame.body
+        if "cloudevent" in body:
+            await self.publish_cloudevent(frame)
+            return
         channel = validate_channel(body.get("channel"))
         type_ = validate_type(body.get("type"))
         if "data" not in body:
@@ -244,4 +247,27 @@ class Session:
             parsed=True,
         )
         pairs = await store(self.gw, self.principal.sub, [draft], None)
+        await self.reply(wsproto.ok(frame.ref, id=pairs[0][0]))
+
+    async def publish_cloudevent(self, frame: wsproto.Frame) -> None:
+        """``{"op":"publish","cloudevent":{…}}``: one CloudEvent in structured form, as
+        the HTTP endpoints take it (channel from its ``channel`` attribute, ``source`` +
+        ``id`` deduplicating), with this socket's origin for echo suppression."""
+        body = frame.body
+        mixed = sorted(k for k in ("channel", "type", "data") if k in body)
+        if mixed:
+            raise InvalidInput(
+                f"a cloudevent carries its own channel, type and data; drop {', '.join(mixed)}",
+                field="cloudevent",
+            )
+        incoming = cloudevents.from_structured(body["cloudevent"], None, prefix="cloudevent.")
+        [draft] = cloudevents.drafts(
+            [incoming],
+            max_bytes=self.gw.settings.max_event_bytes,
+            time=now_rfc3339(),
+            origin=self.sub.origin,
+        )
+        self.principal.require_publish(draft.channel)
+        key = cloudevents.idempotency_key([incoming])
+        pairs = await store(self.gw, self.principal.sub, [draft], key)
         await self.reply(wsproto.ok(frame.ref, id=pairs[0][0]))

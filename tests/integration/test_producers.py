@@ -139,3 +139,44 @@ def test_the_publisher_refuses_what_http_refuses_and_stores_nothing(
             pub.publish_many([{"channel": "odd", "type": "t", "data": data}])
         pub.publish("odd", "t", 1.5)  # an ordinary float is fine
         assert pub.redis_url  # the publisher is still usable
+
+
+CLOUDEVENT = {
+    "specversion": "1.0",
+    "id": "order-7",
+    "source": "//shop/orders",
+    "type": "order.created",
+    "channel": "shop.orders",
+    "subject": "7",
+    "data": {"total": 12},
+}
+
+
+@pytest.mark.asyncio
+async def test_publishers_take_cloudevents_as_the_gateway_does(
+    redis_server: RedisServer, gateway: Gateway, make_token: TokenMaker
+) -> None:
+    token = make_token(subscribe=[">"])
+    files = {k: v for k, v in CLOUDEVENT.items() if k not in ("channel", "data")}
+    with Publisher(redis_server.url) as pub:
+        first = pub.publish_cloudevent(CLOUDEVENT)
+        assert pub.publish_cloudevent(CLOUDEVENT) == first  # source + id: stored once
+        binary = pub.publish_cloudevent(
+            {**files, "id": "order-8", "data_base64": "aGk="}, channel="shop.files"
+        )
+        with pytest.raises(InvalidEvent) as refused:
+            pub.publish_cloudevent({k: v for k, v in CLOUDEVENT.items() if k != "source"})
+        assert refused.value.field == "source"
+    async with AsyncPublisher(redis_server.url) as apub:
+        later = await apub.publish_cloudevent({**CLOUDEVENT, "id": "order-9"})
+        assert await apub.publish_cloudevent({**CLOUDEVENT, "id": "order-9"}) == later
+    events = {e["id"]: e for e in history(gateway, token, "shop.*")}
+    assert list(events) == [first, binary, later]
+    one = events[first]
+    assert (one["channel"], one["type"], one["data"]) == (
+        "shop.orders",
+        "order.created",
+        {"total": 12},
+    )
+    assert one["ce"]["source"] == "//shop/orders" and one["ce"]["subject"] == "7"
+    assert events[binary]["channel"] == "shop.files" and events[binary]["data"] == "aGk="

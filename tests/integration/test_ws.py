@@ -56,6 +56,44 @@ async def test_publish_on_socket_is_not_echoed(gateway: Gateway, make_token: Tok
         assert await ws_recv(mine) == {"op": "pong", "ref": "after"}  # and no echo before it
 
 
+async def test_a_cloudevent_published_on_a_socket(gateway: Gateway, make_token: TokenMaker) -> None:
+    token = make_token(publish=["room.>"], subscribe=[">"])
+    event = {
+        "specversion": "1.0",
+        "id": "e-1",
+        "source": "//sensor/4",
+        "type": "reading.taken",
+        "channel": "room.4",
+        "unit": "C",
+        "data": {"t": 21.5},
+    }
+    async with ws(gateway.base_url, token) as mine, ws(gateway.base_url, token) as theirs:
+        for conn in (mine, theirs):
+            await conn.send(json.dumps({"op": "subscribe", "ref": 1, "channels": ["room.>"]}))
+            assert (await ws_recv(conn))["op"] == "ok"
+        await mine.send(json.dumps({"op": "publish", "ref": "c", "cloudevent": event}))
+        ack = await ws_recv(mine)
+        assert ack["op"] == "ok" and ack["ref"] == "c" and ack["id"]
+        got = (await ws_recv(theirs))["event"]
+        assert (got["id"], got["channel"], got["type"]) == (ack["id"], "room.4", "reading.taken")
+        assert got["data"] == {"t": 21.5} and got["ce"]["unit"] == "C"
+        # source + id deduplicate, as on the HTTP endpoints
+        await mine.send(json.dumps({"op": "publish", "ref": "again", "cloudevent": event}))
+        assert (await ws_recv(mine))["id"] == ack["id"]
+        bad = [
+            ({k: v for k, v in event.items() if k != "source"}, {}, "cloudevent.source"),
+            ({**event, "id": "e-2", "channel": "other"}, {}, "channel"),
+            (event, {"type": "x"}, "cloudevent"),
+        ]
+        for n, (ce, extra, field) in enumerate(bad):
+            await mine.send(json.dumps({"op": "publish", "ref": n, "cloudevent": ce, **extra}))
+            answer = await ws_recv(mine)
+            assert answer["op"] == "error" and answer["ref"] == n, answer
+            assert answer["status"] in (403, 422) and answer.get("field") == field, answer
+        await mine.send(json.dumps({"op": "ping", "ref": "after"}))
+        assert await ws_recv(mine) == {"op": "pong", "ref": "after"}  # no echo, nothing else
+
+
 async def test_resume_on_subscribe(gateway: Gateway, make_token: TokenMaker) -> None:
     token = make_token(publish=[">"], subscribe=[">"])
     ids = await asyncio.to_thread(
