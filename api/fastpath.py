@@ -12,6 +12,7 @@ handlers.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from notify import cloudevents
+from notify.api import metrics
 from notify.api.deps import authenticate, authenticate_raw, gateway_of, raw_token
 from notify.api.problems import from_exception
 from notify.api.routes.publish import (
@@ -97,17 +99,22 @@ class FastPaths:
         if handler is None or scope["type"] != "http":
             gw: Gateway | None = getattr(self.app.state, "gateway", None)
             if scope["type"] == "http" and gw is not None:
+                send = timed(send, scope)
                 async with gw.fair.turn(client_key(gw, scope)) as release:  # see FairShare
                     await self.app(scope, receive, releasing(send, release))
             else:
                 await self.app(scope, receive, send)
             return
+        started = perf_counter()
         scope["app"] = self.app
         request = Request(scope, receive)
         gw = gateway_of(request)
         send = with_cors(send, request.headers.get("origin"), gw.settings)
         response = await answer(authenticated(handler, gw, request))
         if response is not None:
+            # counted as it starts: a stream's answer lasts for hours (and no wrapper of
+            # `send` stays alive with it: bench c)
+            metrics.answered(route[1], route[0], status_of(response), perf_counter() - started)
             await response(scope, receive, send)
 
     async def publish(
@@ -160,9 +167,36 @@ class FastPaths:
                 )
             return Accepted(await accept(gw, principal, loads(body, "body"), key))
 
+        started = perf_counter()
         response = await answer(work())
         if response is not None:
+            path = scope["path"]
+            metrics.answered(path, "POST", status_of(response), perf_counter() - started)
             await response(scope, receive, send)
+
+
+def status_of(response: ASGIApp) -> int:
+    """The status a prepared answer will send (Accepted: 202; others carry theirs)."""
+    if isinstance(response, Accepted):
+        return 202
+    status = getattr(response, "status_code", 200)
+    return status if isinstance(status, int) else 200
+
+
+def timed(send: Send, scope: Scope) -> Send:
+    """``send`` that counts the answer of a request FastAPI routes, by the template of
+    the route it matched (``scope["route"]``, set by the router), as it starts."""
+    started = perf_counter()
+
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            template = getattr(scope.get("route"), "path", None)
+            route = template if isinstance(template, str) else "unmatched"
+            seconds = perf_counter() - started
+            metrics.answered(route, scope["method"], message["status"], seconds)
+        await send(message)
+
+    return sender
 
 
 async def authenticated(handler: Handler, gw: Gateway, request: Request) -> ASGIApp:

@@ -9,6 +9,7 @@ any of them adds up all of them: each event is counted once, whichever process a
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import (
@@ -18,9 +19,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -53,6 +55,79 @@ _EVENTS_SENT = (
     if MULTIPROCESS
     else None
 )
+
+
+HTTP_REQUESTS_HELP = "HTTP requests answered, by route template, method and status"
+HTTP_SECONDS_HELP = (
+    "Seconds from a request's arrival to the start of its answer, by route template and"
+    " method (a stream: until its headers); POST /v1/events is the publish latency"
+)
+HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+# Plain counts on the request path (a dict entry and a bisect: about 1 % of a publish,
+# where prometheus_client's locked Counter and Histogram cost 5 %), read by a collector
+# at scrape time; with --workers, the metric files of multiprocess mode instead.
+_answers: dict[tuple[str, str, int], int] = {}
+_latency: dict[tuple[str, str], list[float]] = {}
+"""Per (route, method): a count per bucket (non-cumulative, the last one +Inf), then
+the sum of seconds."""
+_HTTP_REQUESTS = (
+    Counter("notify_http_requests", HTTP_REQUESTS_HELP, ["route", "method", "status"])
+    if MULTIPROCESS
+    else None
+)
+_HTTP_SECONDS = (
+    Histogram(
+        "notify_http_request_duration_seconds",
+        HTTP_SECONDS_HELP,
+        ["route", "method"],
+        buckets=HTTP_BUCKETS,
+    )
+    if MULTIPROCESS
+    else None
+)
+
+
+def answered(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answer. ``route`` is a template (``/v1/deliveries/{delivery_id}``) or
+    ``unmatched``, never a raw path: no label takes one value per id, channel or user."""
+    if method not in METHODS:
+        method = "OTHER"
+    if _HTTP_REQUESTS is not None and _HTTP_SECONDS is not None:
+        _HTTP_REQUESTS.labels(route, method, str(status)).inc()
+        _HTTP_SECONDS.labels(route, method).observe(seconds)
+        return
+    key = (route, method, status)
+    _answers[key] = _answers.get(key, 0) + 1
+    counts = _latency.get((route, method))
+    if counts is None:
+        counts = _latency[(route, method)] = [0.0] * (len(HTTP_BUCKETS) + 2)
+    counts[bisect_left(HTTP_BUCKETS, seconds)] += 1
+    counts[-1] += seconds
+
+
+class _HttpCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "notify_http_requests", HTTP_REQUESTS_HELP, labels=["route", "method", "status"]
+        )
+        for (route, method, status), n in list(_answers.items()):
+            requests.add_metric([route, method, str(status)], n)
+        yield requests
+        seconds = HistogramMetricFamily(
+            "notify_http_request_duration_seconds", HTTP_SECONDS_HELP, labels=["route", "method"]
+        )
+        for (route, method), counts in list(_latency.items()):
+            cumulative, buckets = 0.0, []
+            for le, count in zip((*map(str, HTTP_BUCKETS), "+Inf"), counts[:-1], strict=True):
+                cumulative += count
+                buckets.append((le, cumulative))
+            seconds.add_metric([route, method], buckets, sum_value=counts[-1])
+        yield seconds
+
+
+if not MULTIPROCESS:
+    REGISTRY.register(_HttpCollector())
 
 
 REDIS_ERRORS = Counter(

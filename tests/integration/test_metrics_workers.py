@@ -62,8 +62,18 @@ async def test_every_scrape_counts_each_event_once(
                         _value(text, "notify_events_sent_total"),
                         _value(text, 'notify_streams_open{transport="sse"}'),
                         _value(text, "notify_reader_up"),
+                        _value(
+                            text,
+                            'notify_http_requests_total{method="POST",route="/v1/events",'
+                            'status="202"}',
+                        ),
+                        _value(
+                            text,
+                            "notify_http_request_duration_seconds_count"
+                            '{method="POST",route="/v1/events"}',
+                        ),
                     )
                 )
-            assert seen == {(PUBLISHES, 2 * PUBLISHES, 2, 1)}
+            assert seen == {(PUBLISHES, 2 * PUBLISHES, 2, 1, PUBLISHES, PUBLISHES)}
     finally:
         gw.kill()
