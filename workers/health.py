@@ -5,7 +5,8 @@ restart a wedged process and scrape what it does.
 - ``/healthz``: 200 while the process makes progress (its loops go round, even if every
   round fails because Redis is away: restarting would not help then); 503 when wedged.
 - ``/readyz``: 200 while its work succeeds (Redis answers, the consumer groups exist).
-- ``/metrics``: Prometheus text of the process's own counters.
+- ``/metrics``: Prometheus text of the process's own counters and the standard
+  ``process_*`` and ``python_*`` series.
 
 The server is the standard library's, in a daemon thread: it answers even when the
 process's event loop is stuck, which is exactly when it has to say so.
@@ -19,7 +20,18 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+
 log = logging.getLogger("notify.health")
+STANDARD = CollectorRegistry(auto_describe=True)
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    STANDARD.register(_collector)
 
 Check = Callable[[], tuple[bool, str]]
 """Returns (ok, reason)."""
@@ -49,13 +61,15 @@ class Health:
         return 404, "text/plain", b"not found\n"
 
     def metrics(self) -> str:
+        """The role's own series, then the standard ``process_*`` and ``python_*`` ones
+        of this process (for a worker: its supervisor)."""
         lines: list[str] = []
         for name, read in self.gauges.items():
             full = f"notify_{self.role}_{name}"
             kind = "counter" if name.endswith("_total") else "gauge"
             lines += [f"# HELP {full} {self.help[name]}", f"# TYPE {full} {kind}"]
             lines.append(f"{full} {read():g}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + generate_latest(STANDARD).decode()
 
 
 def verdict(ok: bool, reason: str) -> tuple[int, str, bytes]:

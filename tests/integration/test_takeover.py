@@ -316,6 +316,9 @@ def test_dispatcher_and_worker_health(
     assert "notify_dispatcher_taken_over_total 0" in d_metrics
     assert "notify_dispatcher_groups_recreated_total 0" in d_metrics
     assert "notify_worker_restarts_total 0" in status(w_port, "/metrics")[1]
+    for port in (d_port, w_port):  # and the standard series of the process
+        text = status(port, "/metrics")[1]
+        assert "process_resident_memory_bytes " in text and "python_info{" in text
 
     redis_server.stop()
     stack.wait_for("the dispatcher to be unready", lambda: status(d_port, "/readyz")[0] == 503, 30)
