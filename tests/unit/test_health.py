@@ -34,7 +34,8 @@ def test_answers(path: str, live: bool, ready: bool, status: int) -> None:
 
 
 def test_metrics_are_prometheus_text() -> None:
-    assert health(True, True).metrics() == (
+    text = health(True, True).metrics()
+    assert text.startswith(
         "# HELP notify_dispatcher_entries_total Log entries dispatched.\n"
         "# TYPE notify_dispatcher_entries_total counter\n"
         "notify_dispatcher_entries_total 7\n"
@@ -42,6 +43,9 @@ def test_metrics_are_prometheus_text() -> None:
         "# TYPE notify_dispatcher_seconds_since_dispatch gauge\n"
         "notify_dispatcher_seconds_since_dispatch 0.5\n"
     )
+    # then the process's standard series
+    assert "\n# TYPE process_resident_memory_bytes gauge\n" in text
+    assert "\npython_info{" in text
 
 
 def test_loops_record_turns_successes_and_failures() -> None:
