@@ -26,7 +26,7 @@ import orjson
 
 from notify.channels import validate_channel
 from notify.errors import InvalidEvent
-from notify.events import Draft, encode_draft, loads, validate_type
+from notify.events import Draft, encode_draft, loads, now_rfc3339, validate_type
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -194,6 +194,15 @@ def drafts(
         )
         for i, e in enumerate(events)
     ]
+
+
+def prepare(
+    events: Sequence[Incoming], *, max_bytes: int, origin: str | None = None
+) -> tuple[list[Draft], str]:
+    """The drafts to store, stamped now, and the idempotency key ``source`` + ``id``
+    make: what every way in (HTTP, WebSocket, ``notify.Publisher``) stores."""
+    stored = drafts(events, max_bytes=max_bytes, time=now_rfc3339(), origin=origin)
+    return stored, idempotency_key(events)
 
 
 def idempotency_key(events: Sequence[Incoming]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from notify import cloudevents, keys
 from notify.channels import validate_channel
-from notify.events import Draft, draft, encode_draft, now_rfc3339, validate_type
+from notify.events import Draft, draft, encode_draft, validate_type
 from notify.redis import limits as advertised
 from notify.redis.client import async_client, sync_client
 from notify.redis.eventlog import (
@@ -117,8 +117,8 @@ def cloudevent_draft(
     """One structured-mode CloudEvent as the gateways take it: its draft, and the
     idempotency key its ``source`` + ``id`` make."""
     incoming = cloudevents.from_structured(dict(event), channel)
-    [one] = cloudevents.drafts([incoming], max_bytes=config.max_event_bytes, time=now_rfc3339())
-    return one, cloudevents.idempotency_key([incoming])
+    [one], key = cloudevents.prepare([incoming], max_bytes=config.max_event_bytes)
+    return one, key
 
 
 def _idempotency(key: str | None) -> str | None:
@@ -225,9 +225,6 @@ class Publisher(_Config):
     def publish_cloudevent(self, event: Mapping[str, Any], *, channel: str | None = None) -> str:
         """Store one CloudEvent 1.0 given in structured form (see
         ``AsyncPublisher.publish_cloudevent``); returns its id."""
-        if self._stale():  # the size limit comes from the gateways
-            with translated():
-                self._adopt(advertised.parse(self._client.hgetall(keys.LIMITS)))
         one, key = cloudevent_draft(self, event, channel)
         return self._append([one], key)[0][0]
 

@@ -197,6 +197,28 @@ def cloudevents_of(request: Request) -> CloudEventsRequest | None:
 CloudEventsRequest = tuple[str, dict[str, str], "str | None", bytes]
 
 
+async def store_cloudevents(
+    gw: Gateway,
+    principal: Principal,
+    incoming: list[cloudevents.Incoming],
+    key: str | None,
+    *,
+    batch: bool = False,
+    origin: str | None = None,
+) -> list[tuple[str, str]]:
+    """Store validated CloudEvents, all or nothing, if the token may publish to each
+    one's channel (a refusal names ``events[i].channel`` in a batch); without ``key``,
+    their ``source`` + ``id`` deduplicate."""
+    drafts, own_key = cloudevents.prepare(
+        incoming, max_bytes=gw.settings.max_event_bytes, origin=origin
+    )
+    for i, d in enumerate(drafts):
+        if not principal.can_publish(d.channel):
+            field = f"events[{i}].channel" if batch else "channel"
+            raise Forbidden(f"token may not publish to {d.channel!r}", field=field)
+    return await store(gw, principal.sub, drafts, key or own_key)
+
+
 async def accept_cloudevents(
     gw: Gateway,
     principal: Principal,
@@ -211,12 +233,7 @@ async def accept_cloudevents(
     answer is shaped by the mode: ``{"id","channel"}`` for one, ``{"ids"}`` for a batch.
     Without an Idempotency-Key, ``source`` + ``id`` make one."""
     incoming = cloudevents.parse(kind, headers, content_type, body, query_string, MAX_BATCH)
-    drafts = cloudevents.drafts(incoming, max_bytes=gw.settings.max_event_bytes, time=now_rfc3339())
-    for i, d in enumerate(drafts):
-        if not principal.can_publish(d.channel):
-            field = f"events[{i}].channel" if kind == "batch" else "channel"
-            raise Forbidden(f"token may not publish to {d.channel!r}", field=field)
-    pairs = await store(gw, principal.sub, drafts, key or cloudevents.idempotency_key(incoming))
+    pairs = await store_cloudevents(gw, principal, incoming, key, batch=kind == "batch")
     if kind == "batch":
         return orjson.dumps({"ids": [i for i, _ in pairs]})
     return orjson.dumps({"id": pairs[0][0], "channel": pairs[0][1]})

@@ -15,7 +15,7 @@ from notify.api import metrics
 from notify.api.deps import authenticate, gateway_of
 from notify.api.hub import Sender, Subscriber
 from notify.api.problems import from_error
-from notify.api.routes.publish import store
+from notify.api.routes.publish import store, store_cloudevents
 from notify.api.state import Gateway
 from notify.api.streams import BudgetSpent, expire_at, hub_started, log_cut, resume, start
 from notify.api.wsconn import connection_of
@@ -23,7 +23,7 @@ from notify.auth import Principal
 from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
 from notify.eventlog import Entry
-from notify.events import encode_draft, now_rfc3339, validate_type, with_id
+from notify.events import encode_draft, validate_type, with_id
 from notify.origins import origin_allowed
 
 router = APIRouter()
@@ -261,13 +261,7 @@ class Session:
                 field="cloudevent",
             )
         incoming = cloudevents.from_structured(body["cloudevent"], None, prefix="cloudevent.")
-        [draft] = cloudevents.drafts(
-            [incoming],
-            max_bytes=self.gw.settings.max_event_bytes,
-            time=now_rfc3339(),
-            origin=self.sub.origin,
+        pairs = await store_cloudevents(
+            self.gw, self.principal, [incoming], None, origin=self.sub.origin
         )
-        self.principal.require_publish(draft.channel)
-        key = cloudevents.idempotency_key([incoming])
-        pairs = await store(self.gw, self.principal.sub, [draft], key)
         await self.reply(wsproto.ok(frame.ref, id=pairs[0][0]))

@@ -85,7 +85,11 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
     if isinstance(exc, StoreUnavailable):
         return exc
     why = reason(exc)
-    return None if why is None else StoreUnavailable(f"event store unavailable: {why}")
+    return None if why is None else _unavailable(why)
+
+
+def _unavailable(why: str) -> StoreUnavailable:
+    return StoreUnavailable(f"event store unavailable: {why}")
 
 
 FAILURES: collections.Counter[str] = collections.Counter()
@@ -106,10 +110,10 @@ def translated() -> Iterator[None]:
         FAILURES[why or ("refused" if isinstance(exc, rx.ResponseError) else "other")] += 1
         if why is None:
             raise
-        raise StoreUnavailable(f"event store unavailable: {why}") from exc
+        raise _unavailable(why) from exc
     except OSError as exc:
         FAILURES["unreachable"] += 1
-        raise StoreUnavailable("event store unavailable: unreachable") from exc
+        raise _unavailable("unreachable") from exc
 
 
 F = TypeVar("F", bound=Callable[..., Any])

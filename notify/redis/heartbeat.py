@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Sequence
 
 from redis.exceptions import RedisError
@@ -76,7 +75,6 @@ class LeaseKeeper:
         self._held: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notify-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -95,18 +93,20 @@ class LeaseKeeper:
         Applied here, before the caller goes on (one round trip, in the thread that
         received them), not at the next beat: a process killed in between would leave
         them to wait out the lease; handing them to the heartbeat thread left a window
-        of a GIL switch or more under load. If Redis does not answer, the heartbeat
-        thread tries again at once and at every beat."""
+        of a GIL switch or more under load. If Redis does not answer, every beat tries
+        again."""
         with self._lock:
             self._reserved.update(ids)
-        try:
-            kept = self._reserve(
-                keys=[self._key, keys.RETRY_DUE, *(keys.delivery(i) for i in ids)],
-                args=[self._ttl_ms, *ids],
-            )
-        except RedisError:
-            self._wake.set()
-            return
+        with contextlib.suppress(RedisError):
+            self._apply_reservations(ids)
+
+    def _apply_reservations(self, ids: Sequence[str]) -> None:
+        """Push these reserved deliveries one TTL ahead (and the process's key); forget
+        the ones claimed, final or waiting for a retry time meanwhile."""
+        kept = self._reserve(
+            keys=[self._key, keys.RETRY_DUE, *(keys.delivery(i) for i in ids)],
+            args=[self._ttl_ms, *ids],
+        )
         done = {i for i, k in zip(ids, kept, strict=True) if not int(k)}
         if done:
             with self._lock:
@@ -125,40 +125,23 @@ class LeaseKeeper:
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
         with contextlib.suppress(RedisError):
             self._redis.delete(self._key)
 
     def _run(self) -> None:
-        next_beat = time.monotonic() + self._interval
-        while True:
-            woken = self._wake.wait(max(next_beat - time.monotonic(), 0.0))
-            if self._stop.is_set():
-                return
-            if woken:
-                self._wake.clear()
-            if time.monotonic() >= next_beat:
-                self._beat()
-                next_beat = time.monotonic() + self._interval
-            elif woken:
-                self._beat(renew=False)
+        while not self._stop.wait(self._interval):
+            self._beat()
 
-    def _beat(self, renew: bool = True) -> None:
-        """Keep the process's key alive, push the reserved deliveries one TTL ahead and,
-        with ``renew``, the leases in hand too."""
+    def _beat(self) -> None:
+        """Keep the process's key alive, push the reserved deliveries and the leases in
+        hand one TTL ahead."""
         with self._lock:
-            held = list(self._held.items()) if renew else []
+            held = list(self._held.items())
             reserved = sorted(self._reserved)
         try:
             if reserved:
-                kept = self._reserve(
-                    keys=[self._key, keys.RETRY_DUE, *(keys.delivery(i) for i in reserved)],
-                    args=[self._ttl_ms, *reserved],
-                )
-                done = {i for i, k in zip(reserved, kept, strict=True) if not int(k)}
-                with self._lock:
-                    self._reserved -= done
-            elif not held and renew:
+                self._apply_reservations(reserved)
+            elif not held:
                 self._redis.set(self._key, b"1", px=self._ttl_ms)
             for token, ids in held:
                 self._renew(
