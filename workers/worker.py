@@ -258,6 +258,15 @@ class HeldRequest(Request):
         super().reject(requeue)
         self._let_go()
 
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+        keeper = HeldRequest.keeper
+        if keeper is not None:
+            with contextlib.suppress(Exception):  # a task of another shape
+                keeper.fall_due(delivery_ids(self))
+
     def _let_go(self) -> None:
         keeper = HeldRequest.keeper
         if keeper is not None:

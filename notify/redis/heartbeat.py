@@ -69,6 +69,7 @@ class LeaseKeeper:
         self._renew = self._redis.register_script(RENEW)
         self._reserve = self._redis.register_script(RESERVE)
         self._reserved: set[str] = set()
+        self._falling: set[str] = set()
         self._key = keys.alive(process)
         self._ttl_ms = int(ttl_s * 1000)
         self._interval = ttl_s / 3
@@ -118,6 +119,28 @@ class LeaseKeeper:
         with self._lock:
             self._reserved.difference_update(ids)
 
+    def fall_due(self, ids: Sequence[str]) -> None:
+        """Their task failed before claiming them: stop keeping them and make them fall
+        due within a TTL. Pushed once (now, or at the next beat Redis answers), then left
+        to lapse: a reservation refused earlier (Redis failing over) would otherwise
+        leave them waiting out the lease set when they were created."""
+        with self._lock:
+            self._reserved.difference_update(ids)
+            self._falling.update(ids)
+        with contextlib.suppress(RedisError):
+            self._push_falling()
+
+    def _push_falling(self) -> None:
+        with self._lock:
+            ids = sorted(self._falling)
+        if ids:
+            self._reserve(
+                keys=[self._key, keys.RETRY_DUE, *(keys.delivery(i) for i in ids)],
+                args=[self._ttl_ms, *ids],
+            )
+            with self._lock:
+                self._falling.difference_update(ids)
+
     def release(self, token: str) -> None:
         """Stop renewing: unfinished ones lapse within the TTL and go to another worker."""
         with self._lock:
@@ -139,6 +162,7 @@ class LeaseKeeper:
             held = list(self._held.items())
             reserved = sorted(self._reserved)
         try:
+            self._push_falling()
             if reserved:
                 self._apply_reservations(reserved)
             elif not held:
