@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from procs import cpu_seconds
+
 MARK = b"\ndata: "
 EDGE = len(MARK) - 1
 SEND_TIME = re.compile(rb'"t":(\d+\.\d+)[,}]')
@@ -103,13 +105,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of another process, from /proc (0 when it is not readable)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of another process and its children (a multi-process gateway), from
+    /proc (0 when it is not readable)."""
+    return cpu_seconds(pid)
 
 
 def runq_wait_seconds(pid: int) -> float:

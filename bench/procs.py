@@ -35,6 +35,10 @@ SIO_PYTHON = BENCH / ".sio-venv" / "bin" / "python"
 SIO_WS_PATH = "/socket.io/?EIO=4&transport=websocket"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
+# `BENCH_GATEWAY_WORKERS=2 bash bench/run.sh a b d`: notify's gateway as `notify serve
+# --workers N`, its processes free to use every CPU (one is not enough for N of them): the
+# figures of a multi-process gateway on this machine, load generator and Redis included.
+GATEWAY_WORKERS = int(os.environ.get("BENCH_GATEWAY_WORKERS", "1"))
 TASKSET = shutil.which("taskset")
 SECRET = "bench-secret-" + "x" * 32
 
@@ -91,9 +95,25 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of ``pid`` and every process beneath it (a multi-process gateway)."""
+    total = 0.0
+    for each in (pid, *descendants(pid)):
+        with contextlib.suppress(OSError), open(f"/proc/{each}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return found
+    for child in children:
+        found += [child, *descendants(child)]
+    return found
 
 
 def runq_wait_seconds(pid: int) -> float:
@@ -147,10 +167,12 @@ def notify_gateway(redis_url: str, workdir: Path, **env: str) -> Iterator[Server
         **{f"NOTIFY_{k.upper()}": v for k, v in env.items()},
     }
     argv = [PYTHON, "-m", "notify", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if GATEWAY_WORKERS > 1:
+        argv += ["--workers", str(GATEWAY_WORKERS)]
+    else:
+        argv = pinned(SERVER_CPU, argv)
     log = open(workdir / f"notify-{port}.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        pinned(SERVER_CPU, argv), env=environ, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-    )
+    proc = subprocess.Popen(argv, env=environ, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: http_status(port, "/readyz") == 200, 30, "notify gateway")
         auth = "token=" + token()

@@ -43,6 +43,7 @@ from typing import Any
 
 from procs import (
     BENCH,
+    GATEWAY_WORKERS,
     LOAD_CPU,
     PEER_PYTHON,
     SIO_PYTHON,
@@ -283,6 +284,7 @@ def machine() -> Result:
         "ram_gib": round(mem_kib / 1024 / 1024, 1),
         "loadavg_before": os.getloadavg(),
         "pinned": pinned("0", []) != [],
+        "gateway_workers": GATEWAY_WORKERS,
     }
 
 
