@@ -12,12 +12,9 @@ import gc
 import logging
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +27,9 @@ from notify.api.metrics import MULTIPROC_ENV
 from notify.api.wsconn import FastWebSocketProtocol
 from notify.logs import LogFormat, logging_config
 from notify.redact import redact
+from notify.supervise import Child, Supervisor
+
+log = logging.getLogger("notify.api.server")
 
 
 class RedactTokens(logging.Filter):
@@ -151,33 +151,17 @@ def supervise(host: str, port: int, workers: int, access_log: bool) -> None:
     # must not be added to this one's
     metrics_dir = tempfile.mkdtemp(prefix="notify-metrics-")
     env = {**os.environ, MULTIPROC_ENV: metrics_dir}
-    children = [subprocess.Popen(argv, env=env) for _ in range(workers)]
-    stopping = False
 
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
+    def exited(child: Child, why: str) -> None:
+        # its live gauges (open streams) go; its counters stay counted
+        mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]
+        pause = gateways.respawn(child)
+        log.warning("gateway worker %d %s; restarting in %.1f s", child.pid, why, pause)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    gateways = Supervisor(exited, every=0.5, grace=15)
     try:
-        while not stopping:
-            for i, child in enumerate(children):
-                if child.poll() is not None and not stopping:
-                    logging.getLogger("notify.api.server").warning(
-                        "gateway worker %d exited with %s; restarting", child.pid, child.returncode
-                    )
-                    # its live gauges (open streams) go; its counters stay counted
-                    mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]
-                    children[i] = subprocess.Popen(argv, env=env)
-            time.sleep(0.5)
-        for child in children:
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        for _ in range(workers):
+            gateways.start(Child("gateway worker", argv, env))
+        gateways.run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

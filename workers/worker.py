@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import logging
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,12 +38,12 @@ from notify.mail import prepare_templates
 from notify.redis.heartbeat import LeaseKeeper, process_name
 from notify.settings import Settings, load
 from notify.smtpurl import parse_sender
+from notify.supervise import Child, Supervisor, die_with_parent
 from notify.workers import health
 from notify.workers.celery_app import DELIVER, QUEUE, create_app
 from notify.workers.tasks import register
 
 log = logging.getLogger("notify.worker")
-PR_SET_PDEATHSIG = 1
 CHECK_EVERY = 1.0
 STARTING_SECONDS = 60.0
 
@@ -56,105 +53,83 @@ def run(settings: Settings, concurrency: int) -> None:
     # a template that cannot render stops the worker now, with the setting named
     prepare_templates(settings.email_templates, parse_sender(settings.email_from))
     with tempfile.TemporaryDirectory(prefix="notify-worker-") as tmp:
-        Supervisor(settings, concurrency, Path(tmp) / "progress").run()
+        Watch(settings, concurrency, Path(tmp) / "progress").run()
 
 
-class Supervisor:
+class Watch:
+    """The Celery worker, kept by a :class:`Supervisor` and judged by its consumption:
+    the progress file it touches at each task start."""
+
     def __init__(self, settings: Settings, concurrency: int, progress: Path) -> None:
         self.settings = settings
-        self.concurrency = concurrency
         self.progress = progress
         self.stall = settings.worker_stall_seconds
-        self.child: subprocess.Popen[bytes] | None = None
-        self.started = 0.0
-        self.stopping = False
-        self.restarts = 0
-        self.restarts_total = 0
+        self.celery = Child(
+            "celery worker",
+            [
+                sys.executable,
+                "-m",
+                "notify.workers.worker",
+                "--concurrency",
+                str(concurrency),
+                "--progress",
+                str(progress),
+            ],
+        )
+        # SIGTERM is Celery's warm shutdown: the tasks it runs get a lease's time
+        self.supervisor = Supervisor(
+            self.exited, every=CHECK_EVERY, grace=settings.delivery_lease_seconds + 5
+        )
+        self.backlog = Backlog(settings)
         self.ticked = time.monotonic()
         self.queued: int | None = 0
         self.last_progress = time.monotonic()
-        self.consuming = False
-        self.started_mtime = 0.0
+        self.waiting_since: float | None = None  # work queued and nothing started since
+        self.fresh_start()
+        self.seen = self.started_mtime
 
-    def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "notify.workers.worker",
-            "--concurrency",
-            str(self.concurrency),
-            "--progress",
-            str(self.progress),
-        ]
-
-    def start(self) -> None:
+    def fresh_start(self) -> None:
+        """Forget the progress of the Celery worker before this one: the file's next
+        change is the new one's first sign (it touches it once ready to consume)."""
         self.consuming = False
+        self.waiting_since = None
         self.progress.touch()
         self.started_mtime = self.progress.stat().st_mtime
-        self.child = subprocess.Popen(self.command(), preexec_fn=die_with_parent)
-        self.started = time.monotonic()
-
-    def stop(self, *_: object) -> None:
-        self.stopping = True
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)  # Celery's warm shutdown
 
     def run(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-        backlog = Backlog(self.settings)
         if self.settings.health_port is not None:
             health.serve(self.health(), self.settings.health_host, self.settings.health_port)
-        self.start()
-        seen = self.progress.stat().st_mtime
-        waiting_since: float | None = None  # work queued and nothing started since then
-        try:
-            while not self.stopping:
-                time.sleep(CHECK_EVERY)
-                self.ticked = time.monotonic()
-                assert self.child is not None
-                if self.child.poll() is not None:
-                    if self.stopping:
-                        break
-                    self.restart(f"exited with {self.child.returncode}")
-                    waiting_since = None
-                    continue
-                mtime = self.progress.stat().st_mtime
-                queued = self.queued = backlog.size()
-                if mtime != seen:
-                    seen, waiting_since = mtime, None
-                    self.last_progress = time.monotonic()
-                    self.consuming = mtime != self.started_mtime
-                    continue
-                if not queued:  # idle, or Redis unreachable: nothing to judge
-                    waiting_since = None
-                elif waiting_since is None:
-                    waiting_since = time.monotonic()
-                elif time.monotonic() - waiting_since > self.limit():
-                    self.child.kill()
-                    self.child.wait()
-                    self.restart(
-                        f"started no task for {self.stall:g} s with {queued} batches queued"
-                    )
-                    waiting_since = None
-        finally:
-            self.shut_down()
+        self.supervisor.start(self.celery)
+        self.supervisor.run(self.tick)
+
+    def exited(self, child: Child, why: str) -> None:
+        self.fresh_start()
+        pause = self.supervisor.respawn(child)
+        log.warning("celery worker %s; starting it again in %.1f s", why, pause)
+
+    def tick(self) -> None:
+        """Kill the Celery worker when queued work waits too long for a task to start."""
+        self.ticked = time.monotonic()
+        if not self.celery.running():  # starting again soon
+            return
+        mtime = self.progress.stat().st_mtime
+        queued = self.queued = self.backlog.size()
+        if mtime != self.seen:
+            self.seen, self.waiting_since = mtime, None
+            self.last_progress = time.monotonic()
+            self.consuming = mtime != self.started_mtime
+        elif not queued:  # idle, or Redis unreachable: nothing to judge
+            self.waiting_since = None
+        elif self.waiting_since is None:
+            self.waiting_since = time.monotonic()
+        elif time.monotonic() - self.waiting_since > self.limit():
+            why = f"started no task for {self.stall:g} s with {queued} batches queued"
+            self.supervisor.kill(self.celery, why)
 
     def limit(self) -> float:
         """How long queued work may wait: a Celery worker still starting (not consuming
         yet) gets at least STARTING_SECONDS, or a busy machine would restart it forever."""
         return self.stall if self.consuming else max(self.stall, STARTING_SECONDS)
-
-    def restart(self, why: str) -> None:
-        # a worker that keeps dying right after its start is restarted less and less often
-        quick = time.monotonic() - self.started < 30
-        self.restarts = self.restarts + 1 if quick else 0
-        self.restarts_total += 1
-        pause = min(30.0, 0.5 * 2**self.restarts) if quick else 0.0
-        log.warning("celery worker %s; starting it again in %.1f s", why, pause)
-        time.sleep(pause)
-        if not self.stopping:
-            self.start()
 
     def health(self) -> health.Health:
         def live() -> tuple[bool, str]:
@@ -163,7 +138,7 @@ class Supervisor:
             return True, "ok"
 
         def ready() -> tuple[bool, str]:
-            if self.child is None or self.child.poll() is not None:
+            if not self.celery.running():
                 return False, "not ready: the celery worker is not running"
             if not self.consuming:
                 return False, "starting: the celery worker is not consuming yet"
@@ -172,7 +147,7 @@ class Supervisor:
             return True, "ready"
 
         h = health.Health("worker", live=live, ready=ready)
-        h.gauge("restarts_total", "Celery worker restarts.", lambda: self.restarts_total)
+        h.gauge("restarts_total", "Celery worker restarts.", lambda: self.celery.restarts)
         h.gauge("backlog", "Delivery batches waiting in the broker queue.", self.backlog_gauge)
         h.gauge(
             "seconds_since_task",
@@ -183,17 +158,6 @@ class Supervisor:
 
     def backlog_gauge(self) -> float:
         return float(self.queued) if self.queued is not None else float("nan")
-
-    def shut_down(self) -> None:
-        child = self.child
-        if child is None or child.poll() is not None:
-            return
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(self.settings.delivery_lease_seconds + 5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 class Backlog:
@@ -218,13 +182,6 @@ class Backlog:
                 return int(declared.message_count)
         except Exception:  # any broker failure: nothing to judge now
             return None
-
-
-def die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the supervisor dies (even by kill -9),
-    so a worker is never left running unsupervised."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")

@@ -11,7 +11,6 @@ import importlib.util
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from notify.auth import mint
 from notify.cli.producer import expiry_note
 from notify.settings import from_files
 from notify.smtpurl import shown
+from notify.supervise import Child, Supervisor
 
 STATE_DIR = Path(".notify-dev")
 TOKEN_TTL = 86400.0
@@ -46,7 +46,7 @@ def _free_port() -> int:
         return port
 
 
-def _start_redis(port: int) -> subprocess.Popen[bytes]:
+def _start_redis(stack: Supervisor, port: int) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit(
@@ -56,32 +56,16 @@ def _start_redis(port: int) -> subprocess.Popen[bytes]:
     STATE_DIR.mkdir(exist_ok=True)
     # ignored by git wherever it is made, not only in notify's own repository
     (STATE_DIR / ".gitignore").write_text("*\n")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(STATE_DIR.resolve()),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(STATE_DIR.resolve())]
+    argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+    redis = stack.start(Child("redis", argv, stdout=subprocess.DEVNULL))
     for _ in range(100):
         if redis_answers("127.0.0.1", port):
-            return proc
-        if proc.poll() is not None:
+            return
+        if not redis.running():
             break
         time.sleep(0.05)
-    proc.kill()
-    proc.wait()
+    redis.kill()
     raise SystemExit(f"notify dev: redis-server did not start on 127.0.0.1:{port}")
 
 
@@ -106,13 +90,18 @@ def run(port: int = 8000, workers: int = 1, *, redis_port: int | None = None) ->
     Without ``NOTIFY_REDIS_URL`` it starts its own redis-server on ``redis_port`` (a
     free port when None), its data in ``.notify-dev/``."""
     env = dict(os.environ)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def exited(child: Child, why: str) -> None:
+        print(f"notify dev: {child.name} {why}; stopping", flush=True)
+        stack.stop(1)
+
+    stack = Supervisor(exited, every=0.2, grace=10)
     if "NOTIFY_REDIS_URL" in env or "NOTIFY_REDIS_URL_FILE" in env:
         url = env.get("NOTIFY_REDIS_URL") or from_files(env)["redis_url"]
         redis_note = f"{shown(url)}   (an existing server, from NOTIFY_REDIS_URL)"
     else:
         rport = redis_port or _free_port()
-        children.append(("redis", _start_redis(rport)))
+        _start_redis(stack, rport)
         print(f"started redis-server on 127.0.0.1:{rport} (data in {STATE_DIR}/)")
         env["NOTIFY_REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
         redis_note = (
@@ -132,15 +121,8 @@ def run(port: int = 8000, workers: int = 1, *, redis_port: int | None = None) ->
     if "NOTIFY_SMTP_URL" not in env and importlib.util.find_spec("aiosmtpd") is not None:
         # a local SMTP server that prints every message here, so email subscriptions work
         smtp_port = _free_port()
-        children.append(
-            (
-                "smtp",
-                subprocess.Popen(
-                    [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"],
-                    env=env,
-                ),
-            )
-        )
+        smtpd = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"]
+        stack.start(Child("smtp", smtpd, env))
         env["NOTIFY_SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}?starttls=false"
         mail_note = f"smtp      {env['NOTIFY_SMTP_URL']} (mail is printed here)"
     me = [sys.executable, "-m", "notify"]
@@ -150,7 +132,7 @@ def run(port: int = 8000, workers: int = 1, *, redis_port: int | None = None) ->
         ("worker", [*me, "worker", "--concurrency", str(max(1, workers) * 2)]),
     ]
     for name, argv in roles:
-        children.append((name, subprocess.Popen(argv, env=env)))
+        stack.start(Child(name, argv, env))
 
     base = f"http://127.0.0.1:{port}"
     now = time.time()
@@ -179,31 +161,7 @@ Ctrl-C stops everything.
         flush=True,
     )
 
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    code = 0
-    while not stopping:
-        for name, proc in children:
-            if proc.poll() is not None:
-                print(f"notify dev: {name} exited with {proc.returncode}; stopping", flush=True)
-                stopping, code = True, 1
-                break
-        time.sleep(0.2)
-    for _, proc in reversed(children):
-        if proc.poll() is None:
-            proc.terminate()
-    for _, proc in reversed(children):
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return code
+    return stack.run()
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
