@@ -9,9 +9,10 @@ the digest. A window is due ``digest_seconds`` after it opened (or at once when 
 holds ``NOTIFY_DIGEST_MAX_EVENTS``); the dispatcher's flusher then *flushes* it: one
 script checks the window is the one it means, removes it and creates the digest's own
 delivery record (id ``digest_id(subscription, opened_ms)``, body the JSON list of the
-events in id order) in the ledger's format, pending and in the due set. Whoever
-flushes first wins; a second flusher finds the window gone. So each window makes one
-digest record, retried, replayed and listed like any other delivery.
+events in id order) as the ledger creates any (``new_delivery`` in ``lua/prelude.lua``),
+pending and in the due set. Whoever flushes first wins; a second flusher finds the
+window gone. So each window makes one digest record, retried, replayed and listed like
+any other delivery.
 """
 
 from __future__ import annotations
@@ -23,71 +24,12 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from notify import keys
+from notify.redis import scripts
 from notify.redis.errors import translating
-from notify.redis.ledger import _NOW
 from notify.redis.subscriptions import text
 from notify.subscriptions import Subscription
 
 DIGEST_PREFIX = "dig_"
-
-# KEYS: dlv, window, events, due. ARGV: sub, event_id, envelope, window_ms, max_events.
-# Returns the opened_ms of the window holding the event, or false if the record is gone.
-_APPEND = (
-    _NOW
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local seen = redis.call('HGET', KEYS[1], 'digest')
-if seen then return seen end
-local opened = redis.call('HGET', KEYS[2], 'opened_ms')
-if not opened then
-  opened = string.format('%d', now)
-  redis.call('HSET', KEYS[2], 'opened_ms', opened, 'closes_ms', now + tonumber(ARGV[4]))
-  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), ARGV[1])
-end
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-if redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[5]) then
-  redis.call('ZADD', KEYS[4], now, ARGV[1])
-end
-redis.call('HSET', KEYS[1], 'digest', opened)
-return opened
-"""
-)
-
-# KEYS: due. ARGV: count. The subscriptions whose window is due.
-_DUE = _NOW + "return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])\n"
-
-# KEYS: window, events, due, dlv, attempts, sub index, retry due.
-# ARGV: sub, opened_ms, digest id, user, pattern, lease_ms, retention_ms.
-# Returns the number of events in the digest created, 0 when someone else flushed.
-_FLUSH = (
-    _NOW
-    + """
-if redis.call('HGET', KEYS[1], 'opened_ms') ~= ARGV[2] then return 0 end
-local flat = redis.call('HGETALL', KEYS[2])
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[1])
-if #flat == 0 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-local items = {}
-for i = 1, #flat, 2 do
-  local ms, seq = string.match(flat[i], '^(%d+)-(%d+)$')
-  table.insert(items, {tonumber(ms), tonumber(seq), flat[i], flat[i + 1]})
-end
-table.sort(items, function(a, b)
-  if a[1] ~= b[1] then return a[1] < b[1] end
-  return a[2] < b[2]
-end)
-local bodies = {}
-for i, item in ipairs(items) do bodies[i] = item[4] end
-redis.call('HSET', KEYS[4], 'id', ARGV[3], 'subscription', ARGV[1], 'user', ARGV[4],
-  'kind', 'email', 'event_id', items[1][3], 'channel', ARGV[5], 'type', 'digest',
-  'body', '[' .. table.concat(bodies, ',') .. ']', 'status', 'pending', 'attempt_count', 0,
-  'created_ms', now, 'next_ms', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[7]))
-redis.call('ZADD', KEYS[6], now, ARGV[3])
-redis.call('ZADD', KEYS[7], now + tonumber(ARGV[6]), ARGV[3])
-return #items
-"""
-)
 
 
 def digest_id(subscription_id: str, opened_ms: int) -> str:
@@ -106,9 +48,9 @@ class DigestStore:
         self._redis = redis
         self._lease_ms = int(lease_s * 1000)
         self._retention_ms = retention_s * 1000
-        self._append = redis.register_script(_APPEND)
-        self._due = redis.register_script(_DUE)
-        self._flush = redis.register_script(_FLUSH)
+        self._append = redis.register_script(scripts.source("digest_append"))
+        self._due = redis.register_script(scripts.source("digest_due"))
+        self._flush = redis.register_script(scripts.source("digest_flush"))
 
     async def append(
         self, delivery_id: str, sub: Subscription, event_id: str, envelope: bytes, max_events: int

@@ -7,6 +7,10 @@ beat of the claiming process, so it falls due within a TTL of that process's dea
 and when an attempt fails (the retry time). The sweeper re-enqueues whatever falls due, so
 the broker never holds a delay and no crash strands a delivery. All times come from
 the Redis clock (``TIME`` inside the scripts), so workers' clocks need not agree.
+
+The scripts are ``lua/delivery_*.lua``; the record's layout and how one is created,
+restarted and ended are written once, in ``lua/prelude.lua``, which the digests'
+scripts (notify.redis.digests) share.
 """
 
 from __future__ import annotations
@@ -19,220 +23,18 @@ import orjson
 import redis.asyncio as aioredis
 
 from notify import keys
+from notify.redis import scripts
 from notify.redis.errors import translating
 from notify.redis.subscriptions import text
 from notify.retry import as_datetime
 from notify.routing import Delivery
 
 MAX_ATTEMPTS_KEPT = 50
-_NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
-# KEYS: dlv, attempts, sub index, due. ARGV: id, sub, user, kind, event_id, channel, type,
-# body, lease_ms, retention_ms, replay. Returns 1 created/reset, 2 exists pending, 0 final.
-_CREATE = (
-    _NOW
-    + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status then
-  if status == 'pending' then return 2 end
-  if ARGV[11] ~= '1' then return 0 end
-  redis.call('HSET', KEYS[1], 'status', 'pending', 'attempt_count', 0, 'body', ARGV[8],
-    'next_ms', now)
-  -- 'digest': a replayed event goes into a new digest window (notify.redis.digests)
-  redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'done_ms', 'digest')
-  redis.call('PERSIST', KEYS[1])
-  redis.call('PERSIST', KEYS[2])
-else
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'subscription', ARGV[2], 'user', ARGV[3],
-    'kind', ARGV[4], 'event_id', ARGV[5], 'channel', ARGV[6], 'type', ARGV[7],
-    'body', ARGV[8], 'status', 'pending', 'attempt_count', 0, 'created_ms', now, 'next_ms', now)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[10]))
-end
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-redis.call('ZADD', KEYS[4], now + tonumber(ARGV[9]), ARGV[1])
-return 1
-"""
-)
-
-# KEYS: due, dlv... ARGV: lease_ms, token, id... One entry per id:
-# {1, fields...} claimed, {0} gone or final, {-1} leased elsewhere, {-2} not yet due.
-_CLAIM = (
-    _NOW
-    + """
-local lease = tonumber(ARGV[1])
-local out = {}
-for n = 1, #KEYS - 1 do
-  local key, id = KEYS[n + 1], ARGV[n + 2]
-  local f = redis.call('HMGET', key, 'status', 'lease_until', 'next_ms')
-  if f[1] ~= 'pending' then
-    redis.call('ZREM', KEYS[1], id)
-    out[n] = {0}
-  elseif f[2] and tonumber(f[2]) > now then
-    out[n] = {-1}
-  elseif f[3] and tonumber(f[3]) > now then
-    out[n] = {-2}
-  else
-    redis.call('HSET', key, 'lease', ARGV[2], 'lease_until', now + lease)
-    redis.call('ZADD', KEYS[1], now + lease, id)
-    local v = redis.call('HMGET', key, 'subscription', 'user', 'kind', 'event_id', 'body',
-      'attempt_count')
-    out[n] = {1, v[1], v[2], v[3], v[4], v[5], v[6]}
-  end
-end
-return out
-"""
-)
-
-# KEYS: due, metrics, all failures, then dlv, attempts and the owner's failures per
-# delivery. ARGV: token, retention_s, kept, metric count m, m (name, increment) pairs,
-# then id, outcome, attempt json ('' = none), delay_ms per delivery. A success is
-# recorded even by a worker whose lease lapsed: the receiver has the event. Other
-# outcomes only count from the lease holder. A delivery that ends failed goes into both
-# failure indexes, which drop what is older than the retention.
-_FINISH = (
-    _NOW
-    + """
-local token, retention, kept = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local m = tonumber(ARGV[4])
-for i = 0, m - 1 do
-  redis.call('HINCRBY', KEYS[2], ARGV[5 + 2 * i], ARGV[6 + 2 * i])
-end
-local base = 5 + 2 * m
-local oldest = now - tonumber(retention) * 1000
-for n = 0, (#KEYS - 3) / 3 - 1 do
-  local dlv, attempts, owned = KEYS[4 + 3 * n], KEYS[5 + 3 * n], KEYS[6 + 3 * n]
-  local a = base + 4 * n
-  local id, outcome, entry, delay = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  local f = redis.call('HMGET', dlv, 'status', 'lease')
-  if f[1] then
-    if entry ~= '' then
-      redis.call('RPUSH', attempts, entry)
-      redis.call('LTRIM', attempts, -kept, -1)
-    end
-    local final = nil
-    if outcome == 'delivered' and f[1] == 'pending' then
-      redis.call('HSET', dlv, 'status', 'delivered', 'done_ms', now)
-      final = true
-    elseif f[1] ~= 'pending' or f[2] ~= token then
-      final = false
-    elseif outcome == 'failed' then
-      redis.call('HSET', dlv, 'status', 'failed', 'done_ms', now)
-      for _, index in ipairs({KEYS[3], owned}) do
-        redis.call('ZADD', index, now, id)
-        redis.call('ZREMRANGEBYSCORE', index, '-inf', oldest)
-      end
-      final = true
-    else
-      redis.call('HSET', dlv, 'next_ms', now + delay)
-      redis.call('HDEL', dlv, 'lease', 'lease_until')
-      redis.call('ZADD', KEYS[1], now + delay, id)
-    end
-    if final ~= false then
-      if outcome ~= 'deferred' then redis.call('HINCRBY', dlv, 'attempt_count', 1) end
-      if final then
-        redis.call('HDEL', dlv, 'lease', 'lease_until', 'next_ms')
-        if outcome == 'delivered' then redis.call('HDEL', dlv, 'body') end
-        redis.call('ZREM', KEYS[1], id)
-        redis.call('EXPIRE', dlv, retention)
-        redis.call('EXPIRE', attempts, retention)
-      end
-    end
-  end
-end
-return 1
-"""
-)
-
-# KEYS: dlv, attempts, due, all failures, the owner's failures. ARGV: id. A failed delivery
-# starts over with a full schedule (and leaves the failure indexes).
-_RETRY = (
-    _NOW
-    + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'pending', 'attempt_count', 0, 'next_ms', now)
-redis.call('HDEL', KEYS[1], 'done_ms', 'digest')
-redis.call('PERSIST', KEYS[1])
-redis.call('PERSIST', KEYS[2])
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
-return 1
-"""
-)
-
-# KEYS: alive, due, dlv... ARGV: ttl_ms, token, id... A worker's heartbeat: it keeps the
-# process's key alive and pushes the leases it still holds under ``token`` one TTL ahead.
-RENEW = (
-    _NOW
-    + """
-local ttl = tonumber(ARGV[1])
-redis.call('SET', KEYS[1], '1', 'PX', ttl)
-for n = 3, #KEYS do
-  local f = redis.call('HMGET', KEYS[n], 'status', 'lease')
-  if f[1] == 'pending' and f[2] == ARGV[2] then
-    redis.call('HSET', KEYS[n], 'lease_until', now + ttl)
-    redis.call('ZADD', KEYS[2], now + ttl, ARGV[n])
-  end
-end
-return 1
-"""
-)
-
-# KEYS: alive, due, dlv... ARGV: ttl_ms, id... The heartbeat of a Celery worker's main
-# process for the deliveries of tasks it has received but no pool process has claimed
-# yet: they fall due one TTL after it dies, not a whole lease. Returns, per id, 1 while
-# it is still only reserved, 0 once it is claimed, final or waiting for a retry time.
-RESERVE = (
-    _NOW
-    + """
-local ttl = tonumber(ARGV[1])
-redis.call('SET', KEYS[1], '1', 'PX', ttl)
-local out = {}
-for n = 3, #KEYS do
-  local f = redis.call('HMGET', KEYS[n], 'status', 'lease_until', 'next_ms')
-  if f[1] ~= 'pending' or (f[2] and tonumber(f[2]) > now)
-      or (f[3] and tonumber(f[3]) > now) then
-    out[n - 2] = 0
-  else
-    redis.call('ZADD', KEYS[2], now + ttl, ARGV[n - 1])
-    out[n - 2] = 1
-  end
-end
-return out
-"""
-)
-
-# KEYS: due. ARGV: count, lease_ms. Takes due ids and pushes them a lease ahead, so
-# concurrent sweepers never hand out the same id twice.
-_SWEEP = (
-    _NOW
-    + """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id) end
-return ids
-"""
-)
-
-# KEYS: target key. ARGV: rate per second, burst, wanted. GCRA: returns {granted, wait_ms}.
-_RATE = (
-    _NOW
-    + """
-local interval = 1000 / tonumber(ARGV[1])
-local burst = interval * tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local granted = math.floor((now + burst - tat) / interval)
-if granted < 0 then granted = 0 end
-if granted > tonumber(ARGV[3]) then granted = tonumber(ARGV[3]) end
-tat = tat + granted * interval
-if granted > 0 then
-  redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil(tat - now + burst) + 1000)
-end
-local wait = math.ceil(tat + interval - burst - now)
-if wait < 0 then wait = 0 end
-return {granted, wait}
-"""
-)
+# the heartbeats' scripts (notify.redis.heartbeat): they renew the leases of this ledger's
+# records (delivery_renew) and keep reserved ones falling due a TTL ahead (delivery_reserve)
+RENEW = scripts.source("delivery_renew")
+RESERVE = scripts.source("delivery_reserve")
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,12 +74,12 @@ class Ledger:
         self._lease_ms = int(lease_s * 1000)
         self._hold_ms = int((lease_s if hold_s is None else hold_s) * 1000)
         self._retention_s = retention_s
-        self._create = redis.register_script(_CREATE)
-        self._claim = redis.register_script(_CLAIM)
-        self._finish = redis.register_script(_FINISH)
-        self._retry = redis.register_script(_RETRY)
-        self._sweep = redis.register_script(_SWEEP)
-        self._rate = redis.register_script(_RATE)
+        self._create = redis.register_script(scripts.source("delivery_create"))
+        self._claim = redis.register_script(scripts.source("delivery_claim"))
+        self._finish = redis.register_script(scripts.source("delivery_finish"))
+        self._retry = redis.register_script(scripts.source("delivery_retry"))
+        self._sweep = redis.register_script(scripts.source("delivery_sweep"))
+        self._rate = redis.register_script(scripts.source("target_rate"))
 
     async def create(
         self,
