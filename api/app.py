@@ -7,10 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp
 
-from notify.api import problems
+from notify import tracing
+from notify.api import cors, problems
 from notify.api.batcher import AppendBatcher
 from notify.api.hub import Hub, stop
 from notify.api.limits import FairShare, RateLimiter
@@ -33,7 +32,6 @@ from notify.api.routes import (
 from notify.api.state import Gateway
 from notify.auth import Verifier
 from notify.errors import StoreUnavailable
-from notify.origins import cors_allows
 from notify.redis import limits
 from notify.redis.client import async_client
 from notify.redis.eventlog import RedisEventLog, Retention
@@ -79,28 +77,12 @@ def build_gateway(settings: Settings) -> Gateway:
     )
 
 
-class Cors(CORSMiddleware):
-    """CORSMiddleware judging an origin as the fast path's ``with_cors`` does."""
-
-    def __init__(self, app: ASGIApp, *, origins: list[str], loopback: bool) -> None:
-        super().__init__(
-            app,
-            allow_origins=origins,
-            allow_credentials=True,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-        )
-        self.loopback = loopback
-
-    def is_allowed_origin(self, origin: str) -> bool:
-        return cors_allows(origin, self.allow_origins, self.loopback)
-
-
 def create_app(settings: Settings) -> FastAPI:
     settings.require_secret()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tracing.setup("gateway")  # each process of a --workers gateway: its own exporter
         gw = build_gateway(settings)
         app.state.gateway = gw
         reader = asyncio.create_task(gw.hub.run(), name="notify-reader")
@@ -121,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
             await stop(reader)
             await gw.log.aclose()
             await gw.redis.aclose()
+            tracing.shutdown()
 
     app = FastAPI(
         title="notify",
@@ -131,9 +114,9 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app, settings.problem_base)
-    if settings.cors_origin_list or settings.cors_allow_loopback:
+    if cors.enabled(settings):
         app.add_middleware(
-            Cors, origins=settings.cors_origin_list, loopback=settings.cors_allow_loopback
+            cors.Cors, origins=settings.cors_origin_list, loopback=settings.cors_allow_loopback
         )
     # preview before subscriptions: /v1/subscriptions/preview is not a subscription id
     api = (publish, history, stream, ws, ops, preview, subscriptions, deliveries, feed)

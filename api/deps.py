@@ -37,39 +37,24 @@ async def get_settings(conn: HTTPConnection) -> Settings:
 
 
 async def authenticate(conn: HTTPConnection) -> Principal:
-    """The caller's principal. Failures are counted per client address across all
-    gateways; over the limit, a failure is answered 429 instead of 401. A valid token
-    is never refused for its address: requests without a token (or with a bad one)
-    from a shared address must not lock its other users out."""
-    gw = gateway_of(conn)
-    address = conn.client.host if conn.client else None
-    method = conn.scope.get("method", "GET")
-    by_cookie = not conn.headers.get("authorization") and bool(conn.cookies.get(COOKIE))
-    if by_cookie and conn.scope["type"] == "websocket" and "origin" in conn.headers:
-        # browsers always send Origin on a WebSocket handshake (RFC 6455 10.2); a
-        # client without one is no browser, so no other site's page can be behind it
-        check_cookie_origin(
-            origin=conn.headers.get("origin"),
-            referer=conn.headers.get("referer"),
-            trusted=trusted(gw, conn.url.scheme, conn.headers.get("host")),
-            loopback=gw.settings.cors_allow_loopback,
-        )
-    elif by_cookie and method in STATE_CHANGING:
-        guard_cookie_write(
-            gw,
-            method,
+    """The caller's principal, for the FastAPI routes and the WebSocket handshake:
+    :func:`authenticate_raw` on the connection's headers."""
+    headers = conn.headers
+    return await authenticate_raw(
+        gateway_of(conn),
+        conn.client.host if conn.client else None,
+        headers.get("authorization"),
+        headers.get("cookie"),
+        conn.scope.get("query_string", b""),
+        csrf=(
+            HANDSHAKE if conn.scope["type"] == "websocket" else conn.scope["method"],
             conn.url.scheme,
-            conn.headers.get("host"),
-            conn.headers.get("origin"),
-            conn.headers.get("referer"),
-            conn.headers.get("content-type"),
-        )
-    try:
-        return principal_of(conn)
-    except Unauthenticated:
-        await gw.limiter.auth_failed(address)
-        gw.limiter.check_address(address)
-        raise
+            headers.get("host"),
+            headers.get("origin"),
+            headers.get("referer"),
+            headers.get("content-type"),
+        ),
+    )
 
 
 def guard_cookie_write(
@@ -100,6 +85,12 @@ def trusted(gw: Gateway, scheme: str, host: str | None) -> list[str]:
     return [*gw.settings.cors_origin_list, gw.settings.public_url, *own]
 
 
+Csrf = tuple[str, str, str | None, str | None, str | None, str | None]
+"""What the cookie checks read of a request: (method, scheme, host, origin, referer,
+content type); the method of a WebSocket handshake is :data:`HANDSHAKE`."""
+HANDSHAKE = "WEBSOCKET"
+
+
 async def authenticate_raw(
     gw: Gateway,
     address: str | None,
@@ -107,15 +98,33 @@ async def authenticate_raw(
     cookie_header: str | None,
     query_string: bytes,
     *,
-    csrf: tuple[str, str, str | None, str | None, str | None, str | None] | None = None,
+    csrf: Csrf,
 ) -> Principal:
-    """:func:`authenticate` for a bare ASGI request (the publish fast path); ``csrf``
-    is (method, scheme, host, origin, referer, content type) for a write."""
+    """The caller's principal, from the raw header values and query string: the one
+    check of the fast path and (through :func:`authenticate`) the FastAPI routes.
+
+    A request authenticated by the cookie must pass the CSRF check (:mod:`notify.csrf`):
+    a write, and a WebSocket handshake that carries an ``Origin`` (browsers always send
+    one, RFC 6455 10.2; a client without one is no browser, so no other site's page can
+    be behind it). Failures are counted per client address across all gateways; over
+    the limit, a failure is answered 429 instead of 401. A valid token is never refused
+    for its address: requests without a token (or with a bad one) from a shared address
+    must not lock its other users out."""
     cookie = cookie_parser(cookie_header).get(COOKIE) if cookie_header else None
-    if csrf is not None and csrf[0] in STATE_CHANGING and not authorization and cookie:
-        guard_cookie_write(gw, *csrf)
+    if cookie and not authorization:
+        method, scheme, host, origin, referer, content_type = csrf
+        if method == HANDSHAKE:
+            if origin is not None:
+                check_cookie_origin(
+                    origin=origin,
+                    referer=referer,
+                    trusted=trusted(gw, scheme, host),
+                    loopback=gw.settings.cors_allow_loopback,
+                )
+        elif method in STATE_CHANGING:
+            guard_cookie_write(gw, method, scheme, host, origin, referer, content_type)
     try:
-        token = raw_token(authorization, cookie_header, query_string)
+        token = pick_token(authorization, cookie, query_token(authorization, cookie, query_string))
         if token is None:
             raise Unauthenticated("no token: send 'Authorization: Bearer <token>'")
         return gw.verifier.verify(token)
@@ -128,27 +137,18 @@ async def authenticate_raw(
 def raw_token(
     authorization: str | None, cookie_header: str | None, query_string: bytes
 ) -> str | None:
-    """:func:`pick_token` from the raw header values and query string."""
+    """The token a request carries (:func:`pick_token`), from the raw header values and
+    query string, as :func:`authenticate_raw` picks it."""
     cookie = cookie_parser(cookie_header).get(COOKIE) if cookie_header else None
-    query = None
-    if not authorization and not cookie and query_string:
-        query = dict(parse_qsl(query_string.decode("latin-1"))).get(QUERY)
-    return pick_token(authorization, cookie, query)
+    return pick_token(authorization, cookie, query_token(authorization, cookie, query_string))
 
 
-def principal_of(conn: HTTPConnection) -> Principal:
-    """Bearer header, else the ``notify_token`` cookie, else the ``token`` query
-    parameter. A bad token is refused; it never falls back to a weaker source."""
-    token = pick_token(
-        conn.headers.get("authorization"),
-        conn.cookies.get(COOKIE),
-        conn.query_params.get(QUERY),
-    )
-    if token is None:
-        raise Unauthenticated("no token: send 'Authorization: Bearer <token>'")
-    principal = gateway_of(conn).verifier.verify(token)
-    conn.state.principal = principal
-    return principal
+def query_token(authorization: str | None, cookie: str | None, query_string: bytes) -> str | None:
+    """The ``token`` query parameter, read only when neither header carries one (a bad
+    token is refused; it never falls back to a weaker source)."""
+    if authorization or cookie or not query_string:
+        return None
+    return dict(parse_qsl(query_string.decode("latin-1"))).get(QUERY)
 
 
 Auth = Annotated[Principal, Depends(authenticate)]

@@ -16,13 +16,14 @@ from time import perf_counter
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from notify import cloudevents
 from notify.api import metrics
+from notify.api.cors import with_cors
 from notify.api.deps import authenticate, authenticate_raw, gateway_of, raw_token
 from notify.api.problems import from_exception
 from notify.api.routes.publish import (
@@ -30,21 +31,19 @@ from notify.api.routes.publish import (
     accept_many,
     accept_one,
     batch_limit,
-    check_declared,
     idempotency,
     one_limit,
+    read_body,
 )
 from notify.api.routes.stream import prepare
 from notify.api.routes.ws import websocket
 from notify.api.state import Gateway
 from notify.auth import Principal
-from notify.errors import NotifyError, TooLarge
+from notify.errors import NotifyError
 from notify.events import loads
-from notify.origins import cors_allows
-from notify.settings import Settings
 
 Handler = Callable[[Gateway, Principal, Request], Awaitable[Response]]
-Accept = Callable[[Gateway, Principal, Any, "str | None"], Awaitable[bytes]]
+Accept = Callable[[Gateway, Principal, Any, "str | None", "str | None"], Awaitable[bytes]]
 
 
 async def stream(gw: Gateway, principal: Principal, request: Request) -> Response:
@@ -76,6 +75,7 @@ WANTED = TOKEN_HEADERS | {
     b"origin",
     b"referer",
     b"ce-specversion",
+    b"traceparent",
 }
 JSON_202 = (b"content-type", b"application/json")
 
@@ -111,11 +111,10 @@ class FastPaths:
         gw = gateway_of(request)
         send = with_cors(send, request.headers.get("origin"), gw.settings)
         response = await answer(authenticated(handler, gw, request))
-        if response is not None:
-            # counted as it starts: a stream's answer lasts for hours (and no wrapper of
-            # `send` stays alive with it: bench c)
-            metrics.answered(route[1], route[0], status_of(response), perf_counter() - started)
-            await response(scope, receive, send)
+        # counted as it starts: a stream's answer lasts for hours (and no wrapper of
+        # `send` stays alive with it: bench c)
+        metrics.answered(route[1], route[0], status_of(response), perf_counter() - started)
+        await response(scope, receive, send)
 
     async def publish(
         self,
@@ -150,6 +149,7 @@ class FastPaths:
                 ),
             )
             key = idempotency(headers.get(b"idempotency-key"))
+            trace = headers.get(b"traceparent")
             body = await read_body(receive, limit_of(gw), headers.get(b"content-length"))
             content_type = headers.get(b"content-type")
             kind = cloudevents.mode(content_type, b"ce-specversion" in headers)
@@ -162,17 +162,15 @@ class FastPaths:
                 query = scope.get("query_string", b"")
                 return Accepted(
                     await accept_cloudevents(
-                        gw, principal, kind, ce, content_type, query, body, key
+                        gw, principal, kind, ce, content_type, query, body, key, trace
                     )
                 )
-            return Accepted(await accept(gw, principal, loads(body, "body"), key))
+            return Accepted(await accept(gw, principal, loads(body, "body"), key, trace))
 
         started = perf_counter()
         response = await answer(work())
-        if response is not None:
-            path = scope["path"]
-            metrics.answered(path, "POST", status_of(response), perf_counter() - started)
-            await response(scope, receive, send)
+        metrics.answered(scope["path"], "POST", status_of(response), perf_counter() - started)
+        await response(scope, receive, send)
 
 
 def status_of(response: ASGIApp) -> int:
@@ -203,14 +201,12 @@ async def authenticated(handler: Handler, gw: Gateway, request: Request) -> ASGI
     return await handler(gw, await authenticate(request), request)
 
 
-async def answer(work: Awaitable[ASGIApp]) -> ASGIApp | None:
-    """Run a handler: its response, or the problem its error stands for (None when the
-    client left). The caller sends it, so that a stream that lives for hours holds no
-    frame of this function nor any closure (bench c counts that memory)."""
+async def answer(work: Awaitable[ASGIApp]) -> ASGIApp:
+    """Run a handler: its response, or the answer its error gets on the FastAPI routes
+    too (:func:`from_exception`). The caller sends it, so that a stream that lives for
+    hours holds no frame of this function nor any closure (bench c counts that memory)."""
     try:
         return await work
-    except ClientDisconnect:
-        return None
     except Exception as exc:
         return from_exception(exc)
 
@@ -239,46 +235,6 @@ def releasing(send: Send, release: Callable[[], None]) -> Send:
         await send(message)
 
     return sender
-
-
-def with_cors(send: Send, origin: str | None, settings: Settings) -> Send:
-    """Adds what CORSMiddleware would to a simple cross-origin GET (EventSource)."""
-    if origin is None or not cors_allows(
-        origin, settings.cors_origin_list, settings.cors_allow_loopback
-    ):
-        return send
-
-    async def sender(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = list(message.get("headers", []))
-            headers += [
-                (b"access-control-allow-origin", origin.encode()),
-                (b"access-control-allow-credentials", b"true"),
-                (b"vary", b"Origin"),
-            ]
-            message = {**message, "headers": headers}
-        await send(message)
-
-    return sender
-
-
-async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
-    """The whole request body, refusing more than ``limit`` bytes."""
-    check_declared(declared, limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(f"body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def client_key(gw: Gateway, scope: Scope) -> str:

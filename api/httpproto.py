@@ -37,7 +37,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from notify.errors import PROBLEM_BASE, HeadersTooLarge
+from notify.errors import PROBLEM_BASE, HeadersTooLarge, RequestTimeout
 
 STREAM_PATH = "/v1/stream"
 STREAM_PATHS = (STREAM_PATH, "/v1/feed")
@@ -52,9 +52,11 @@ now = time.monotonic
 
 
 def timeout_response(problem_base: str) -> bytes:
-    body = (
-        b'{"type":"' + problem_base.encode() + b'request_timeout","title":"Request timeout",'
-        b'"status":408,"detail":"the request was not received in time"}'
+    body = b'{"type":"%s","title":"%s","status":%d,"detail":"%s"}' % (
+        (problem_base + RequestTimeout.code).encode(),
+        RequestTimeout.title.encode(),
+        RequestTimeout.status,
+        b"the request was not received in time",
     )
     return (
         b"HTTP/1.1 408 Request Timeout\r\n"

@@ -20,11 +20,12 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, TypeVar
 
+from notify import tracing
 from notify.api import metrics
 from notify.channels import PatternIndex
 from notify.errors import StoreUnavailable
 from notify.eventlog import Entry
-from notify.events import parse_id, with_id
+from notify.events import parse_id, stored_traceparent, with_id
 from notify.redis.eventlog import RedisEventLog
 from notify.sse import KEEPALIVE, event_frame
 from notify.wsframe import event_frame as ws_event_frame
@@ -382,6 +383,7 @@ class Hub:
         """Queue each entry for its matching connections, then send each connection
         everything it got from this batch at once; the reader has now passed ``last``
         (default: the last entry)."""
+        traced_from = time.time_ns() if tracing.ENABLED else 0
         match = self._index.match
         touched: list[Subscriber] = []
         for entry in entries:
@@ -415,8 +417,23 @@ class Hub:
         for sub in touched:
             written += sub.flush(at)
         metrics.sent(written)
+        if traced_from:
+            traced_fan_out(entries, traced_from)
         if last is not None or entries:
             self._advance(last or entries[-1].id)
+
+
+def traced_fan_out(entries: list[Entry], started_ns: int) -> None:
+    """A ``notify.fan_out`` span for each entry that carries a trace, from the start of
+    its batch's fan-out until now (tracing on only: the loop above stays as it is)."""
+    for entry in entries:
+        parent = stored_traceparent(entry.body)
+        if parent is not None:
+            attributes = {
+                "messaging.message.id": entry.id,
+                "messaging.destination.name": entry.channel,
+            }
+            tracing.record("notify.fan_out", parent, started_ns, "consumer", attributes)
 
 
 async def stop(task: asyncio.Task[None]) -> None:

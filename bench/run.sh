@@ -27,6 +27,10 @@ if ! command -v wrk >/dev/null; then
   fi
 fi
 
+# `bash bench/run.sh tracing [--rounds N] [--seconds S] [--ratio R]`: single POST/s with
+# tracing off and on (bench/tracing_cost.py).
+if [ "${1:-}" = tracing ]; then shift; exec "$PY" bench/tracing_cost.py "$@"; fi
+
 # The naive peer lives in its own venv: broadcaster 0.3.1 needs redis-py 7.4.
 PEER=bench/.peer-venv
 if [ ! -x "$PEER/bin/uvicorn" ]; then

@@ -222,16 +222,18 @@ WRK_ERRORS = re.compile(r"Socket errors:.*")
 WRK_LAT = re.compile(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)")
 
 
-def wrk(server: Server, script: str, path: str, connections: int) -> Result:
+def wrk(
+    server: Server, script: str, path: str, connections: int, seconds: int = INGEST_S
+) -> Result:
     wrk_bin = shutil.which("wrk")
     assert wrk_bin is not None
     env = {**os.environ, "NOTIFY_BENCH_TOKEN": token()}
-    argv = [wrk_bin, "-t1", f"-c{connections}", f"-d{INGEST_S}s", "--timeout", "10s"]
+    argv = [wrk_bin, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
     argv += ["-s", str(BENCH / "wrk" / script), f"http://127.0.0.1:{server.port}{path}"]
     cpu0, children0, wall0 = cpu_seconds(server.pid), _children_cpu(), time.monotonic()
     wait0 = runq_wait_seconds(server.pid)
     out = subprocess.run(
-        pinned(LOAD_CPU, argv), env=env, capture_output=True, text=True, timeout=INGEST_S + 60
+        pinned(LOAD_CPU, argv), env=env, capture_output=True, text=True, timeout=seconds + 60
     ).stdout
     wall = time.monotonic() - wall0
     rps = WRK_LINE.search(out)

@@ -26,7 +26,14 @@ import orjson
 
 from notify.channels import validate_channel
 from notify.errors import InvalidEvent
-from notify.events import Draft, encode_draft, loads, now_rfc3339, validate_type
+from notify.events import (
+    Draft,
+    encode_draft,
+    loads,
+    now_rfc3339,
+    valid_traceparent,
+    validate_type,
+)
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -179,8 +186,15 @@ def parse(
 
 
 def drafts(
-    events: Sequence[Incoming], *, max_bytes: int, time: str, origin: str | None = None
+    events: Sequence[Incoming],
+    *,
+    max_bytes: int,
+    time: str,
+    origin: str | None = None,
+    traceparent: str | None = None,
 ) -> list[Draft]:
+    """The events' drafts; each stores ``traceparent`` (the request's), else its own
+    ``traceparent`` attribute when that is valid (it stays under ``ce`` either way)."""
     return [
         encode_draft(
             e.channel,
@@ -191,17 +205,24 @@ def drafts(
             time=time,
             prefix=f"events[{i}]." if len(events) > 1 else "",
             ce=e.ce,
+            traceparent=traceparent or valid_traceparent(e.ce.get("traceparent")),
         )
         for i, e in enumerate(events)
     ]
 
 
 def prepare(
-    events: Sequence[Incoming], *, max_bytes: int, origin: str | None = None
+    events: Sequence[Incoming],
+    *,
+    max_bytes: int,
+    origin: str | None = None,
+    traceparent: str | None = None,
 ) -> tuple[list[Draft], str]:
     """The drafts to store, stamped now, and the idempotency key ``source`` + ``id``
     make: what every way in (HTTP, WebSocket, ``notify.Publisher``) stores."""
-    stored = drafts(events, max_bytes=max_bytes, time=now_rfc3339(), origin=origin)
+    stored = drafts(
+        events, max_bytes=max_bytes, time=now_rfc3339(), origin=origin, traceparent=traceparent
+    )
     return stored, idempotency_key(events)
 
 

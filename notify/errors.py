@@ -16,15 +16,21 @@
     ├── NotFound                     no such resource (404)
     ├── Conflict                     state does not allow the operation (409)
     ├── StoreUnavailable             Redis cannot take or give data now (503 + Retry-After)
+    ├── NotReady                     /readyz: Redis or the event reader is down (503)
+    ├── HttpError                    HTTP itself could not be served (400 or its own status)
+    │   ├── MethodNotAllowed         the path exists, the method does not (405 + Allow)
+    │   └── RequestTimeout           the request did not arrive in time (408)
     ├── ConfigError                  a bad setting; names the variable
     └── DeliveryError                a sink could not deliver
         ├── TransientDeliveryError   try again later (optionally after `retry_after`)
         └── PermanentDeliveryError   do not retry
             └── TargetGone           the receiver asked to disable the subscription (410)
 
-Every API-facing error carries a stable `code`; the problem+json `type` is
-`<base><code>` (base: `NOTIFY_PROBLEM_BASE_URL`, by default the gateway's own
-`/problems/`, where `CATALOGUE` below is served as one page per code).
+Every API-facing error carries a stable `code` (lower-case words joined by `-`); the
+problem+json `type` is `<base><code>` (base: `NOTIFY_PROBLEM_BASE_URL`, by default the
+gateway's own `/problems/`, where `CATALOGUE` below is served as one page per code).
+The gateway answers with no other code: every problem it sends is built from one of
+these classes (``notify.api.problems``).
 A validation error names its first bad `field` and, in `errors`, every one found.
 """
 
@@ -145,6 +151,30 @@ class StoreUnavailable(NotifyError):
     code = "store-unavailable"
     title = "Event store unavailable"
     retry_after = 1.0
+
+
+class NotReady(NotifyError):
+    status = 503
+    code = "not-ready"
+    title = "Not ready"
+
+
+class HttpError(NotifyError):
+    status = 400
+    code = "http-error"
+    title = "Bad request"
+
+
+class MethodNotAllowed(HttpError):
+    status = 405
+    code = "method-not-allowed"
+    title = "Method not allowed"
+
+
+class RequestTimeout(HttpError):
+    status = 408
+    code = "request-timeout"
+    title = "Request timeout"
 
 
 class ConfigError(NotifyError):
@@ -284,28 +314,13 @@ CATALOGUE: dict[str, ProblemType] = dict(
             " `Retry-After` seconds.",
         ),
         _entry(NotifyError, "An unexpected error in the server; its log has the details."),
-        (
-            "method-not-allowed",
-            ProblemType(405, "Method not allowed", "The path exists; `Allow` lists its methods."),
-        ),
-        (
-            "http-error",
-            ProblemType(400, "Bad request", "The HTTP request itself could not be served."),
-        ),
-        (
-            "request_timeout",
-            ProblemType(
-                408,
-                "Request timeout",
-                "The request's headers and body did not arrive within"
-                " NOTIFY_REQUEST_TIMEOUT_SECONDS; the connection was closed.",
-            ),
-        ),
-        (
-            "not_ready",
-            ProblemType(
-                503, "Not ready", "`/readyz`: Redis is unreachable or the event reader stopped."
-            ),
+        _entry(NotReady, "`/readyz`: Redis is unreachable or the event reader stopped."),
+        _entry(HttpError, "The HTTP request itself could not be served."),
+        _entry(MethodNotAllowed, "The path exists; `Allow` lists its methods."),
+        _entry(
+            RequestTimeout,
+            "The request's headers and body did not arrive within"
+            " NOTIFY_REQUEST_TIMEOUT_SECONDS; the connection was closed.",
         ),
     ]
 )

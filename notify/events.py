@@ -115,9 +115,10 @@ def draft(
     time: str | None = None,
     index: int | None = None,
     parsed: bool = False,
+    traceparent: str | None = None,
 ) -> Draft:
-    """Validate one client-supplied event object and encode it (``parsed``: as for
-    :func:`encode_draft`).
+    """Validate one client-supplied event object and encode it (``parsed`` and
+    ``traceparent``: as for :func:`encode_draft`).
 
     ``index`` is the event's place in a batch, named in error fields (``events[3].``).
     The common well-formed event is recognised by a few cheap checks; anything else
@@ -140,6 +141,7 @@ def draft(
                     max_bytes=max_bytes,
                     time=time,
                     parsed=parsed,
+                    traceparent=traceparent,
                 )
             except (InvalidEvent, TooLarge):
                 pass  # checked_draft raises it again, naming the event's place
@@ -149,11 +151,18 @@ def draft(
         time=time,
         prefix="" if index is None else f"events[{index}].",
         parsed=parsed,
+        traceparent=traceparent,
     )
 
 
 def checked_draft(
-    raw: object, *, max_bytes: int, time: str | None, prefix: str, parsed: bool = False
+    raw: object,
+    *,
+    max_bytes: int,
+    time: str | None,
+    prefix: str,
+    parsed: bool = False,
+    traceparent: str | None = None,
 ) -> Draft:
     """:func:`draft`, field by field: raises the first problem found, with every
     problem found in its ``errors``."""
@@ -192,6 +201,7 @@ def checked_draft(
         time=time,
         prefix=prefix,
         parsed=parsed,
+        traceparent=traceparent,
     )
 
 
@@ -247,9 +257,12 @@ def encode_draft(
     prefix: str = "",
     parsed: bool = False,
     ce: dict[str, Any] | None = None,
+    traceparent: str | None = None,
 ) -> Draft:
     """Encode a validated event; ``parsed`` says ``data`` came from :func:`loads` (plain
-    JSON already), else it is checked with :func:`check_data`."""
+    JSON already), else it is checked with :func:`check_data`. ``traceparent`` (one that
+    :func:`valid_traceparent` returned) is stored as the envelope's last field, where
+    :func:`stored_traceparent` finds it without parsing the envelope."""
     if not parsed:
         check_data(data, prefix + "data")
     envelope: dict[str, Any] = {
@@ -262,6 +275,9 @@ def encode_draft(
         envelope["origin"] = origin
     if ce:
         envelope["ce"] = ce  # a CloudEvent's own attributes (notify.cloudevents)
+    if traceparent is not None:
+        # the CloudEvents Distributed Tracing extension's attribute, for every event
+        envelope["traceparent"] = traceparent
     try:
         body = orjson.dumps(envelope)
     except (TypeError, orjson.JSONEncodeError) as exc:
@@ -305,3 +321,46 @@ def decode(stored: bytes) -> dict[str, Any]:
     value = orjson.loads(stored)
     assert isinstance(value, dict)
     return value
+
+
+_TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_NO_TRACE, _NO_PARENT = "0" * 32, "0" * 16
+TRACEPARENT_LENGTH = 55
+
+
+def valid_traceparent(value: object) -> str | None:
+    """A W3C Trace Context ``traceparent`` in its version-00 form, or None for anything
+    else: the specification has a receiver ignore a malformed one rather than refuse the
+    request, so every way in (HTTP header, WebSocket field, CloudEvents attribute) does.
+
+    Version 00 is exactly ``00-<trace-id>-<parent-id>-<flags>`` in lower-case hex, with
+    neither id all zeros. A later version is read as the specification says (its first
+    55 characters, then ``-`` or the end) and kept as version 00, the one notify sends
+    on; version ``ff`` is invalid."""
+    if type(value) is not str or len(value) < TRACEPARENT_LENGTH:
+        return None
+    m = _TRACEPARENT_RE.match(value)
+    if m is None:
+        return None
+    version, trace_id, parent_id, _ = m.groups()
+    if trace_id == _NO_TRACE or parent_id == _NO_PARENT or version == "ff":
+        return None
+    if len(value) > TRACEPARENT_LENGTH and (version == "00" or value[55] != "-"):
+        return None
+    return value if version == "00" and len(value) == TRACEPARENT_LENGTH else "00" + value[2:55]
+
+
+_TRACEPARENT_FIELD = b',"traceparent":"'
+_TRACEPARENT_TAIL = len(_TRACEPARENT_FIELD) + TRACEPARENT_LENGTH + 2
+
+
+def stored_traceparent(body: bytes) -> str | None:
+    """The ``traceparent`` of a stored envelope (with or without its id), read from its
+    end, where :func:`encode_draft` puts it: readers that only need it (the hub, the
+    dispatcher, the workers) never parse the event. Inside a JSON string every quote
+    is escaped, so the unescaped tail ``,"traceparent":"…"}`` can only be that field of
+    the envelope itself."""
+    tail = body[-_TRACEPARENT_TAIL:]
+    if tail[: len(_TRACEPARENT_FIELD)] != _TRACEPARENT_FIELD or tail[-2:] != b'"}':
+        return None
+    return valid_traceparent(tail[len(_TRACEPARENT_FIELD) : -2].decode("ascii", "replace"))

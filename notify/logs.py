@@ -5,7 +5,8 @@ each role applies once at its start (uvicorn takes it as its ``log_config``), so
 gateway, uvicorn, the dispatcher, the worker and Celery all write the same shape.
 A JSON line holds ``time``, ``level``, ``role``, ``logger``, ``message``, the ids a
 record carries in ``extra`` (event, delivery, subscription, trace) and ``error`` for an
-exception. Anything shaped like a JWT is masked whatever logged it: tokens travel in
+exception; while tracing (notify.tracing), a record without a trace id of its own gets
+the current span's. Anything shaped like a JWT is masked whatever logged it: tokens travel in
 query strings (``EventSource`` cannot send headers) and must never reach a log.
 """
 
@@ -15,6 +16,7 @@ import logging
 import logging.config
 import re
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
@@ -24,6 +26,9 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # the ids a record may carry in ``extra={...}``, copied to the JSON line when present
 CONTEXT = ("event_id", "delivery_id", "subscription_id", "trace_id", "span_id")
+
+span_ids: Callable[[], tuple[str, str] | None] | None = None
+"""The current span's trace and span ids, set by notify.tracing while it traces."""
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+")
 MASK = "[redacted]"
@@ -41,6 +46,14 @@ def timestamp(created: float) -> str:
     )
 
 
+def ids_of(record: logging.LogRecord) -> dict[str, str]:
+    """The context ids of a record: its own, else the current span's while tracing."""
+    ids = {n: str(v) for n in CONTEXT if (v := getattr(record, n, None)) is not None}
+    if span_ids is not None and "trace_id" not in ids and (current := span_ids()) is not None:
+        ids["trace_id"], ids["span_id"] = current
+    return ids
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, role: str) -> None:
         super().__init__()
@@ -54,10 +67,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": mask_tokens(record.getMessage()),
         }
-        for name in CONTEXT:
-            value = getattr(record, name, None)
-            if value is not None:
-                line[name] = str(value)
+        line.update(ids_of(record))
         if record.exc_info:
             line["error"] = mask_tokens(self.formatException(record.exc_info))
         return orjson.dumps(line).decode()
@@ -69,11 +79,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        ids = " ".join(
-            f"{name}={value}"
-            for name in CONTEXT
-            if (value := getattr(record, name, None)) is not None
-        )
+        ids = " ".join(f"{name}={value}" for name, value in ids_of(record).items())
         return mask_tokens(f"{text} [{ids}]" if ids else text)
 
 

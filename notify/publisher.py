@@ -8,6 +8,8 @@ Retention and the event size limit are those the gateways advertise in Redis
 (``keys.LIMITS``, re-read every minute), so a producer left on defaults never trims
 history shorter than the gateways keep it; arguments given here override them.
 ``publish`` is synchronous; ``apublish`` (or ``AsyncPublisher.publish``) awaits.
+``traceparent=`` (W3C Trace Context) is stored with the event, as the gateways store the
+header: dispatch and delivery join that trace, and webhooks carry it on.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from notify import cloudevents, keys
 from notify.channels import validate_channel
-from notify.events import Draft, draft, encode_draft, validate_type
+from notify.events import Draft, draft, encode_draft, valid_traceparent, validate_type
 from notify.redis import limits as advertised
 from notify.redis.client import async_client, sync_client
 from notify.redis.eventlog import (
@@ -93,13 +95,21 @@ class _Config:
         """The limits given to this publisher, as keyword arguments for another."""
         return dict(self._given)
 
-    def draft(self, channel: str, type_: str, data: Any, origin: str | None) -> Draft:
+    def draft(
+        self,
+        channel: str,
+        type_: str,
+        data: Any,
+        origin: str | None,
+        traceparent: str | None = None,
+    ) -> Draft:
         return encode_draft(
             validate_channel(channel),
             validate_type(type_),
             data,
             origin,
             max_bytes=self.max_event_bytes,
+            traceparent=_traceparent(traceparent),
         )
 
     def drafts(self, events: Iterable[Mapping[str, Any]]) -> list[Draft]:
@@ -119,6 +129,18 @@ def cloudevent_draft(
     incoming = cloudevents.from_structured(dict(event), channel)
     [one], key = cloudevents.prepare([incoming], max_bytes=config.max_event_bytes)
     return one, key
+
+
+def _traceparent(value: str | None) -> str | None:
+    """A given traceparent, checked: unlike a header received from elsewhere (ignored
+    when malformed, as W3C Trace Context asks of a receiver), a bad argument is the
+    caller's bug, said at once."""
+    if value is None:
+        return None
+    checked = valid_traceparent(value)
+    if checked is None:
+        raise ValueError(f"traceparent {value[:64]!r} is not a W3C traceparent")
+    return checked
 
 
 def _idempotency(key: str | None) -> str | None:
@@ -148,12 +170,14 @@ class AsyncPublisher(_Config):
         *,
         origin: str | None = None,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> str:
         """Store one event; returns its id (the first one's again for a repeated
-        ``idempotency_key`` within 24 h, storing nothing new)."""
+        ``idempotency_key`` within 24 h, storing nothing new). ``traceparent``: a W3C
+        Trace Context traceparent to store with it (ValueError if malformed)."""
         log = await self._log()
         pairs = await log.append(
-            [self.draft(channel, type, data, origin)],
+            [self.draft(channel, type, data, origin, traceparent)],
             idempotency_key=_idempotency(idempotency_key),
         )
         return pairs[0][0]
@@ -212,10 +236,13 @@ class Publisher(_Config):
         *,
         origin: str | None = None,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> str:
         """Store one event; returns its id (the first one's again for a repeated
-        ``idempotency_key`` within 24 h, storing nothing new)."""
-        return self._append([self.draft(channel, type, data, origin)], idempotency_key)[0][0]
+        ``idempotency_key`` within 24 h, storing nothing new). ``traceparent``: a W3C
+        Trace Context traceparent to store with it (ValueError if malformed)."""
+        drafted = self.draft(channel, type, data, origin, traceparent)
+        return self._append([drafted], idempotency_key)[0][0]
 
     def publish_many(
         self, events: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
@@ -236,12 +263,18 @@ class Publisher(_Config):
         *,
         origin: str | None = None,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> str:
         """The awaitable form of ``publish`` (its own asyncio connection)."""
         if self._async is None:
             self._async = AsyncPublisher(self.redis_url, **self.same_as())
         return await self._async.publish(
-            channel, type, data, origin=origin, idempotency_key=idempotency_key
+            channel,
+            type,
+            data,
+            origin=origin,
+            idempotency_key=idempotency_key,
+            traceparent=traceparent,
         )
 
     def close(self) -> None:

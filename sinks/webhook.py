@@ -1,7 +1,8 @@
 """The webhook sink: a signed POST of the event, per Standard Webhooks.
 
 The body is the subscription's format of the event (notify.formats); the signature
-covers that body exactly as sent. A template that fails to render fails the delivery
+covers that body exactly as sent. An event that carries a trace sends its
+``traceparent`` header too (notify.tracing). A template that fails to render fails the delivery
 with its reason: it would fail the same way on every retry.
 
 One HTTP/1.1 pool per worker process (``notify.sinks.http.HttpPool``) keeps connections
@@ -16,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from notify import formats, ssrf, webhooks
+from notify import formats, ssrf, tracing, webhooks
 from notify.errors import PermanentDeliveryError, TargetGone, TransientDeliveryError
+from notify.events import stored_traceparent
 from notify.retry import parse_retry_after
 from notify.sinks.base import RESPONSE_EXCERPT, Job, Receipt
 from notify.sinks.http import HttpClientError, HttpPool, Proxy, TargetRefused
@@ -67,6 +69,11 @@ class WebhookSink:
         headers = webhooks.headers(secrets, job.delivery_id, int(now), body.content)
         headers["content-type"] = body.content_type
         headers["user-agent"] = USER_AGENT
+        # W3C Trace Context for the receiver: the delivery span's while tracing, else
+        # the event's stored traceparent as the producer gave it (not signed: a header)
+        traceparent = tracing.outgoing(stored_traceparent(job.event))
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         url = str(sink["url"])
         try:
             async with asyncio.timeout(self._timeout):

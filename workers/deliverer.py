@@ -17,9 +17,9 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from notify import retry, ssrf
+from notify import retry, ssrf, tracing
 from notify.errors import DeliveryError, TargetGone, TransientDeliveryError
-from notify.events import now_rfc3339
+from notify.events import now_rfc3339, stored_traceparent
 from notify.redis.ledger import Claimed, Finish, Ledger
 from notify.redis.subscriptions import SubscriptionStore
 from notify.routing import event_ms
@@ -129,7 +129,28 @@ class Deliverer:
         return group[:granted], deferred
 
     async def _attempt(self, job: Job, sink: Sink, at: str) -> tuple[Finish, bool]:
-        """One attempt's record, and whether the receiver asked to be disabled."""
+        """One attempt's record, and whether the receiver asked to be disabled; while
+        tracing, in a ``notify.deliver`` span, child of the event's stored traceparent
+        (an event without one is not traced), current while the sink sends."""
+        parent = stored_traceparent(job.event) if tracing.ENABLED else None
+        if parent is None:
+            return await self._try(job, sink, at)
+        attributes: dict[str, str | int] = {
+            "notify.sink": sink.kind,
+            "notify.delivery_id": job.delivery_id,
+            "notify.subscription_id": job.subscription.id,
+            "notify.attempt": job.attempt,
+        }
+        with tracing.span("notify.deliver", parent, "client", attributes):
+            finish, gone = await self._try(job, sink, at)
+            entry = finish.attempt or {}
+            outcome: dict[str, str | int] = {"notify.outcome": finish.outcome}
+            if entry.get("status_code") is not None:
+                outcome["http.response.status_code"] = int(entry["status_code"])
+            tracing.annotate(outcome, error=entry.get("error"))
+        return finish, gone
+
+    async def _try(self, job: Job, sink: Sink, at: str) -> tuple[Finish, bool]:
         started = time.monotonic()
         try:
             receipt = await sink.deliver(job)
@@ -145,7 +166,11 @@ class Deliverer:
             return Finish(job.delivery_id, "failed", entry), isinstance(exc, TargetGone)
         except Exception as exc:
             # a bug in a sink must not lose the delivery: retry it like a network error
-            log.exception("sink %s failed on %s", sink.kind, job.delivery_id)
+            ids = {
+                "delivery_id": job.delivery_id,
+                "trace_id": tracing.trace_id(stored_traceparent(job.event)),
+            }
+            log.exception("sink %s failed on %s", sink.kind, job.delivery_id, extra=ids)
             wrapped = TransientDeliveryError(f"internal error: {type(exc).__name__}")
             delay = retry.next_delay(self._settings.retry_schedule, job.attempt)
             outcome = "failed" if delay is None else "retry"
@@ -164,7 +189,8 @@ class Deliverer:
 def log_failures(claimed: Sequence[Claimed], finishes: Sequence[Finish]) -> None:
     """One line per failed attempt, with its reason, once its outcome is recorded: a
     WARNING while retries remain, an ERROR when the delivery ends ``failed`` (in JSON
-    logs the delivery, subscription and event ids are fields of their own)."""
+    logs the delivery, subscription, event and trace ids are fields of their own: the
+    trace is the event's stored traceparent's, whether this process traces or not)."""
     by_id = {c.id: c for c in claimed}
     for f in finishes:
         if f.outcome not in ("retry", "failed") or f.attempt is None:
@@ -172,7 +198,12 @@ def log_failures(claimed: Sequence[Claimed], finishes: Sequence[Finish]) -> None
         c = by_id[f.id]
         entry = f.attempt
         reason = entry.get("error") or f"answered {entry.get('status_code')}"
-        ids = {"delivery_id": f.id, "subscription_id": c.subscription, "event_id": c.event_id}
+        ids = {
+            "delivery_id": f.id,
+            "subscription_id": c.subscription,
+            "event_id": c.event_id,
+            "trace_id": tracing.trace_id(stored_traceparent(c.body)),
+        }
         attempt_no = c.attempts_before + 1
         if f.outcome == "retry":
             log.warning(

@@ -25,8 +25,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from notify import keys
-from notify.events import with_id
+from notify import keys, tracing
+from notify.eventlog import Entry
+from notify.events import stored_traceparent, with_id
 from notify.redis.client import Client, async_client
 from notify.redis.eventlog import entry_from
 from notify.redis.groups import GroupReader
@@ -125,6 +126,8 @@ class Dispatcher:
         return len(entries)
 
     async def handle(self, entries: Sequence[tuple[Any, Any]]) -> None:
+        traced_from = time.time_ns() if tracing.ENABLED else 0
+        routed: list[tuple[Entry, int]] = []  # for the spans, when tracing
         items: list[Item] = []
         for raw_id, fields in entries:
             if not fields:
@@ -136,10 +139,29 @@ class Dispatcher:
             if deliveries:
                 envelope = with_id(entry.id, entry.body)
                 items += [(d, entry.channel, entry.type, envelope) for d in deliveries]
+            if traced_from:
+                routed.append((entry, len(deliveries)))
         ids = await self._ledger.create(items)
         if ids:
             await self._enqueue(ids)
         await self._reader.ack([raw_id for raw_id, _ in entries if raw_id is not None])
+        if traced_from:
+            traced_dispatch(routed, traced_from)
+
+
+def traced_dispatch(routed: Sequence[tuple[Entry, int]], started_ns: int) -> None:
+    """A ``notify.dispatch`` span for each routed event that carries a trace, child of
+    its stored traceparent, from the start of its batch's routing until its deliveries
+    were queued and the batch acknowledged."""
+    for entry, deliveries in routed:
+        parent = stored_traceparent(entry.body)
+        if parent is not None:
+            attributes: dict[str, str | int] = {
+                "messaging.message.id": entry.id,
+                "messaging.destination.name": entry.channel,
+                "notify.deliveries": deliveries,
+            }
+            tracing.record("notify.dispatch", parent, started_ns, "consumer", attributes)
 
 
 DISPATCHER_CLIENT = "notify-dispatcher:"
@@ -253,6 +275,7 @@ def dispatcher_health(
 
 def run(settings: Settings) -> None:
     """Dispatch until SIGTERM or SIGINT; the current round finishes first."""
+    tracing.setup("dispatcher")
 
     async def main() -> None:
         stop = asyncio.Event()

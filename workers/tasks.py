@@ -1,7 +1,8 @@
 """Celery tasks: thin shells around the Deliverer.
 
 Each worker process builds its own runtime on first use, after the fork: an event
-loop, a Redis client, a heartbeat thread that renews the leases in hand, and the sinks
+loop, a Redis client, a heartbeat thread that renews the leases in hand, tracing when
+it is on (notify.tracing), and the sinks
 (with their keep-alive HTTP pool) that live as long as the process, so connections are
 reused across tasks.
 """
@@ -12,7 +13,9 @@ import logging
 import os
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 
+from notify import tracing
 from notify.proxy import Proxy
 from notify.redis.alertbook import AlertBook
 from notify.redis.client import Client, connect
@@ -38,6 +41,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         # httpx logs every request at INFO: far too much at a thousand a second
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        # here, after the fork: the span exporter's thread must be this process's own
+        tracing.setup("worker")
         self.pid = os.getpid()
         self.loop = new_loop()
         self.redis = connect(settings.redis_url)
@@ -124,6 +129,9 @@ def runtime(settings: Settings) -> Runtime:
 
 
 def register(app: Celery, settings: Settings) -> None:
+    # a pool process may leave by os._exit, past atexit: export its last spans first
+    worker_process_shutdown.connect(lambda **_: tracing.shutdown(), weak=False)
+
     @app.task(name=DELIVER, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def deliver(ids: list[str]) -> None:
         # a failure here leaves the deliveries in the due set: the sweeper re-sends them

@@ -10,7 +10,7 @@ from notify import keys
 from notify.api import metrics
 from notify.api.deps import GatewayDep
 from notify.api.problems import problem
-from notify.errors import StoreUnavailable
+from notify.errors import NotReady, StoreUnavailable
 from notify.redis.eventlog import translated
 from notify.redis.pending import read_backlog
 
@@ -45,9 +45,7 @@ async def readyz(gw: GatewayDep) -> Response:
     if problems:
         # an error like any other (problem+json), with the list as an extension member
         return problem(
-            503,
-            "not_ready",
-            "Not ready",
+            NotReady,
             "; ".join(problems),
             headers={"Retry-After": "1"},
             extra={"problems": problems},

@@ -6,15 +6,17 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Header, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import Receive
 
-from notify import cloudevents, keys
+from notify import cloudevents, keys, tracing
 from notify.api import metrics, schemas
 from notify.api.deps import Auth, GatewayDep
 from notify.api.state import Gateway
 from notify.auth import Principal
 from notify.errors import Findings, Forbidden, InvalidEvent, InvalidInput, TooLarge
-from notify.events import Draft, draft, loads, now_rfc3339
+from notify.events import Draft, draft, loads, now_rfc3339, valid_traceparent
 
 router = APIRouter(tags=["publish"])
 MAX_BATCH = 1000
@@ -27,6 +29,12 @@ IDEMPOTENCY_KEY = Header(
     alias="Idempotency-Key",
     description="a repeat by the same token subject within 24 h answers as the first",
     json_schema_extra={"minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": PRINTABLE_RE},
+)
+TRACEPARENT = Header(
+    None,
+    alias="traceparent",
+    description="W3C Trace Context: stored with the events (their `traceparent`) and carried"
+    " on to webhooks; a malformed one is ignored, as the specification asks",
 )
 ATTRIBUTE: dict[str, Any] = {
     "type": "string",
@@ -95,27 +103,36 @@ def stored(*bodies: dict[str, Any]) -> dict[int | str, Any]:
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """The request body as JSON, refusing more than ``limit`` bytes before reading it."""
-    return loads(await read_body(request, limit), "body")
+    """A FastAPI route's request body as JSON (see :func:`read_body`; such a route
+    declares no body parameter, so FastAPI has read none of it)."""
+    return loads(await body_of(request, limit), "body")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes before reading it."""
-    check_declared(request.headers.get("content-length"), limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def body_of(request: Request, limit: int) -> bytes:
+    """A FastAPI route's request body (see :func:`read_body`)."""
+    return await read_body(request.receive, limit, request.headers.get("content-length"))
 
 
-def check_declared(declared: str | None, limit: int) -> None:
-    """Refuse a body whose Content-Length is over ``limit`` before reading any of it."""
+async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    """The whole request body, straight from ``receive``: the one reader of the fast
+    path and the FastAPI routes. More than ``limit`` bytes is refused (413), before
+    any is read when the ``declared`` Content-Length says so."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"body is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def one_limit(gw: Gateway) -> int:
@@ -141,11 +158,37 @@ async def store(
     gw: Gateway, subject: str, drafts: list[Draft], key: str | None
 ) -> list[tuple[str, str]]:
     await gw.limiter.take_publish(subject, len(drafts))
-    if key:
-        pairs = await gw.log.append(drafts, idempotency_key=keys.idempotency(subject, key))
+    if tracing.ENABLED:
+        pairs = await traced_append(gw, subject, drafts, key)
     else:
-        pairs = await gw.batcher.append(drafts)
+        pairs = await append(gw, subject, drafts, key)
     metrics.EVENTS_PUBLISHED.inc(len(drafts))
+    return pairs
+
+
+async def append(
+    gw: Gateway, subject: str, drafts: list[Draft], key: str | None
+) -> list[tuple[str, str]]:
+    if key:
+        return await gw.log.append(drafts, idempotency_key=keys.idempotency(subject, key))
+    return await gw.batcher.append(drafts)
+
+
+async def traced_append(
+    gw: Gateway, subject: str, drafts: list[Draft], key: str | None
+) -> list[tuple[str, str]]:
+    """:func:`append` in a ``notify.append`` span, child of the publish span, which is
+    then labelled with what was stored (the first event, for a batch)."""
+    with tracing.child("notify.append", "client", {"db.system.name": "redis"}):
+        pairs = await append(gw, subject, drafts, key)
+    tracing.annotate(
+        {
+            "messaging.system": "notify",
+            "messaging.message.id": pairs[0][0],
+            "messaging.destination.name": pairs[0][1],
+            "messaging.batch.message_count": len(pairs),
+        }
+    )
     return pairs
 
 
@@ -169,6 +212,7 @@ async def publish(
     principal: Auth,
     gw: GatewayDep,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
+    traceparent: str | None = TRACEPARENT,
 ) -> Response:
     """Publish one event; `202` means it is stored in Redis."""
     return await publish_one(gw, principal, request)
@@ -176,12 +220,14 @@ async def publish(
 
 async def publish_one(gw: Gateway, principal: Principal, request: Request) -> Response:
     key = idempotency(request.headers.get("idempotency-key"))
+    trace = request.headers.get("traceparent")
     if (ce := cloudevents_of(request)) is not None:
-        body = await read_body(request, one_limit(gw))
-        accepted = await accept_cloudevents(gw, principal, *ce, body, key)
+        body = await body_of(request, one_limit(gw))
+        accepted = await accept_cloudevents(gw, principal, *ce, body, key, trace)
         return Response(accepted, 202, media_type="application/json")
     raw = await read_json(request, one_limit(gw))
-    return Response(await accept_one(gw, principal, raw, key), 202, media_type="application/json")
+    accepted = await accept_one(gw, principal, raw, key, trace)
+    return Response(accepted, 202, media_type="application/json")
 
 
 def cloudevents_of(request: Request) -> CloudEventsRequest | None:
@@ -205,18 +251,29 @@ async def store_cloudevents(
     *,
     batch: bool = False,
     origin: str | None = None,
+    traceparent: str | None = None,
 ) -> list[tuple[str, str]]:
     """Store validated CloudEvents, all or nothing, if the token may publish to each
     one's channel (a refusal names ``events[i].channel`` in a batch); without ``key``,
-    their ``source`` + ``id`` deduplicate."""
-    drafts, own_key = cloudevents.prepare(
-        incoming, max_bytes=gw.settings.max_event_bytes, origin=origin
-    )
-    for i, d in enumerate(drafts):
-        if not principal.can_publish(d.channel):
-            field = f"events[{i}].channel" if batch else "channel"
-            raise Forbidden(f"token may not publish to {d.channel!r}", field=field)
-    return await store(gw, principal.sub, drafts, key or own_key)
+    their ``source`` + ``id`` deduplicate.
+
+    An event stores the request's ``traceparent``, else its own ``traceparent``
+    attribute; while tracing, the publish span (child of the request's, else of the
+    first event's attribute) stands for them all."""
+    given = valid_traceparent(traceparent)
+    own = (valid_traceparent(e.ce.get("traceparent")) for e in incoming)
+    with tracing.publishing(given or next(filter(None, own), None)) as stamped:
+        drafts, own_key = cloudevents.prepare(
+            incoming,
+            max_bytes=gw.settings.max_event_bytes,
+            origin=origin,
+            traceparent=stamped if tracing.ENABLED else given,
+        )
+        for i, d in enumerate(drafts):
+            if not principal.can_publish(d.channel):
+                field = f"events[{i}].channel" if batch else "channel"
+                raise Forbidden(f"token may not publish to {d.channel!r}", field=field)
+        return await store(gw, principal.sub, drafts, key or own_key)
 
 
 async def accept_cloudevents(
@@ -228,22 +285,29 @@ async def accept_cloudevents(
     query_string: bytes,
     body: bytes,
     key: str | None,
+    traceparent: str | None = None,
 ) -> bytes:
     """Validate and store CloudEvents (any mode, either endpoint), all or nothing; the
     answer is shaped by the mode: ``{"id","channel"}`` for one, ``{"ids"}`` for a batch.
     Without an Idempotency-Key, ``source`` + ``id`` make one."""
     incoming = cloudevents.parse(kind, headers, content_type, body, query_string, MAX_BATCH)
-    pairs = await store_cloudevents(gw, principal, incoming, key, batch=kind == "batch")
+    pairs = await store_cloudevents(
+        gw, principal, incoming, key, batch=kind == "batch", traceparent=traceparent
+    )
     if kind == "batch":
         return orjson.dumps({"ids": [i for i, _ in pairs]})
     return orjson.dumps({"id": pairs[0][0], "channel": pairs[0][1]})
 
 
-async def accept_one(gw: Gateway, principal: Principal, raw: Any, key: str | None) -> bytes:
-    """Validate and store one event; the body of the ``202``."""
-    d = draft(raw, max_bytes=gw.settings.max_event_bytes, parsed=True)
-    principal.require_publish(d.channel)
-    pairs = await store(gw, principal.sub, [d], key)
+async def accept_one(
+    gw: Gateway, principal: Principal, raw: Any, key: str | None, traceparent: str | None = None
+) -> bytes:
+    """Validate and store one event; the body of the ``202``. ``traceparent`` is the
+    request's header, unchecked (a malformed one is ignored)."""
+    with tracing.publishing(valid_traceparent(traceparent)) as stamped:
+        d = draft(raw, max_bytes=gw.settings.max_event_bytes, parsed=True, traceparent=stamped)
+        principal.require_publish(d.channel)
+        pairs = await store(gw, principal.sub, [d], key)
     event_id, channel = pairs[0]
     return orjson.dumps({"id": event_id, "channel": channel})
 
@@ -267,6 +331,7 @@ async def publish_batch(
     principal: Auth,
     gw: GatewayDep,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
+    traceparent: str | None = TRACEPARENT,
 ) -> Response:
     """Publish 1-1000 events at once, all or nothing."""
     return await publish_many(gw, principal, request)
@@ -274,16 +339,28 @@ async def publish_batch(
 
 async def publish_many(gw: Gateway, principal: Principal, request: Request) -> Response:
     key = idempotency(request.headers.get("idempotency-key"))
+    trace = request.headers.get("traceparent")
     if (ce := cloudevents_of(request)) is not None:
-        body = await read_body(request, batch_limit(gw))
-        accepted = await accept_cloudevents(gw, principal, *ce, body, key)
+        body = await body_of(request, batch_limit(gw))
+        accepted = await accept_cloudevents(gw, principal, *ce, body, key, trace)
         return Response(accepted, 202, media_type="application/json")
     raw = await read_json(request, batch_limit(gw))
-    return Response(await accept_many(gw, principal, raw, key), 202, media_type="application/json")
+    accepted = await accept_many(gw, principal, raw, key, trace)
+    return Response(accepted, 202, media_type="application/json")
 
 
-async def accept_many(gw: Gateway, principal: Principal, raw: Any, key: str | None) -> bytes:
-    """Validate and store a batch, all or nothing; the body of the ``202``."""
+async def accept_many(
+    gw: Gateway, principal: Principal, raw: Any, key: str | None, traceparent: str | None = None
+) -> bytes:
+    """Validate and store a batch, all or nothing; the body of the ``202`` (every event
+    stores the one ``traceparent``, as for :func:`accept_one`)."""
+    with tracing.publishing(valid_traceparent(traceparent)) as stamped:
+        return await accepted_many(gw, principal, raw, key, stamped)
+
+
+async def accepted_many(
+    gw: Gateway, principal: Principal, raw: Any, key: str | None, traceparent: str | None
+) -> bytes:
     if not isinstance(raw, dict) or set(raw) != {"events"}:
         raise InvalidEvent("body must be an object with exactly the field 'events'", field="events")
     events = raw["events"]
@@ -293,7 +370,9 @@ async def accept_many(gw: Gateway, principal: Principal, raw: Any, key: str | No
     at = now_rfc3339()  # one clock reading for the whole batch
     found = Findings()  # every bad field of every event, not just the first
     checked = [
-        found.attempt(draft, e, max_bytes=limit, time=at, index=i, parsed=True)
+        found.attempt(
+            draft, e, max_bytes=limit, time=at, index=i, parsed=True, traceparent=traceparent
+        )
         for i, e in enumerate(events)
     ]
     found.raise_any()

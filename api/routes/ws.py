@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from notify import cloudevents, wsframe, wsproto
+from notify import cloudevents, tracing, wsframe, wsproto
 from notify.api import metrics
 from notify.api.deps import authenticate, gateway_of
 from notify.api.hub import Sender, Subscriber
@@ -23,7 +23,7 @@ from notify.auth import Principal
 from notify.channels import validate_channel
 from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
 from notify.eventlog import Entry
-from notify.events import encode_draft, validate_type, with_id
+from notify.events import encode_draft, valid_traceparent, validate_type, with_id
 from notify.origins import origin_allowed
 
 router = APIRouter()
@@ -238,15 +238,18 @@ class Session:
         if "data" not in body:
             raise InvalidEvent("data is required (it may be null)", field="data")
         self.principal.require_publish(channel)
-        draft = encode_draft(
-            channel,
-            type_,
-            body["data"],
-            self.sub.origin,
-            max_bytes=self.gw.settings.max_event_bytes,
-            parsed=True,
-        )
-        pairs = await store(self.gw, self.principal.sub, [draft], None)
+        # a malformed traceparent is ignored, as over HTTP (W3C Trace Context)
+        with tracing.publishing(valid_traceparent(body.get("traceparent"))) as traceparent:
+            draft = encode_draft(
+                channel,
+                type_,
+                body["data"],
+                self.sub.origin,
+                max_bytes=self.gw.settings.max_event_bytes,
+                parsed=True,
+                traceparent=traceparent,
+            )
+            pairs = await store(self.gw, self.principal.sub, [draft], None)
         await self.reply(wsproto.ok(frame.ref, id=pairs[0][0]))
 
     async def publish_cloudevent(self, frame: wsproto.Frame) -> None:
@@ -262,6 +265,11 @@ class Session:
             )
         incoming = cloudevents.from_structured(body["cloudevent"], None, prefix="cloudevent.")
         pairs = await store_cloudevents(
-            self.gw, self.principal, [incoming], None, origin=self.sub.origin
+            self.gw,
+            self.principal,
+            [incoming],
+            None,
+            origin=self.sub.origin,
+            traceparent=body.get("traceparent"),
         )
         await self.reply(wsproto.ok(frame.ref, id=pairs[0][0]))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from notify.errors import CATALOGUE
 from tests.support.factories import GatewayFactory, TokenMaker
@@ -89,3 +93,46 @@ def test_a_validation_failure_names_every_bad_field(
         assert r.status_code == 422
         assert [e["field"] for e in r.json()["errors"]] == ["channel", "sink.to"]
         assert c.get("/v1/events", params={"channel": ">"}, headers=auth).json()["events"] == []
+
+
+# the fast path's publish (limit: NOTIFY_MAX_EVENT_BYTES + 1 KiB) and a FastAPI route's
+# (subscriptions: 64 KiB); both read bodies with one function
+BODY_LIMITS = {"/v1/events": 65536 + 1024, "/v1/subscriptions": 64 * 1024}
+
+
+def raw_post(gw: Gateway, path: str, head: str) -> tuple[int, dict[str, object]]:
+    """POST a head alone (its body never sent): the status and problem of the answer."""
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nhost: gateway\r\n{head}\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)  # a timeout here: the gateway waits for the body
+            assert chunk, data
+            data += chunk
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+@pytest.mark.parametrize("path", BODY_LIMITS)
+def test_a_body_over_the_limit_is_one_answer_on_fast_path_and_routes(
+    gateway: Gateway, make_token: TokenMaker, path: str
+) -> None:
+    """413 ``too-large`` naming the limit: before a byte of the body is read when the
+    Content-Length declares it, and as soon as it is over when the body is chunked."""
+    token = make_token("bob", publish=[">"], subscribe=[">"])
+    limit = BODY_LIMITS[path]
+    head = f"authorization: Bearer {token}\r\ncontent-type: application/json\r\n"
+    status, declared = raw_post(gateway, path, head + f"content-length: {limit + 1}\r\n")
+    assert status == 413, declared
+    assert declared["type"].endswith("/too-large")
+    assert declared["detail"] == f"body is over the limit of {limit} bytes"
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"data": "'
+        yield b"x" * limit
+        yield b'"}'
+
+    with httpx.Client(base_url=gateway.base_url, trust_env=False, timeout=10) as c:
+        r = c.post(path, content=chunks(), headers={"authorization": f"Bearer {token}"})
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 413 and r.json() == declared

@@ -175,3 +175,39 @@ def redis_errors(c: httpx.Client, why: str) -> float:
         rf'^notify_redis_errors_total{{reason="{why}"}} (\S+)$', c.get("/metrics").text, re.M
     )
     return float(found[1]) if found else 0.0
+
+
+ANSWER_HEADERS = (
+    "content-type",
+    "retry-after",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "vary",
+)
+
+
+def test_fast_path_and_routes_answer_a_stopped_redis_alike(
+    gateway_factory: GatewayFactory, redis_server: RedisServer, token: str
+) -> None:
+    """The same fault, the same answer to the byte: status, problem body and headers
+    (``Retry-After``, and the CORS headers for an allowed origin, another one and
+    none), from the fast path's publishing and from FastAPI routes."""
+    gw = gateway_factory(NOTIFY_CORS_ORIGINS="https://app.example")
+    with client(gw, token) as c:
+        assert c.post("/v1/events", json=EVENT).status_code == 202
+        redis_server.stop()
+        for origin in ("https://app.example", "https://elsewhere.example", None):
+            c.headers.pop("origin", None)
+            if origin is not None:
+                c.headers["origin"] = origin
+            answers = {name: call(c) for name, call in {**WRITES, **READS}.items()}
+            seen = {
+                (r.status_code, r.content, tuple(r.headers.get(h) for h in ANSWER_HEADERS))
+                for r in answers.values()
+            }
+            assert len(seen) == 1, (origin, {n: (r.headers, r.text) for n, r in answers.items()})
+            r = answers["publish (fast path)"]
+            assert_unavailable(r, "unreachable")
+            assert r.headers["vary"] == "Origin"
+            allowed = r.headers.get("access-control-allow-origin")
+            assert allowed == (origin if origin == "https://app.example" else None)

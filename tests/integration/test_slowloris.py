@@ -142,7 +142,7 @@ def assert_timeout_reply(raw: bytes) -> None:
     assert len(reply.body) == int(reply.headers["content-length"])
     problem = json.loads(reply.body)
     assert problem["status"] == 408 and problem["title"] and problem["detail"]
-    assert problem["type"] == "http://127.0.0.1:8000/problems/request_timeout"  # NOTIFY_PUBLIC_URL
+    assert problem["type"] == "http://127.0.0.1:8000/problems/request-timeout"  # NOTIFY_PUBLIC_URL
 
 
 @dataclass
