@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from notify.api.deps import authenticate
-from notify.api.schemas import JSON_VALUE, PROBLEM
+from notify.api.schemas import COMPONENTS
 from notify.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
@@ -181,8 +181,7 @@ def document(schema: dict[str, Any], routes: Sequence[BaseRoute]) -> dict[str, A
     schemas = components.setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
-    schemas["Problem"] = PROBLEM
-    schemas["JsonValue"] = JSON_VALUE
+    schemas.update(COMPONENTS)
     components["securitySchemes"] = {
         "bearer": {
             "type": "http",

@@ -18,6 +18,7 @@ from notify.errors import Conflict, InvalidInput, NotFound
 from notify.events import parse_id
 from notify.redis.subscriptions import SubscriptionStore
 from notify.subscriptions import (
+    USER_RE,
     Subscription,
     parse_create,
     parse_patch,
@@ -27,29 +28,6 @@ from notify.webhooks import is_signing_key, new_secret, new_signing_key
 
 router = APIRouter(tags=["subscriptions"])
 MAX_BODY = 64 * 1024
-SINK_SCHEMA = schemas.SINK
-SUBSCRIPTION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["channel", "sink"],
-    "additionalProperties": False,
-    "properties": {
-        "channel": schemas.PATTERN,
-        "types": schemas.TYPE_PATTERNS,
-        "sink": schemas.SINK,
-        # not both this and ?user= with different values (422)
-        "user": {**schemas.USER, "type": ["string", "null"]},
-    },
-}
-PATCH_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "channel": schemas.PATTERN,
-        "types": schemas.TYPE_PATTERNS,
-        "sink": {**schemas.SINK, "description": "of the same kind (and signature) as before"},
-        "enabled": {"type": ["boolean", "null"]},
-    },
-}
 REPLAY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["after"],
@@ -90,7 +68,7 @@ REPLAYING: dict[str, Any] = {
 }
 UserQuery = Annotated[
     str | None,
-    Query(max_length=64, description="admin only", json_schema_extra={"pattern": schemas.USER_RE}),
+    Query(max_length=64, description="admin only", json_schema_extra={"pattern": USER_RE}),
 ]
 
 
@@ -113,7 +91,7 @@ async def owned(store: SubscriptionStore, principal: Principal, sub_id: str) -> 
 @router.post(
     "/v1/subscriptions",
     status_code=201,
-    openapi_extra=body_doc(SUBSCRIPTION_SCHEMA),
+    openapi_extra=body_doc(schemas.SUBSCRIPTION_CREATE),
     responses=answer(201, VIEW, "created"),
 )
 async def create(
@@ -162,7 +140,9 @@ async def read(sub_id: str, principal: Auth, redis: Store) -> dict[str, Any]:
 
 
 @router.patch(
-    "/v1/subscriptions/{sub_id}", openapi_extra=body_doc(PATCH_SCHEMA), responses=answer(200, VIEW)
+    "/v1/subscriptions/{sub_id}",
+    openapi_extra=body_doc(schemas.SUBSCRIPTION_PATCH),
+    responses=answer(200, VIEW),
 )
 async def patch(
     sub_id: str, request: Request, principal: Auth, redis: Store, settings: SettingsDep

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,9 +19,19 @@ from notify.channels import validate_channel, validate_pattern
 from notify.errors import InvalidInput
 from notify.events import parse_id, validate_type
 from notify.settings import Settings
-from notify.subscriptions import validate_address, validate_type_pattern, validate_url
+from notify.subscriptions import (
+    Address,
+    TypePattern,
+    Url,
+    validate_address,
+    validate_type_pattern,
+    validate_url,
+)
 
 SEG = "a" * 64
+TYPE_PATTERN = schemas.of(TypePattern)
+URL = schemas.of(Url)
+EMAIL = schemas.of(Address)
 
 
 def accepted(check: Callable[[str], object], value: str) -> bool:
@@ -54,7 +65,7 @@ IDS = ["0-0", "1732683600000-0", "1-", "-1", "a-1", "1", "99999999999999999999-0
         (schemas.CHANNEL, validate_channel, CHANNELS),
         (schemas.PATTERN, validate_pattern, CHANNELS),
         (schemas.EVENT_TYPE, validate_type, TYPES),
-        (schemas.TYPE_PATTERN, lambda v: validate_type_pattern(v, "types[0]"), TYPE_PATTERNS),
+        (TYPE_PATTERN, lambda v: validate_type_pattern(v, "types[0]"), TYPE_PATTERNS),
         (schemas.EVENT_ID, parse_id, IDS),
     ],
 )
@@ -71,10 +82,10 @@ def test_a_schema_allows_what_its_validator_accepts(
         (schemas.CHANNEL, validate_channel),
         (schemas.PATTERN, validate_pattern),
         (schemas.EVENT_TYPE, validate_type),
-        (schemas.TYPE_PATTERN, lambda v: validate_type_pattern(v, "types[0]")),
+        (TYPE_PATTERN, lambda v: validate_type_pattern(v, "types[0]")),
         (schemas.EVENT_ID, parse_id),
-        (schemas.URL, lambda v: validate_url(v, "sink.url", allow_private=False)),
-        (schemas.EMAIL, lambda v: validate_address(v, "sink.to")),
+        (URL, lambda v: validate_url(v, "sink.url", allow_private=False)),
+        (EMAIL, lambda v: validate_address(v, "sink.to")),
     ],
 )
 def test_every_value_a_schema_allows_is_accepted(
@@ -92,6 +103,22 @@ def test_every_value_a_schema_allows_is_accepted(
     accepts()
 
 
+@pytest.mark.parametrize("name", SPECIAL_USE_DOMAIN_NAMES)
+def test_the_email_schema_allows_no_special_use_domain(name: str) -> None:
+    """Refused by the validator, whatever the rest of the address: what a random
+    example may miss."""
+    for address in (f"a@mail.{name}", f"a@mail.{name.upper()}"):
+        assert not accepted(lambda v: validate_address(v, "sink.to"), address)
+        assert not schema_allows(EMAIL, address), address
+
+
+@pytest.mark.parametrize("address", ["a@example.info", "a@b.museum", "a@mail.TESTS", "a@x.io"])
+def test_the_email_schema_allows_every_ordinary_top_level_domain(address: str) -> None:
+    """Long top-level names are ordinary: a generated client must not refuse them."""
+    assert accepted(lambda v: validate_address(v, "sink.to"), address)
+    assert schema_allows(EMAIL, address), address
+
+
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
     return create_app(Settings(jwt_secret="s" * 32)).openapi()
@@ -103,6 +130,36 @@ def operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for path, item in document["paths"].items()
         for method, operation in item.items()
     }
+
+
+def references(node: object) -> list[str]:
+    """Every schema reference in ``node``: ``$ref`` and a discriminator's mapping."""
+    if isinstance(node, list):
+        return [ref for item in node for ref in references(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+    mapping = node.get("discriminator", {}).get("mapping", {})
+    return found + list(mapping.values()) + references(list(node.values()))
+
+
+def test_the_subscription_bodies_are_their_models_and_every_reference_resolves(
+    document: dict[str, Any],
+) -> None:
+    bodies = {
+        name: operation["requestBody"]["content"]["application/json"]["schema"]
+        for name, operation in operations(document).items()
+        if name in ("POST /v1/subscriptions", "PATCH /v1/subscriptions/{sub_id}")
+    }
+    assert bodies == {
+        "POST /v1/subscriptions": {"$ref": "#/components/schemas/SubscriptionCreate"},
+        "PATCH /v1/subscriptions/{sub_id}": {"$ref": "#/components/schemas/SubscriptionPatch"},
+    }
+    named = document["components"]["schemas"]
+    refs = set(references(document))
+    assert "#/components/schemas/WebhookSink" in refs
+    for ref in refs:
+        assert ref.removeprefix("#/components/schemas/") in named, ref
 
 
 def test_every_operation_has_its_errors_listed(document: dict[str, Any]) -> None:
