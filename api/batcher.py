@@ -15,11 +15,11 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 
-from notify.events import Draft
+from notify.events import EventDraft
 from notify.redis.eventlog import RedisEventLog
 
 Pairs = list[tuple[str, str]]
-Waiting = tuple[Sequence[Draft], int, "asyncio.Future[Pairs]"]
+Waiting = tuple[Sequence[EventDraft], int, "asyncio.Future[Pairs]"]
 """A request's drafts, their encoded size and the future its answer goes to."""
 
 
@@ -33,7 +33,7 @@ class AppendBatcher:
         self._pending: deque[Waiting] = deque()
         self._running = False
 
-    async def append(self, drafts: Sequence[Draft]) -> Pairs:
+    async def append(self, drafts: Sequence[EventDraft]) -> Pairs:
         fut: asyncio.Future[Pairs] = asyncio.get_running_loop().create_future()
         self._pending.append((drafts, sum(len(d.body) for d in drafts), fut))
         if not self._running:

@@ -33,7 +33,7 @@ from aiosmtpd.controller import Controller
 from notify import keys
 from notify.publisher import AsyncPublisher
 from notify.redis.subscriptions import SubscriptionStore
-from notify.subscriptions import Draft
+from notify.subscriptions import NewSubscription
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,10 +128,14 @@ async def main(events: int, alerts: int) -> None:
     store = SubscriptionStore(redis)
     try:
         sink: dict[str, Any] = {"kind": "email", "to": "bench@example.com", "digest_seconds": 0}
-        await store.create(Draft("mail.>", (), sink, None), "bench", limit=100, secret=None)
+        await store.create(
+            NewSubscription("mail.>", (), sink, None), "bench", limit=100, secret=None
+        )
         if am_url:
             sink = {"kind": "monitoring", "url": am_url}
-            await store.create(Draft("alert.>", (), sink, None), "bench", limit=100, secret=None)
+            await store.create(
+                NewSubscription("alert.>", (), sink, None), "bench", limit=100, secret=None
+            )
         procs.append(spawn([sys.executable, "-m", "notify", "dispatcher"], env, tmp / "d.log"))
         procs.append(
             spawn([sys.executable, "-m", "notify", "worker", "--concurrency", "2"], env,

@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from notify import keys
 from notify.publisher import AsyncPublisher
 from notify.redis.subscriptions import SubscriptionStore
-from notify.subscriptions import Draft
+from notify.subscriptions import NewSubscription
 from notify.webhooks import new_secret
 from tests.support.ports import free_port
 
@@ -170,7 +170,7 @@ async def main(
                 **FORMATS[body_format],
             }
             made.append(
-                await store.create(Draft("bench.>", (), sink, None), "bench", limit=100,
+                await store.create(NewSubscription("bench.>", (), sink, None), "bench", limit=100,
                                    secret=new_secret())
             )  # fmt: skip
         dispatcher = spawn([sys.executable, "-m", "notify", "dispatcher"], env, tmp / "d.log")

@@ -27,7 +27,7 @@ import orjson
 from notify.channels import validate_channel
 from notify.errors import InvalidEvent
 from notify.events import (
-    Draft,
+    EventDraft,
     encode_draft,
     loads,
     now_rfc3339,
@@ -192,7 +192,7 @@ def drafts(
     time: str,
     origin: str | None = None,
     traceparent: str | None = None,
-) -> list[Draft]:
+) -> list[EventDraft]:
     """The events' drafts; each stores ``traceparent`` (the request's), else its own
     ``traceparent`` attribute when that is valid (it stays under ``ce`` either way)."""
     return [
@@ -217,7 +217,7 @@ def prepare(
     max_bytes: int,
     origin: str | None = None,
     traceparent: str | None = None,
-) -> tuple[list[Draft], str]:
+) -> tuple[list[EventDraft], str]:
     """The drafts to store, stamped now, and the idempotency key ``source`` + ``id``
     make: what every way in (HTTP, WebSocket, ``notify.Publisher``) stores."""
     stored = drafts(

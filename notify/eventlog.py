@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from notify.events import Draft
+from notify.events import EventDraft
 
 
 class Entry(NamedTuple):
@@ -35,7 +35,7 @@ class Page:
 
 class EventLog(Protocol):
     async def append(
-        self, drafts: Sequence[Draft], *, idempotency_key: str | None = None
+        self, drafts: Sequence[EventDraft], *, idempotency_key: str | None = None
     ) -> list[tuple[str, str]]:
         """Store the drafts atomically; return (id, channel) per draft.
 

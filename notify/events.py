@@ -77,7 +77,7 @@ _U64 = 2**64 - 1
 EVENT_FIELDS = frozenset({"channel", "type", "data", "origin"})
 
 
-class Draft(NamedTuple):
+class EventDraft(NamedTuple):
     """A validated event waiting for its id (a named tuple: cheap to build per event)."""
 
     channel: str
@@ -116,7 +116,7 @@ def draft(
     index: int | None = None,
     parsed: bool = False,
     traceparent: str | None = None,
-) -> Draft:
+) -> EventDraft:
     """Validate one client-supplied event object and encode it (``parsed`` and
     ``traceparent``: as for :func:`encode_draft`).
 
@@ -163,7 +163,7 @@ def checked_draft(
     prefix: str,
     parsed: bool = False,
     traceparent: str | None = None,
-) -> Draft:
+) -> EventDraft:
     """:func:`draft`, field by field: raises the first problem found, with every
     problem found in its ``errors``."""
     if not isinstance(raw, dict):
@@ -258,7 +258,7 @@ def encode_draft(
     parsed: bool = False,
     ce: dict[str, Any] | None = None,
     traceparent: str | None = None,
-) -> Draft:
+) -> EventDraft:
     """Encode a validated event; ``parsed`` says ``data`` came from :func:`loads` (plain
     JSON already), else it is checked with :func:`check_data`. ``traceparent`` (one that
     :func:`valid_traceparent` returned) is stored as the envelope's last field, where
@@ -287,7 +287,7 @@ def encode_draft(
             f"event is {len(body) + MAX_ID_OVERHEAD} bytes encoded, over the limit of {max_bytes}",
             field=prefix.rstrip(".") or None,
         )
-    return Draft(channel, type_, body, origin or "")  # positional: cheaper per event
+    return EventDraft(channel, type_, body, origin or "")  # positional: cheaper per event
 
 
 def with_id(event_id: str, body: bytes) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any
 
 from notify import cloudevents, keys
 from notify.channels import validate_channel
-from notify.events import Draft, draft, encode_draft, valid_traceparent, validate_type
+from notify.events import EventDraft, draft, encode_draft, valid_traceparent, validate_type
 from notify.redis import limits as advertised
 from notify.redis.client import async_client, sync_client
 from notify.redis.eventlog import (
@@ -102,7 +102,7 @@ class _Config:
         data: Any,
         origin: str | None,
         traceparent: str | None = None,
-    ) -> Draft:
+    ) -> EventDraft:
         return encode_draft(
             validate_channel(channel),
             validate_type(type_),
@@ -112,7 +112,7 @@ class _Config:
             traceparent=_traceparent(traceparent),
         )
 
-    def drafts(self, events: Iterable[Mapping[str, Any]]) -> list[Draft]:
+    def drafts(self, events: Iterable[Mapping[str, Any]]) -> list[EventDraft]:
         out = [
             draft(dict(e), max_bytes=self.max_event_bytes, index=i) for i, e in enumerate(events)
         ]
@@ -123,7 +123,7 @@ class _Config:
 
 def cloudevent_draft(
     config: _Config, event: Mapping[str, Any], channel: str | None
-) -> tuple[Draft, str]:
+) -> tuple[EventDraft, str]:
     """One structured-mode CloudEvent as the gateways take it: its draft, and the
     idempotency key its ``source`` + ``id`` make."""
     incoming = cloudevents.from_structured(dict(event), channel)
@@ -218,7 +218,7 @@ class Publisher(_Config):
         self._script = self._client.register_script(APPEND_LUA)
         self._async: AsyncPublisher | None = None
 
-    def _append(self, drafts: list[Draft], key: str | None) -> list[tuple[str, str]]:
+    def _append(self, drafts: list[EventDraft], key: str | None) -> list[tuple[str, str]]:
         with translated():
             if self._stale():
                 self._adopt(advertised.parse(self._client.hgetall(keys.LIMITS)))

@@ -158,7 +158,7 @@ def new_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Draft:
+class NewSubscription:
     """A validated creation request."""
 
     channel: str
@@ -556,9 +556,9 @@ _TYPES: TypeAdapter[list[str] | None] = TypeAdapter(TypePatterns)
 
 def parse_create(
     raw: object, *, allow_private: bool, allowed: ssrf.AllowList = ssrf.NOTHING
-) -> Draft:
+) -> NewSubscription:
     body = _checked(_CREATE, raw, _Targets(allow_private, allowed))
-    return Draft(
+    return NewSubscription(
         channel=body.channel,
         types=_distinct(body.types),
         sink=body.sink.model_dump(),

@@ -16,7 +16,7 @@ from notify.api.deps import Auth, GatewayDep
 from notify.api.state import Gateway
 from notify.auth import Principal
 from notify.errors import Findings, Forbidden, InvalidEvent, InvalidInput, TooLarge
-from notify.events import Draft, draft, loads, now_rfc3339, valid_traceparent
+from notify.events import EventDraft, draft, loads, now_rfc3339, valid_traceparent
 
 router = APIRouter(tags=["publish"])
 MAX_BATCH = 1000
@@ -155,7 +155,7 @@ def idempotency(key: str | None) -> str | None:
 
 
 async def store(
-    gw: Gateway, subject: str, drafts: list[Draft], key: str | None
+    gw: Gateway, subject: str, drafts: list[EventDraft], key: str | None
 ) -> list[tuple[str, str]]:
     await gw.limiter.take_publish(subject, len(drafts))
     if tracing.ENABLED:
@@ -167,7 +167,7 @@ async def store(
 
 
 async def append(
-    gw: Gateway, subject: str, drafts: list[Draft], key: str | None
+    gw: Gateway, subject: str, drafts: list[EventDraft], key: str | None
 ) -> list[tuple[str, str]]:
     if key:
         return await gw.log.append(drafts, idempotency_key=keys.idempotency(subject, key))
@@ -175,7 +175,7 @@ async def append(
 
 
 async def traced_append(
-    gw: Gateway, subject: str, drafts: list[Draft], key: str | None
+    gw: Gateway, subject: str, drafts: list[EventDraft], key: str | None
 ) -> list[tuple[str, str]]:
     """:func:`append` in a ``notify.append`` span, child of the publish span, which is
     then labelled with what was stored (the first event, for a batch)."""

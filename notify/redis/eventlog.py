@@ -22,7 +22,7 @@ from notify import keys
 from notify.channels import PatternIndex, is_wildcard
 from notify.errors import StoreUnavailable
 from notify.eventlog import Entry, Page
-from notify.events import Draft, is_last_possible, parse_id
+from notify.events import EventDraft, is_last_possible, parse_id
 from notify.redis import scripts
 from notify.redis.client import async_client
 from notify.redis.errors import TRANSIENT, translated
@@ -41,7 +41,7 @@ class Retention:
     max_events: int
     channel_max_events: int
 
-    def append_args(self, drafts: Sequence[Draft]) -> list[Any]:
+    def append_args(self, drafts: Sequence[EventDraft]) -> list[Any]:
         return [
             self.seconds * 1000,
             self.max_events,
@@ -53,7 +53,7 @@ class Retention:
         ]
 
 
-def pack(drafts: Sequence[Draft]) -> bytes:
+def pack(drafts: Sequence[EventDraft]) -> bytes:
     """The drafts as the append script reads them: channel, type, origin and body of
     each in turn, each after its length (big-endian, 2 bytes; 4 for the body)."""
     heads: dict[tuple[str, str, str], bytes] = {}  # a batch repeats a few of these
@@ -71,11 +71,11 @@ def pack(drafts: Sequence[Draft]) -> bytes:
     return b"".join(parts)
 
 
-def append_keys(drafts: Sequence[Draft], idem_key: str | None) -> list[str]:
+def append_keys(drafts: Sequence[EventDraft], idem_key: str | None) -> list[str]:
     return [keys.LOG, idem_key or ""]
 
 
-def decode_append(raw: Any, drafts: Sequence[Draft]) -> list[tuple[str, str]]:
+def decode_append(raw: Any, drafts: Sequence[EventDraft]) -> list[tuple[str, str]]:
     """(id, channel) per draft from the append script's answer: the ids in order, or,
     for a request with an idempotency key, the JSON pairs kept for its retries."""
     if isinstance(raw, list):
@@ -177,7 +177,7 @@ class RedisEventLog:
 
     async def append(
         self,
-        drafts: Sequence[Draft],
+        drafts: Sequence[EventDraft],
         *,
         idempotency_key: str | None = None,
     ) -> list[tuple[str, str]]:

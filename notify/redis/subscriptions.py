@@ -20,7 +20,7 @@ from notify.errors import Conflict, NotFound
 from notify.events import now_rfc3339
 from notify.redis import scripts
 from notify.redis.errors import translating
-from notify.subscriptions import Draft, Secret, Subscription, new_id
+from notify.subscriptions import NewSubscription, Secret, Subscription, new_id
 
 CHANGES_MAXLEN = 100_000
 REPLAYS_MAXLEN = 10_000
@@ -77,7 +77,7 @@ class SubscriptionStore:
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def create(
-        self, draft: Draft, user: str, *, limit: int, secret: str | None
+        self, draft: NewSubscription, user: str, *, limit: int, secret: str | None
     ) -> Subscription:
         if await self._redis.scard(keys.user_subscriptions(user)) >= limit:
             raise Conflict(f"a user may have at most {limit} subscriptions")
