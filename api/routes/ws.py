@@ -20,10 +20,9 @@ from notify.api.state import Gateway
 from notify.api.streams import BudgetSpent, expire_at, hub_started, log_cut, resume, start
 from notify.api.wsconn import connection_of
 from notify.auth import Principal
-from notify.channels import validate_channel
-from notify.errors import Forbidden, InvalidEvent, InvalidInput, NotifyError
+from notify.errors import Forbidden, InvalidInput, NotifyError
 from notify.eventlog import Entry
-from notify.events import encode_draft, valid_traceparent, validate_type, with_id
+from notify.events import draft, valid_traceparent, with_id
 from notify.origins import origin_allowed
 
 router = APIRouter()
@@ -233,23 +232,21 @@ class Session:
         if "cloudevent" in body:
             await self.publish_cloudevent(frame)
             return
-        channel = validate_channel(body.get("channel"))
-        type_ = validate_type(body.get("type"))
-        if "data" not in body:
-            raise InvalidEvent("data is required (it may be null)", field="data")
-        self.principal.require_publish(channel)
+        # the frame's event fields, checked by the one event validator (HTTP's, the
+        # Publisher's); this socket's origin, for echo suppression
+        raw: dict[str, Any] = {k: body[k] for k in ("channel", "type", "data") if k in body}
+        if self.sub.origin is not None:
+            raw["origin"] = self.sub.origin
         # a malformed traceparent is ignored, as over HTTP (W3C Trace Context)
         with tracing.publishing(valid_traceparent(body.get("traceparent"))) as traceparent:
-            draft = encode_draft(
-                channel,
-                type_,
-                body["data"],
-                self.sub.origin,
+            event = draft(
+                raw,
                 max_bytes=self.gw.settings.max_event_bytes,
                 parsed=True,
                 traceparent=traceparent,
             )
-            pairs = await store(self.gw, self.principal.sub, [draft], None)
+            self.principal.require_publish(event.channel)
+            pairs = await store(self.gw, self.principal.sub, [event], None)
         await self.reply(wsproto.ok(frame.ref, id=pairs[0][0]))
 
     async def publish_cloudevent(self, frame: wsproto.Frame) -> None:
