@@ -4,9 +4,14 @@ limit, ``Retry-After`` on a 503, and two dispatchers sharing the work."""
 from __future__ import annotations
 
 import json
+import signal
 
+import redis
+
+from notify import keys
 from tests.integration.conftest import StackFactory
 from tests.integration.delivery_stack import Stack
+from tests.support.redis import RedisServer
 from tests.support.webhook_receiver import Answer, Receiver
 
 WORKER_START = 40.0  # a Celery worker starts slowly on a busy two-core machine
@@ -45,10 +50,41 @@ def test_a_503_with_retry_after_is_retried_after_it(stack: Stack, receiver: Rece
     assert record["attempts"][0]["status_code"] == 503
 
 
-def test_two_dispatchers_deliver_each_event_once(stack: Stack, receiver: Receiver) -> None:
-    stack.dispatcher(name="dispatcher2")
+def test_two_dispatchers_deliver_each_event_once(
+    stack: Stack, receiver: Receiver, redis_server: RedisServer
+) -> None:
+    """Both at once, then each alone while the other is frozen (SIGSTOP), so each is
+    seen doing the work (a read the frozen one was blocked in may still be served to
+    it: the other then takes those entries over once its heartbeat lapses). Every
+    event is recorded and delivered once."""
+    [first] = [p for p in stack.procs if p.name == "dispatcher"]
+    second = stack.dispatcher(name="dispatcher2")
+    stack.wait_ready(second)
     sub = webhook(stack, receiver, "/twice")
-    ids = stack.publish_many([{"channel": "orders.eu", "type": "t", "data": n} for n in range(60)])
-    stack.wait_status(sub, "delivered", count=60, timeout=WORKER_START)
+
+    def burst(n: int) -> list[str]:
+        events = [{"channel": "orders.eu", "type": "t", "data": i} for i in range(n)]
+        return stack.publish_many(events)
+
+    ids = burst(60)
+    stack.wait_status(sub, "delivered", count=len(ids), timeout=WORKER_START)
+    for frozen in (first, second):
+        frozen.kill(signal.SIGSTOP)
+        try:
+            ids += burst(20)
+            stack.wait_status(sub, "delivered", count=len(ids), timeout=30)
+        finally:
+            frozen.kill(signal.SIGCONT)
+    with redis.Redis.from_url(redis_server.url) as r:
+
+        def settled() -> bool:
+            """Every log entry read and acknowledged, and no delivery queued: nothing
+            is left to route or send, by the resumed dispatcher either."""
+            groups = r.xinfo_groups(keys.LOG)
+            done = all(g["pending"] == 0 and g["lag"] == 0 for g in groups)
+            return bool(groups) and done and r.zcard(keys.RETRY_DUE) == 0
+
+        stack.wait_for("both dispatchers to settle", settled, timeout=30)
+    assert len(stack.deliveries(sub)) == len(ids)
     got = [json.loads(g.body)["id"] for g in receiver.at("/twice")]
     assert sorted(got) == sorted(ids)  # every event once: none lost, none twice

@@ -76,6 +76,17 @@ def _raw_stream(port: int, token: str, cursor: str | None = None) -> socket.sock
     return sock
 
 
+def _read_head(sock: socket.socket) -> bytes:
+    """The response up to the stream's opening block (``retry:`` and ``id:``)."""
+    sock.settimeout(10)
+    data = b""
+    while not re.search(rb"retry: 3000\nid: [0-9]+-[0-9]+\n\n", data):
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    return data
+
+
 def _drain(sock: socket.socket, timeout: float) -> bytes:
     sock.settimeout(timeout)
     data = b""
@@ -92,14 +103,27 @@ def _drain(sock: socket.socket, timeout: float) -> bytes:
 BATCHES = 40  # of 10 events of 50 kB: 20 MB, more than loopback socket buffers hold
 
 
+# one limit at a time, the other out of reach: the queue limit with a send timeout
+# longer than the test, the send timeout with a queue that holds the whole burst
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"NOTIFY_MAX_QUEUED": "20", "NOTIFY_SEND_TIMEOUT_SECONDS": "600"},
+        {"NOTIFY_MAX_QUEUED": str(BATCHES * 10 * 2), "NOTIFY_SEND_TIMEOUT_SECONDS": "2"},
+    ],
+    ids=["queue limit", "send timeout"],
+)
 async def test_slow_consumer_is_disconnected_then_resumes_losing_nothing(
-    gateway_factory: GatewayFactory, make_token: TokenMaker
+    gateway_factory: GatewayFactory, make_token: TokenMaker, limits: dict[str, str]
 ) -> None:
-    gw = gateway_factory(NOTIFY_MAX_QUEUED="20", NOTIFY_SEND_TIMEOUT_SECONDS="2")
+    gw = gateway_factory(**limits)
     token = make_token(publish=[">"], subscribe=[">"])
-    async with sse(gw.base_url, ["slow"], token) as healthy:
+    async with (
+        sse(gw.base_url, ["slow"], token) as healthy,
+        httpx.AsyncClient(base_url=gw.base_url, trust_env=False) as c,
+    ):
         stalled = _raw_stream(gw.port, token)
-        await asyncio.sleep(0.3)
+        head = await asyncio.to_thread(_read_head, stalled)  # the stream is open
         blob = "x" * 50000
         ids: list[str] = []
         reading = asyncio.create_task(healthy.events(BATCHES * 10, timeout=60))
@@ -112,8 +136,14 @@ async def test_slow_consumer_is_disconnected_then_resumes_losing_nothing(
             )
         # the healthy client, reading as it should, is not held back by the stalled one
         assert [f.id for f in await reading] == ids
+        deadline = time.monotonic() + 20
+        while not re.search(
+            r"^notify_slow_consumer_disconnects_total [1-9]", (await c.get("/metrics")).text, re.M
+        ):
+            assert time.monotonic() < deadline, "the stalled client was never cut"
+            await asyncio.sleep(0.1)
     cut_at = time.monotonic()
-    received = await asyncio.to_thread(_drain, stalled, 3.0)
+    received = head + await asyncio.to_thread(_drain, stalled, 3.0)
     # reset, not closed gracefully: what the kernel buffers for the stalled peer would
     # otherwise trickle to it for minutes
     assert time.monotonic() - cut_at < 30
@@ -123,9 +153,6 @@ async def test_slow_consumer_is_disconnected_then_resumes_losing_nothing(
     got = [i.decode() for i in first]
     assert len(got) < len(ids), "the stalled client should have been cut off"
     assert got == ids[: len(got)]
-    async with httpx.AsyncClient(base_url=gw.base_url, trust_env=False) as c:
-        text = (await c.get("/metrics")).text
-    assert re.search(r"notify_slow_consumer_disconnects_total [1-9]", text)
     cursor = got[-1] if got else position[1].decode()
     async with sse(gw.base_url, ["slow"], token, last_event_id=cursor) as again:
         rest = [f.id for f in await again.events(len(ids) - len(got), timeout=30)]

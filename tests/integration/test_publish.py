@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -335,21 +336,34 @@ def test_a_wrong_method_names_every_method_the_path_serves(gateway: Gateway, wri
         assert c.post("/healthz").headers["allow"] == "GET"
 
 
+def sample(metrics: str, series: str) -> float:
+    """The value of one series on a /metrics page (the series must be there)."""
+    found = re.search(rf"^{re.escape(series)} (\S+)$", metrics, re.M)
+    assert found is not None, f"{series} not in /metrics"
+    return float(found[1])
+
+
 def test_ops_endpoints(gateway: Gateway, writer: str) -> None:
-    with httpx.Client(base_url=gateway.base_url, trust_env=False) as c:
+    with client(gateway, writer) as c:
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").json() == {"status": "ready"}
-        c.post(
-            "/v1/events",
-            json={"channel": "m", "type": "t", "data": 1},
-            headers={"Authorization": f"Bearer {writer}"},
-        )
-        text = c.get("/metrics").text
-        assert "notify_events_published_total 1.0" in text
-        assert "notify_streams_open" in text and "notify_slow_consumer_disconnects" in text
+        assert sample(c.get("/metrics").text, "notify_events_published_total") == 0
+        with c.stream("GET", "/v1/stream", params={"channel": "m"}) as stream:
+            lines = stream.iter_lines()
+            assert [next(lines) for _ in range(3)] == ["retry: 3000", "id: 0-0", ""]
+            r = c.post("/v1/events", json={"channel": "m", "type": "t", "data": 1})
+            assert r.status_code == 202
+            assert next(lines) == f"id: {r.json()['id']}"
+            text = c.get("/metrics").text  # well before the first keepalive (15 s)
+        assert sample(text, "notify_events_published_total") == 1
+        assert sample(text, "notify_events_sent_total") == 1
+        assert sample(text, 'notify_streams_open{transport="sse"}') == 1
+        assert sample(text, "notify_slow_consumer_disconnects_total") == 0
+        assert sample(text, "notify_reader_up") == 1
         spec = c.get("/openapi.json").json()
         assert "/v1/events" in spec["paths"] and "/v1/stream" in spec["paths"]
-        assert c.get("/docs").status_code == 200
+        docs = c.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
         assert_problem(c.get("/nope"), 404)
 
 

@@ -55,6 +55,14 @@ class Mail:
         }
 
 
+@dataclass(frozen=True)
+class Login:
+    accepted: bool
+    user: str
+    mechanism: str
+    session: int  # the n-th SMTP session that tried to log in, from 0
+
+
 class Handler:
     def __init__(self, server: SmtpServer) -> None:
         self._server = server
@@ -64,35 +72,36 @@ class Handler:
 
 
 class SmtpServer:
-    def __init__(self, *, refused_logins: int | None = None) -> None:
-        """``refused_logins``: offer AUTH (without TLS) and refuse that many logins
-        (535), then accept any; None: no AUTH."""
+    def __init__(self, *, refused_sessions: int | None = None) -> None:
+        """``refused_sessions``: offer AUTH PLAIN and LOGIN (without TLS), as mail
+        relays do, and refuse every login (535) of that many SMTP sessions, then accept
+        any; None: no AUTH."""
         self.port = free_port()
         self.mails: list[Mail] = []
         self.scripts: dict[str, deque[str]] = defaultdict(deque)
         self._sessions: dict[int, int] = {}
         self._lock = threading.Lock()
-        self.logins: list[tuple[bool, str]] = []  # (accepted, user) of each AUTH
-        self._refuse = refused_logins
+        self.logins: list[Login] = []
+        self._login_sessions: list[Any] = []  # held, so that no id is ever reused
+        self._refuse = refused_sessions
         auth: dict[str, Any] = {}
-        if refused_logins is not None:
-            auth = {
-                "auth_require_tls": False,
-                "authenticator": self._authenticate,
-                # one mechanism: aiosmtplib falling back to LOGIN after a refused PLAIN
-                # waits on aiosmtpd until its timeout
-                "auth_exclude_mechanism": ["LOGIN"],
-            }
+        if refused_sessions is not None:
+            auth = {"auth_require_tls": False, "authenticator": self._authenticate}
         self._controller = Controller(Handler(self), hostname="127.0.0.1", port=self.port, **auth)
 
     def _authenticate(
         self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
     ) -> AuthResult:
         with self._lock:
-            ok = len([a for a in self.logins if not a[0]]) >= (self._refuse or 0)
+            if not any(s is session for s in self._login_sessions):
+                self._login_sessions.append(session)
+            number = next(n for n, s in enumerate(self._login_sessions) if s is session)
+            ok = number >= (self._refuse or 0)
             user = data.login.decode() if isinstance(data, LoginPassword) else "?"
-            self.logins.append((ok, user))
-        return AuthResult(success=ok)
+            self.logins.append(Login(ok, user, mechanism, number))
+        # handled=False: aiosmtpd sends the refusal (535) itself; True would mean this
+        # function had already answered, and the client would wait for a reply forever
+        return AuthResult(success=ok, handled=False)
 
     @property
     def url(self) -> str:
