@@ -139,7 +139,7 @@ class Subscriber:
             if direct(frames[0] if len(frames) == 1 else b"".join(frames)):
                 self.buf = []
                 self.last_write = at
-                return len(frames)
+                return self.events_in(frames)
         self._wake()
         return 0
 
@@ -190,7 +190,7 @@ class Subscriber:
         while self.buf and not self.closed and not self.hold:
             frames, self.buf = self.buf, []
             await self.send(send, frames[0] if len(frames) == 1 else b"".join(frames), me)
-            metrics.sent(len(frames))
+            metrics.sent(self.events_in(frames))
 
     async def pump(self, send: Sender) -> None:
         """Drain the buffer until closed: everything pending goes out in one write."""
@@ -206,7 +206,12 @@ class Subscriber:
                 continue
             frames, self.buf = self.buf, []
             await self.send(send, frames[0] if len(frames) == 1 else b"".join(frames), me)
-            metrics.sent(len(frames))
+            metrics.sent(self.events_in(frames))
+
+    def events_in(self, frames: list[bytes]) -> int:
+        """How many of ``frames`` are events: a keepalive is queued only on an empty
+        buffer, so it can only be the first (and is not an event sent)."""
+        return len(frames) - (frames[0] is self.keepalive)
 
 
 WANTED_MEMORY = 10_000

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from notify.api.hub import Hub, Subscriber
+from notify.api import metrics
+from notify.api.hub import KEEPALIVE, Hub, Subscriber
 from notify.eventlog import Entry
 
 
@@ -116,3 +117,34 @@ def test_reader_builds_only_what_a_local_connection_wants() -> None:
     # the reader passed entries it did not build: the cursor still moves past them
     h.fan_out([], "7-0")
     assert h.cursor == "7-0" and transport.direct_writes == []
+
+
+def test_keepalives_are_not_counted_as_events_sent() -> None:
+    """notify_events_sent_total counts events: a keepalive comment (written directly,
+    or first in a batch the writer sends) is not one."""
+
+    async def scenario() -> None:
+        h = hub()
+        sub = Subscriber("sse", max_queued=100)
+        transport = Transport()
+        sub.direct = transport
+        h.attach(sub, ["news"])
+        before = metrics._sent[0]
+        sub.push(KEEPALIVE)
+        assert transport.direct_writes == [KEEPALIVE]
+        assert metrics._sent[0] == before
+        transport.open = False  # the next keepalive waits for the writer task
+        sub.push(KEEPALIVE)
+        h.fan_out([entry(1), entry(2)])
+        written: list[bytes] = []
+
+        async def send(data: bytes | str) -> None:
+            assert isinstance(data, bytes)
+            written.append(data)
+
+        await sub.drain(send)
+        assert len(written) == 1
+        assert written[0].startswith(KEEPALIVE) and written[0].count(b"id: ") == 2
+        assert metrics._sent[0] == before + 2
+
+    asyncio.run(scenario())
