@@ -8,8 +8,8 @@ from notify.api.batcher import AppendBatcher
 from notify.api.hub import Hub
 from notify.api.limits import FairShare, RateLimiter
 from notify.auth import Verifier
+from notify.eventlog import EventLog
 from notify.redis.client import AsyncRedis
-from notify.redis.eventlog import RedisEventLog
 from notify.settings import Settings
 
 
@@ -17,7 +17,7 @@ from notify.settings import Settings
 class Gateway:
     settings: Settings
     redis: AsyncRedis
-    log: RedisEventLog
+    log: EventLog
     hub: Hub
     verifier: Verifier
     limiter: RateLimiter

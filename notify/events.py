@@ -313,10 +313,6 @@ def is_last_possible(entry_id: str) -> bool:
     return parse_id(entry_id) == (_U64, _U64)
 
 
-def format_id(parts: tuple[int, int]) -> str:
-    return f"{parts[0]}-{parts[1]}"
-
-
 def decode(stored: bytes) -> dict[str, Any]:
     value = orjson.loads(stored)
     assert isinstance(value, dict)

@@ -22,7 +22,6 @@ from typing import Any, Literal
 import orjson
 
 LogFormat = Literal["text", "json"]
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # the ids a record may carry in ``extra={...}``, copied to the JSON line when present
 CONTEXT = ("event_id", "delivery_id", "subscription_id", "trace_id", "span_id")
