@@ -26,7 +26,13 @@ VARY: tuple[Header, ...] = ((b"vary", b"Origin"),)
 NAMED = frozenset((b"access-control-allow-origin", b"access-control-allow-credentials"))
 """The headers that name an allowed origin: they replace any the answer carries."""
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"]
+ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "Last-Event-ID",
+    "traceparent",
+]
 
 
 def enabled(settings: Settings) -> bool:

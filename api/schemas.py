@@ -85,6 +85,11 @@ ENVELOPE: Schema = {
         "time": {"type": "string", "description": "RFC 3339, UTC, milliseconds"},
         "origin": {"type": "string"},
         "ce": {"type": "object", "description": "a CloudEvent's other attributes"},
+        "traceparent": {
+            "type": "string",
+            "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+            "description": "W3C Trace Context of the publish, when one was given or traced",
+        },
     },
 }
 

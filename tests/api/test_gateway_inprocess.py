@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -139,3 +140,35 @@ async def test_metrics_report_the_dispatch_backlog_and_the_retry_set(
     assert 0 <= values["notify_dispatch_oldest_pending_seconds"] < 60
     assert values["notify_retry_due_deliveries"] == 2
     assert 89 <= values["notify_retry_overdue_seconds"] < 120
+
+
+async def test_a_page_elsewhere_may_send_traceparent_and_history_documents_it(
+    api_factory: ApiFactory, make_token: TokenMaker
+) -> None:
+    """A browser on an allowed origin may send ``traceparent`` (the preflight lists it),
+    and the stored event's ``traceparent`` matches the envelope's documented schema."""
+    origin = "https://app.example.com"
+    api = await api_factory(make_token(publish=["t.>"], subscribe=["t.>"]), cors_origins=origin)
+    preflight = await api.options(
+        "/v1/events",
+        headers={
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type, traceparent",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert "traceparent" in preflight.headers["access-control-allow-headers"].lower()
+    traceparent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    r = await api.post(
+        "/v1/events",
+        json={"channel": "t.a", "type": "t", "data": 1},
+        headers={"origin": origin, "traceparent": traceparent},
+    )
+    assert r.status_code == 202, r.text
+    [event] = (await api.get("/v1/events", params={"channel": "t.a"})).json()["events"]
+    assert event["traceparent"] == traceparent
+    document = (await api.get("/openapi.json")).json()
+    page = document["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]
+    envelope = page["application/json"]["schema"]["properties"]["events"]["items"]
+    assert re.fullmatch(envelope["properties"]["traceparent"]["pattern"], event["traceparent"])
