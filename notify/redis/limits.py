@@ -4,6 +4,7 @@ shares, so a limit holds however many gateways a client spreads its requests ove
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -82,6 +83,9 @@ class LimitStore:
         until = time.time() + lease_s
         with translated():
             pipe = self._redis.pipeline(transaction=False)
+            for subject in {subject for subject, _ in leases}:
+                # the set outlives its newest lease, as when a stream opens (the script)
+                pipe.expire(keys.open_streams(subject), math.ceil(lease_s) + 1)
             for subject, stream_id in leases:
                 pipe.zadd(keys.open_streams(subject), {stream_id: until}, xx=True)
             await pipe.execute()
