@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEME = "redis+sentinel"
@@ -83,12 +83,28 @@ def celery_broker(target: RedisTarget) -> tuple[str, dict[str, object]]:
     """Kombu's broker URL and transport options for a Redis target: Sentinel's own
     transport (``sentinel://…;sentinel://…`` with ``master_name``) for a Sentinel target."""
     if target.kind == "plain":
+        if target.url.startswith("unix://"):
+            return unix_broker(target.url), {}
         return target.url, {}
     auth = ""
     if target.password is not None:
         auth = f"{quote(target.username or '', safe='')}:{quote(target.password, safe='')}@"
     urls = ";".join(f"sentinel://{auth}{h}:{p}/{target.db}" for h, p in target.sentinels)
     return urls, {"master_name": target.service}
+
+
+def unix_broker(url: str) -> str:
+    """Kombu's spelling of a Unix-socket Redis (it has no ``unix://`` transport):
+    ``redis+socket://[user:password@]/path?virtual_host=DB``."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    user = unquote(parts.username or query.get("username", ""))
+    password = parts.password
+    password = unquote(password) if password is not None else query.get("password")
+    auth = ""
+    if user or password:
+        auth = f"{quote(user, safe='')}:{quote(password or '', safe='')}@"
+    return f"redis+socket://{auth}{parts.path}?virtual_host={query.get('db', '0')}"
 
 
 def check_broker_url(url: str) -> str:

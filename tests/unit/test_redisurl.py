@@ -66,3 +66,18 @@ def test_broker_url_must_be_amqp(url: str) -> None:
     with pytest.raises(ConfigError, match="NOTIFY_BROKER_URL"):
         load(broker_url=url)
     assert load(broker_url="amqp://guest:guest@127.0.0.1:5672/v").broker_url
+
+
+@pytest.mark.parametrize(
+    ("url", "broker"),
+    [
+        ("unix:///run/redis/r.sock?db=3", "redis+socket:///run/redis/r.sock?virtual_host=3"),
+        ("unix:///run/redis/r.sock", "redis+socket:///run/redis/r.sock?virtual_host=0"),
+        ("unix://:p%40ss@/r.sock", "redis+socket://:p%40ss@/r.sock?virtual_host=0"),
+        ("unix://u:pw@/r.sock?db=2", "redis+socket://u:pw@/r.sock?virtual_host=2"),
+        ("unix:///r.sock?password=abc", "redis+socket://:abc@/r.sock?virtual_host=0"),
+    ],
+)
+def test_a_unix_socket_is_spelled_for_kombu(url: str, broker: str) -> None:
+    """Kombu has no unix:// transport: the worker's Celery would die at start."""
+    assert celery_broker(parse_redis_url(url)) == (broker, {})
