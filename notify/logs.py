@@ -12,9 +12,14 @@ query strings (``EventSource`` cannot send headers) and must never reach a log.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import logging.config
+import os
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -91,6 +96,58 @@ def configure(role: str, fmt: LogFormat = "text", level: str = "INFO") -> None:
     logging.config.dictConfig(config)
     for name in config["loggers"]:
         logging.getLogger(name).disabled = False
+    logging.captureWarnings(True)  # a library's warning is a record (py.warnings) too
+
+
+def json_lines_only(role: str) -> None:
+    """Make every line this process (and the processes it forks) writes to stdout or
+    stderr a JSON object: lines that are one pass as they are, any other (Celery's
+    start-up banner and its shutdown notices, which it prints rather than logs) is
+    wrapped in one, logger ``stdout``/``stderr``. File descriptors 1 and 2 become pipes
+    that a thread of this process reads; at exit the thread is given time to finish."""
+    pumps = [_wrap(fd, name, role) for fd, name in ((1, "stdout"), (2, "stderr"))]
+
+    def drain() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        for fd in (1, 2):
+            os.close(fd)  # this process's write end: the reader sees the end
+        for pump in pumps:
+            pump.join(2.0)
+
+    atexit.register(drain)
+
+
+def _wrap(fd: int, name: str, role: str) -> threading.Thread:
+    target = os.dup(fd)
+    read, write = os.pipe()
+    os.dup2(write, fd)
+    os.close(write)
+
+    def pump() -> None:
+        with os.fdopen(read, "rb") as lines, os.fdopen(target, "wb", buffering=0) as out:
+            for raw in lines:
+                text = raw.rstrip(b"\r\n")
+                if not text.strip():
+                    continue
+                if text.startswith(b"{") and text.endswith(b"}"):
+                    out.write(text + b"\n")
+                    continue
+                message = mask_tokens(text.decode("utf-8", "replace"))
+                level = "WARNING" if name == "stderr" and "Warning" in message else "INFO"
+                line = {
+                    "time": timestamp(time.time()),
+                    "level": level,
+                    "role": role,
+                    "logger": name,
+                    "message": message,
+                }
+                out.write(orjson.dumps(line) + b"\n")
+
+    thread = threading.Thread(target=pump, name=f"json-{name}", daemon=True)
+    thread.start()
+    return thread
 
 
 def logging_config(role: str, fmt: LogFormat = "text", level: str = "INFO") -> dict[str, Any]:

@@ -33,7 +33,7 @@ from celery.signals import (
 )
 from celery.worker.request import Request
 
-from notify.logs import configure
+from notify.logs import configure, json_lines_only
 from notify.mail import prepare_templates
 from notify.redis.heartbeat import LeaseKeeper, process_name
 from notify.settings import Settings, load
@@ -279,6 +279,8 @@ def main() -> None:
     settings = load()
     configure("worker", settings.log_format, settings.log_level)
     if args.progress:
+        if settings.log_format == "json":
+            json_lines_only("worker")  # Celery prints its banner and shutdown notices
         run_celery(settings, args.concurrency, args.progress)
     else:
         run(settings, args.concurrency)
