@@ -5,6 +5,7 @@ import itertools
 import pytest
 
 from notify.channels import (
+    MAX_SEGMENT_LENGTH,
     PatternIndex,
     Remembered,
     covered_by_any,
@@ -156,6 +157,83 @@ def test_default_field_is_channel() -> None:
         validate_pattern("a..b")
     assert info.value.field == "channel"
     assert info.value.status == 422
+    with pytest.raises(InvalidChannel) as info:
+        validate_channel("a..b")
+    assert info.value.field == "channel"
+
+
+SEGMENT_RULE = "1-64 characters of [A-Za-z0-9_@:-]"
+
+
+@pytest.mark.parametrize(
+    ("value", "channel", "pattern"),
+    [
+        (5, "channel must be a string", "pattern must be a string"),
+        ("", "channel must not be empty", "pattern must not be empty"),
+        (
+            of_length(256),
+            "channel is longer than 255 characters",
+            "pattern is longer than 255 characters",
+        ),
+        (
+            ".".join(["a"] * 17),
+            "channel has more than 16 segments",
+            "pattern has more than 16 segments",
+        ),
+        (
+            "a b",
+            f"invalid channel segment 'a b': {SEGMENT_RULE}",
+            f"invalid pattern segment 'a b': {SEGMENT_RULE}, or '*' / '>'",
+        ),
+        # at the limits, the real fault is named, not the limit
+        (
+            "a!." + of_length(252),
+            f"invalid channel segment 'a!': {SEGMENT_RULE}",
+            f"invalid pattern segment 'a!': {SEGMENT_RULE}, or '*' / '>'",
+        ),
+        (
+            ".".join(["a!"] + ["a"] * 15),
+            f"invalid channel segment 'a!': {SEGMENT_RULE}",
+            f"invalid pattern segment 'a!': {SEGMENT_RULE}, or '*' / '>'",
+        ),
+        (
+            "a.>.b",
+            "invalid channel segment '>': " + SEGMENT_RULE,
+            "'>' may only be the last segment",
+        ),
+    ],
+)
+def test_refusals_say_exactly_what_is_wrong(value: object, channel: str, pattern: str) -> None:
+    # these messages reach API clients as the problem's detail
+    with pytest.raises(InvalidChannel) as info:
+        validate_channel(value)
+    assert info.value.detail == channel
+    with pytest.raises(InvalidChannel) as info:
+        validate_pattern(value)
+    assert info.value.detail == pattern
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        ".".join(["a"] * 16) + ".>",  # 17 segments, the last one '>'
+        ".".join(["*"] * 16) + ".>",
+        ">XX",  # '>' glued to a segment, first or last
+        ">a",
+        "a.b>",
+    ],
+)
+def test_patterns_the_fast_check_must_not_pass(pattern: str) -> None:
+    with pytest.raises(InvalidChannel):
+        validate_pattern(pattern)
+
+
+def test_segment_length_limit_is_the_grammars() -> None:
+    # other modules (user names) build on this figure: it must be what channels allow
+    assert MAX_SEGMENT_LENGTH == 64
+    assert validate_channel("a" * MAX_SEGMENT_LENGTH) == "a" * 64
+    with pytest.raises(InvalidChannel):
+        validate_channel("a" * (MAX_SEGMENT_LENGTH + 1))
 
 
 @pytest.mark.parametrize(
@@ -221,6 +299,8 @@ def test_matches(pattern: str, channel: str, expected: bool) -> None:
         ("a.>", "a", False),
         ("a.>", "b.>", False),
         ("a.>", ">", False),
+        ("a.b", "a", False),  # an inner pattern shorter than the outer one
+        ("a.*", "a", False),
         ("a.*.c", "a.b.c", True),
         ("a.*.c", "a.*.d", False),
         ("*.b", "a.*", False),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from notify.routing import Delivery, Router, delivery_id, replayed
@@ -95,6 +97,9 @@ def test_overlapping_patterns_give_one_delivery_per_subscription() -> None:
 
 
 def test_delivery_ids_are_stable_and_distinct() -> None:
+    # stored records are keyed by it: a new recipe after an upgrade would make a
+    # re-routed or replayed event miss its record and deliver twice
+    assert delivery_id("sub_a", "1-0") == "msg_zadhf3x62uzx5b2vtxsiolwdkpdfviab"
     assert delivery_id("sub_a", "1-0") == delivery_id("sub_a", "1-0")
     assert len({delivery_id(s, e) for s in ("sub_a", "sub_b") for e in ("1-0", "1-1")}) == 4
     assert delivery_id("sub_a", "1-0").startswith("msg_")
@@ -110,3 +115,11 @@ def test_replay_ignores_creation_time_but_not_filters() -> None:
     assert delivery_id("later", f"{T0}-0") != delivery_id("later", f"{T0}-1")
     assert replayed(s, f"{T0}-0", "orders.eu", "refund") is None
     assert replayed(s, f"{T0}-0", "alerts", "order.paid") is None
+
+
+def test_a_delivery_is_a_value() -> None:
+    got = Router([sub("s", "a")]).route(f"{T0}-0", "a", "t")[0]
+    assert got == Delivery(delivery_id("s", f"{T0}-0"), "s", "alice", "webhook", f"{T0}-0")
+    assert len({got, replayed(sub("s", "a"), f"{T0}-0", "a", "t")}) == 1  # hashable, equal
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.kind = "web"  # type: ignore[misc]

@@ -7,6 +7,7 @@ from notify.events import draft, with_id
 from notify.sse import (
     KEEPALIVE,
     RETRY_MS,
+    continue_frame,
     control_frame,
     event_frame,
     gap_frame,
@@ -19,6 +20,13 @@ def test_preamble_and_keepalive() -> None:
     assert position_frame("1732683600000-7") == b"retry: 3000\nid: 1732683600000-7\n\n"
     assert b"data" not in position_frame("0-0")  # no event fires; the last event id is set
     assert KEEPALIVE == b": keepalive\n\n"
+
+
+def test_a_stream_cut_for_its_budget_says_come_back_at_once() -> None:
+    # README: "with `retry: 100` and the position reached"; the next stream's first
+    # frame sets 3000 again
+    assert continue_frame("1732683600000-7") == b"retry: 100\nid: 1732683600000-7\n\n"
+    assert parse_sse(continue_frame("7-2")) == [{"retry": "100", "id": "7-2"}]
 
 
 @pytest.mark.parametrize(

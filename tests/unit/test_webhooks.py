@@ -32,6 +32,10 @@ def test_prefix_and_padding_are_optional() -> None:
     expected = Webhook(padded).sign(SPEC_ID, when, SPEC_BODY)
     for secret in (padded, padded.rstrip("="), "MDEyMzQ1Njc4OWFiY2RlZg"):
         assert webhooks.signature(secret, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY) == expected
+    # a 32-byte key (what notify makes) needs one
+    padded = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    expected = Webhook(padded).sign(SPEC_ID, when, SPEC_BODY)
+    assert webhooks.signature(padded.rstrip("="), SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY) == expected
 
 
 def test_headers_sign_with_every_secret_in_order() -> None:
@@ -54,7 +58,8 @@ def test_new_secrets_are_random_and_long_enough() -> None:
     a, b = webhooks.new_secret(), webhooks.new_secret()
     assert a != b
     assert a.startswith("whsec_")
-    assert len(base64.b64decode(a.removeprefix("whsec_"))) >= 24
+    # 32 bytes: Standard Webhooks asks for 24 to 64
+    assert len(base64.b64decode(a.removeprefix("whsec_"), validate=True)) == 32
 
 
 def test_the_reference_library_verifies_our_headers() -> None:
@@ -64,22 +69,38 @@ def test_the_reference_library_verifies_our_headers() -> None:
     Webhook(secret).verify(body, webhooks.headers([secret], "msg_x", now, body))
 
 
+NOT_BASE64 = "a webhook secret is whsec_ followed by base64"
+EMPTY = "a webhook secret must not be empty"
+
+
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "message"),
     [
-        "whsec_",
-        "whsec_%%%",
-        "",
+        ("whsec_", EMPTY),
+        ("", EMPTY),
+        ("whsec_%%%", NOT_BASE64),
         # lenient base64 would skip the stray characters and sign with some key
-        "whsec_MfKQ9r8G!KYqrTwjUPD8ILPZIo2LaLaSw",
-        "whsec_MfKQ9r8GKYqr TwjUPD8ILPZIo2LaLaSw",
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaL",  # a length no padding completes
+        ("whsec_MfKQ9r8G!KYqrTwjUPD8ILPZIo2LaLaSw", NOT_BASE64),
+        ("whsec_MfKQ9r8GKYqr TwjUPD8ILPZIo2LaLaSw", NOT_BASE64),
+        ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", NOT_BASE64),
+        ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaL", NOT_BASE64),  # a length no padding completes
     ],
 )
-def test_bad_secrets_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError):
+def test_bad_secrets_are_refused(bad: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
         webhooks.secret_key(bad)
+    assert str(info.value) == message
+
+
+def test_a_bad_signing_key_is_refused_not_read_leniently() -> None:
+    good = "whsk_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    assert webhooks.signature(good, "msg_1", 1, b"{}").startswith("v1a,")
+    # lenient base64 would skip the "!" and still find a 32-byte seed
+    bad = "whsk_AAECA!wQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    with pytest.raises(ValueError):
+        webhooks.signature(bad, "msg_1", 1, b"{}")
+    with pytest.raises(ValueError):
+        webhooks.public_key(bad)
 
 
 def test_v1a_ed25519_signatures_verify_with_the_public_key() -> None:
