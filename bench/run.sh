@@ -27,8 +27,9 @@ if ! command -v wrk >/dev/null; then
   fi
 fi
 
-# `bash bench/run.sh tracing [--rounds N] [--seconds S] [--ratio R]`: single POST/s with
-# tracing off and on (bench/tracing_cost.py).
+# `bash bench/run.sh tracing [--rounds N] [--seconds S] [--ratio R] [--traced-producer]`:
+# single POST/s and the gateway's CPU per request with tracing off and on; `--cpu N`: the
+# CPU tracing adds to N publishes, measured in process (bench/tracing_cost.py).
 if [ "${1:-}" = tracing ]; then shift; exec "$PY" bench/tracing_cost.py "$@"; fi
 
 # The naive peer lives in its own venv: broadcaster 0.3.1 needs redis-py 7.4.

@@ -5,10 +5,21 @@ on, turn about, each on a fresh Redis and gateway.
 OTLP/HTTP export and drops it, so the gateway pays all of tracing (its spans, their
 batching and encoding, the posting) and nothing waits for a collector. With
 ``--ratio R`` a third case samples R of the traces (OTEL_TRACES_SAMPLER
-``parentbased_traceidratio``): the figure for a deployment that samples.
+``parentbased_traceidratio``): the figure for a deployment that samples. Without a
+producer's traceparent (by default), "on" also stores a new one with every event, which
+"off" does not: ``--traced-producer`` sends one with every request, so that only
+tracing itself differs. Beside requests per second, each case tells the gateway's CPU
+per request, which the other work on a busy machine disturbs less.
+
+``--cpu N`` measures in this process instead, without a gateway: the CPU that
+notify.tracing adds to N publishes (the spans of one publish, as api/routes/publish.py
+makes them, their encoding and their export to the sink), every thread counted, off
+against on; and on with every trace sampled out (only the traceparent goes on).
 
     bash bench/run.sh tracing                  # 3 rounds of 10 s each case
     bash bench/run.sh tracing --rounds 1 --seconds 3 --ratio 0.01
+    bash bench/run.sh tracing --traced-producer  # the event stores a traceparent either way
+    bash bench/run.sh tracing --cpu 100000
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import os
 import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -76,9 +88,73 @@ def environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def single(workdir: Path, variables: dict[str, str], seconds: int) -> Result:
+def single(workdir: Path, variables: dict[str, str], seconds: int, script: str) -> Result:
     with environment(variables), redis_server(workdir) as url, notify_gateway(url, workdir) as gw:
-        return wrk(gw, "post.lua", "/v1/events", 64, seconds)
+        out = wrk(gw, script, "/v1/events", 64, seconds)
+    if out["requests_per_s"]:
+        out["server_cpu_us_per_request"] = round(
+            out["server_cpu_pct"] * 10_000 / out["requests_per_s"], 1
+        )
+    return out
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+CHUNK = 256  # publishes between two looks at the export queue: one batch of spans
+
+
+def publishes(n: int) -> float:
+    """CPU seconds (every thread of this process) of ``n`` publishes' tracing, as
+    api/routes/publish.py traces one: the publish span, its notify.append child, the
+    labels; spans exported (if on) before the figure is taken. After each chunk, a
+    full batch of spans, the exporter has it sent, as a gateway's idle moments would."""
+    from notify import tracing
+
+    started = time.process_time()
+    for chunk in range(0, n, CHUNK):
+        for i in range(chunk, min(n, chunk + CHUNK)):
+            with tracing.publishing(TRACEPARENT):
+                if tracing.ENABLED:
+                    with tracing.child("notify.append", "client", {"db.system.name": "redis"}):
+                        pass
+                    tracing.annotate(
+                        {
+                            "messaging.system": "notify",
+                            "messaging.message.id": f"1717171717171-{i}",
+                            "messaging.destination.name": "bench.ingest",
+                            "messaging.batch.message_count": 1,
+                        }
+                    )
+        while tracing.ENABLED and len(tracing._queue.spans) >= tracing._queue.batch:
+            time.sleep(0.0005)  # sleeping costs no CPU
+    tracing.shutdown()  # exports what is left
+    return time.process_time() - started
+
+
+def cpu(n: int, rounds: int, endpoint: str) -> None:
+    from notify import tracing
+
+    cases = {
+        "off": {},
+        "on": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+        "sampled out": {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_TRACES_SAMPLER": "always_off",
+        },
+    }
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, variables in cases.items():
+            with environment(variables):
+                tracing.setup("bench")
+                us = publishes(n) / n * 1e6
+            best[name] = min(best.get(name, us), us)
+            print(f"{name}: {us:.2f} us CPU per publish", flush=True)
+    print()
+    print("| tracing | CPU per publish, tracing's part (best round) | added |")
+    print("| --- | --- | --- |")
+    for name, us in best.items():
+        added = "-" if name == "off" else f"{us - best['off']:.2f} us"
+        print(f"| {name} | {us:.2f} us | {added} |")
 
 
 def main() -> None:
@@ -86,11 +162,21 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="off/on pairs, turn about (3)")
     p.add_argument("--seconds", type=int, default=INGEST_S, help=f"per run ({INGEST_S})")
     p.add_argument("--ratio", type=float, help="also run with this share of traces sampled")
+    p.add_argument(
+        "--traced-producer",
+        action="store_true",
+        help="every request carries a traceparent, so every event stores one, off or on",
+    )
     p.add_argument("--out", default=str(BENCH / "out" / "tracing.json"))
+    p.add_argument("--cpu", type=int, metavar="N", help="measure N publishes in process")
     p.add_argument("--sink", type=int, help=argparse.SUPPRESS)  # the sink process itself
     args = p.parse_args()
     if args.sink is not None:
         sink(args.sink)
+        return
+    if args.cpu is not None:
+        with dropping_sink() as endpoint:
+            cpu(args.cpu, args.rounds, endpoint)
         return
     res: Result = {"machine": machine(), "seconds": args.seconds, "runs": {}}
     print(json.dumps(res["machine"]), flush=True)
@@ -105,17 +191,19 @@ def main() -> None:
             }
         for n in range(args.rounds):
             for name, variables in cases.items():
-                out = single(Path(tmp), variables, args.seconds)
+                script = "post_traced.lua" if args.traced_producer else "post.lua"
+                out = single(Path(tmp), variables, args.seconds, script)
                 res["runs"].setdefault(name, []).append(out)
                 print(f"round {n + 1} {name}: {json.dumps(out)}", flush=True)
     off = statistics.median(r["requests_per_s"] for r in res["runs"]["off"])
     print()
-    print("| tracing | single POST/s (median) | cost |")
-    print("| --- | --- | --- |")
+    print("| tracing | single POST/s (median) | cost | gateway CPU per request (median) |")
+    print("| --- | --- | --- | --- |")
     for name, runs in res["runs"].items():
         rps = statistics.median(r["requests_per_s"] for r in runs)
         cost = f"{100 * (1 - rps / off):.1f} %" if off else "-"
-        print(f"| {name} | {rps:,.0f} | {'-' if name == 'off' else cost} |")
+        us = statistics.median(r.get("server_cpu_us_per_request", 0.0) for r in runs)
+        print(f"| {name} | {rps:,.0f} | {'-' if name == 'off' else cost} | {us:.1f} us |")
         res.setdefault("median", {})[name] = rps
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)

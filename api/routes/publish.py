@@ -158,7 +158,7 @@ async def store(
     gw: Gateway, subject: str, drafts: list[EventDraft], key: str | None
 ) -> list[tuple[str, str]]:
     await gw.limiter.take_publish(subject, len(drafts))
-    if tracing.ENABLED:
+    if tracing.ENABLED and tracing.recording():  # a sampled-out publish is not labelled
         pairs = await traced_append(gw, subject, drafts, key)
     else:
         pairs = await append(gw, subject, drafts, key)

@@ -12,7 +12,7 @@ def settings() -> Settings:
     from notify import tracing
     from notify.redis.client import verify
 
-    tracing.require()  # OTEL_EXPORTER_OTLP_ENDPOINT without the packages: say so now
+    tracing.require()  # a malformed OTEL_* variable while tracing: say so now
     found = load()
     # an unknown Sentinel service is a configuration error, not a 503 forever
     verify(found.redis_url, timeout=found.redis_timeout_seconds)

@@ -2,7 +2,9 @@
 
 It accepts ``POST /v1/traces`` (protobuf, gzip or not) on a free loopback port in a
 thread and decodes each request with opentelemetry-proto, the collector's own message
-definitions, so a test sees the spans exactly as exported.
+definitions, so a test sees the spans exactly as exported, and the headers they came
+with. ``answer(503, ...)`` has it refuse the next requests with those statuses first,
+as a collector that is overloaded or restarting would.
 """
 
 from __future__ import annotations
@@ -71,25 +73,34 @@ def decode(body: bytes) -> list[Span]:
 
 
 class OtlpReceiver:
-    def __init__(self) -> None:
+    def __init__(self, path: str = "/v1/traces") -> None:
         self.spans: list[Span] = []
-        self.requests = 0
+        self.requests = 0  # taken, not refused
+        self.headers: list[dict[str, str]] = []  # of every request, refused or not
+        self.bodies: list[bytes] = []  # as taken, decompressed, not refused
+        self._refusals: list[int] = []
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # the exporter keeps its connection
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if self.headers.get("content-encoding") == "gzip":
-                    body = gzip.decompress(body)
-                if self.path != "/v1/traces":
-                    self.send_response(404)
+                with receiver._lock:
+                    receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    refusal = receiver._refusals.pop(0) if receiver._refusals else None
+                if refusal is not None or self.path != path:
+                    self.send_response(refusal or 404)
                     self.send_header("content-length", "0")
                     self.end_headers()
                     return
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
                 spans = decode(body)
                 with receiver._lock:
                     receiver.spans += spans
+                    receiver.bodies.append(body)
                     receiver.requests += 1
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
@@ -117,6 +128,11 @@ class OtlpReceiver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def answer(self, *statuses: int) -> None:
+        """Refuse the next requests with ``statuses``, one each, before taking any."""
+        with self._lock:
+            self._refusals += statuses
 
     def of_trace(self, trace_id: str) -> list[Span]:
         with self._lock:

@@ -26,7 +26,7 @@ IO_LIBRARIES = frozenset(
         "fastapi",
         "starlette",
         "websockets",
-        "opentelemetry",  # its exporter posts spans over HTTP
+        "http",  # the standard library's client and server (notify.tracing posts spans)
     }
 )
 
@@ -39,7 +39,7 @@ REDIS = "notify.redis"
 CLI = "notify.cli"
 # Outside the pure core although they live in notify/: the rooms above, the producer
 # client, which writes into Redis through the adapters, the consumer client (httpx), and
-# the tracing adapter every role uses (OpenTelemetry's SDK and exporter).
+# the tracer every role uses (it posts spans with http.client).
 NOT_CORE = (
     GATEWAY,
     SINKS,

@@ -1,20 +1,25 @@
 """The traceparent an event stores, and notify.tracing in this process against a local
-OTLP receiver."""
+OTLP receiver: spans, sampling, the export queue, the exporter's settings and retries."""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from notify import logs, tracing
-from notify.errors import ConfigError, Forbidden
+from notify.errors import ConfigError, Forbidden, NotFound
 from notify.events import encode_draft, stored_traceparent, valid_traceparent, with_id
 from tests.support.otlp_receiver import OtlpReceiver
 
@@ -107,25 +112,49 @@ def test_only_http_protobuf_is_spoken() -> None:
     tracing.require({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})  # tracing off: not read
 
 
+Tracer = Callable[..., OtlpReceiver]
+
+
 @pytest.fixture
-def traced(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
-    """Tracing on in this process, exporting to a local receiver, until the test ends."""
-    receiver = OtlpReceiver().start()
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
-    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
-    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
-    assert not tracing.ENABLED
-    assert tracing.setup("unit")
+def tracer(monkeypatch: pytest.MonkeyPatch) -> Iterator[Tracer]:
+    """Start tracing in this process with the given OTEL_* variables, exporting to a
+    local receiver (made unless given); stopped, and the receivers too, at the end."""
+    receivers: list[OtlpReceiver] = []
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+
+    def start(receiver: OtlpReceiver | None = None, **env: str) -> OtlpReceiver:
+        receiver = receiver or OtlpReceiver()
+        receivers.append(receiver.start())
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert not tracing.ENABLED
+        assert tracing.setup("unit")
+        return receiver
+
     try:
-        yield receiver
+        yield start
     finally:
         tracing.shutdown()
-        receiver.stop()
+        for receiver in receivers:
+            receiver.stop()
     assert not tracing.ENABLED and logs.span_ids is None
 
 
+@pytest.fixture
+def traced(tracer: Tracer) -> OtlpReceiver:
+    """Tracing on in this process, exporting to a local receiver, until the test ends."""
+    return tracer()
+
+
+def exporting() -> bool:
+    return any(t.name == "notify-spans" and t.is_alive() for t in threading.enumerate())
+
+
 def test_off_the_helpers_pass_the_traceparent_through() -> None:
-    assert not tracing.ENABLED
+    assert not tracing.ENABLED and not tracing.setup("unit") and not exporting()
     with tracing.publishing(GOOD) as stamped:
         assert stamped == GOOD
     assert tracing.outgoing(GOOD) == GOOD and tracing.outgoing(None) is None
@@ -134,8 +163,10 @@ def test_off_the_helpers_pass_the_traceparent_through() -> None:
 def test_spans_follow_the_stored_traceparent(traced: OtlpReceiver) -> None:
     formatter = logs.JsonFormatter("unit")
     log = logging.LogRecord("notify.unit", logging.INFO, "f.py", 1, "inside", (), None)
+    assert not tracing.recording()  # no span is current
     with tracing.publishing(GOOD) as stamped:
         assert stamped is not None and stamped.startswith(f"00-{TRACE}-")
+        assert tracing.recording()
         line = orjson.loads(formatter.format(log))
         assert (line["trace_id"], line["span_id"]) == (TRACE, stamped[36:52])
         with tracing.child("notify.append", "client", {"n": 1}):
@@ -187,9 +218,247 @@ def test_a_new_trace_without_a_traceparent_and_errors_by_whose_fault(
 def test_a_trace_sampled_out_upstream_stays_out(traced: OtlpReceiver) -> None:
     with tracing.publishing(f"00-{TRACE}-{PARENT}-00") as stamped:
         with tracing.child("notify.append", "client") as append:
-            assert not append.is_recording()
+            assert append is not None and not append.sampled
         tracing.annotate({"id": "1-0"})
     assert stamped is not None and stamped.startswith(f"00-{TRACE}-") and stamped.endswith("-00")
     tracing.record("notify.dispatch", stamped, time.time_ns(), "consumer")
     tracing.shutdown()
     assert traced.of_trace(TRACE) == [] and traced.requests == 0
+
+
+def test_only_a_sampled_trace_is_exported_and_the_thread_runs_while_tracing(
+    tracer: Tracer,
+) -> None:
+    receiver = tracer(OTEL_TRACES_SAMPLER="always_off")
+    assert exporting()
+    with tracing.publishing(GOOD) as stamped:  # not parent-based: the parent is not asked
+        assert not tracing.recording()
+        with tracing.child("notify.append", "client") as append:
+            assert append is not None and not append.sampled  # the publish span itself
+        tracing.annotate({"id": "1-0"})
+        assert tracing.outgoing(GOOD) == stamped
+    assert stamped is not None and stamped[:36] == GOOD[:36] and stamped.endswith("-00")
+    with tracing.span("notify.deliver", None, "client") as root:
+        assert not root.sampled
+    tracing.record("notify.dispatch", GOOD, time.time_ns(), "consumer")
+    tracing.shutdown()
+    assert not exporting()
+    assert receiver.requests == 0 and receiver.headers == []
+
+
+@pytest.mark.parametrize(
+    ("name", "arg", "low", "parent", "sampled"),
+    [
+        ("always_on", None, 0, False, True),
+        ("always_off", None, 0, True, False),
+        ("parentbased_always_on", None, 0, None, True),
+        ("parentbased_always_on", None, 0, False, False),
+        ("parentbased_always_off", None, 0, None, False),
+        ("parentbased_always_off", None, 0, True, True),
+        ("traceidratio", "0.25", 2**62 - 1, False, True),  # below a quarter of 2**64
+        ("traceidratio", "0.25", 2**62, True, False),
+        ("traceidratio", "0", 0, True, False),
+        ("traceidratio", None, 2**64 - 1, None, True),  # no ratio: 1
+        ("parentbased_traceidratio", "0.5", 2**63, None, False),
+        ("parentbased_traceidratio", "0.5", 2**63 - 1, None, True),
+        ("parentbased_traceidratio", "0.5", 2**63, True, True),
+        ("parentbased_traceidratio", "1", 2**63, False, False),
+    ],
+)
+def test_every_sampler_decides_as_the_specification_says(
+    name: str, arg: str | None, low: int, parent: bool | None, sampled: bool
+) -> None:
+    trace_id = (0xFFFF << 64 | low).to_bytes(16, "big")  # the upper half does not count
+    assert tracing.sampler(name, arg)(trace_id, parent) is sampled
+
+
+def test_the_sampler_comes_from_the_environment(tracer: Tracer) -> None:
+    receiver = tracer(OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG="0")
+    with tracing.publishing(None) as new:  # a new trace: the ratio decides
+        pass
+    with tracing.publishing(GOOD) as followed:  # the parent decides
+        pass
+    tracing.shutdown()
+    assert new is not None and new.endswith("-00") and followed is not None
+    assert [s.name for s in receiver.spans] == ["notify.publish"]
+    assert receiver.spans[0].span_id == followed[36:52]
+
+
+def test_a_full_queue_drops_spans_and_says_how_many(
+    tracer: Tracer, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = tracer(OTEL_BSP_MAX_QUEUE_SIZE="2", OTEL_BSP_SCHEDULE_DELAY="60000")
+    for n in range(50):
+        with tracing.span("notify.deliver", GOOD, "client", {"n": n}):
+            pass
+    tracing.shutdown()
+    [line] = [r.getMessage() for r in caplog.records if "spans dropped" in r.getMessage()]
+    found = re.match(r"(\d+) spans dropped: more than OTEL_BSP_MAX_QUEUE_SIZE=2 waited", line)
+    assert found is not None, line
+    dropped = int(found.group(1))
+    assert dropped > 0 and len(receiver.spans) + dropped == 50
+    assert {s.name for s in receiver.spans} == {"notify.deliver"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", {}),
+        ("a=1", {"a": "1"}),
+        (" a = 1 , ,b=x%20y%2Cz ", {"a": "1", "b": "x y,z"}),
+        ("k%3Dey=v=w", {"k=ey": "v=w"}),  # the first = splits
+        ("empty=", {"empty": ""}),
+    ],
+)
+def test_key_value_lists_are_read_as_the_specification_writes_them(
+    text: str, expected: dict[str, str]
+) -> None:
+    assert tracing.pairs("OTEL_EXPORTER_OTLP_HEADERS", text) == expected
+
+
+@pytest.mark.parametrize("text", ["novalue", "a=1,=2"])
+def test_a_malformed_key_value_list_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"OTEL_EXPORTER_OTLP_HEADERS: .* is not key=value"):
+        tracing.pairs("OTEL_EXPORTER_OTLP_HEADERS", text)
+
+
+def test_the_exporter_sends_the_headers_compressed_to_the_traces_endpoint(
+    tracer: Tracer,
+) -> None:
+    receiver = OtlpReceiver(path="/otlp/spans")
+    tracer(
+        receiver,
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=receiver.endpoint + "/otlp/spans",  # as given
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS="api-key=s%3Dcret, x-tenant = acme",
+        OTEL_EXPORTER_OTLP_HEADERS="ignored=1",  # the traces variable wins
+        OTEL_EXPORTER_OTLP_COMPRESSION="gzip",
+    )
+    with tracing.span("notify.deliver", GOOD, "client"):
+        pass
+    tracing.shutdown()
+    [headers] = receiver.headers
+    assert headers["api-key"] == "s=cret" and headers["x-tenant"] == "acme"
+    assert "ignored" not in headers
+    assert headers["content-type"] == "application/x-protobuf"
+    assert headers["content-encoding"] == "gzip"
+    assert [s.name for s in receiver.spans] == ["notify.deliver"]
+
+
+def test_a_collector_that_is_unavailable_a_moment_is_tried_again(tracer: Tracer) -> None:
+    receiver = OtlpReceiver()
+    receiver.answer(503)
+    tracer(receiver)
+    with tracing.span("notify.deliver", GOOD, "client"):
+        pass
+    started = time.monotonic()
+    tracing.shutdown()
+    assert 0.5 < time.monotonic() - started < 5  # backed off about a second, once
+    assert len(receiver.headers) == 2 and receiver.requests == 1
+    assert [s.name for s in receiver.spans] == ["notify.deliver"]
+
+
+def test_a_refused_batch_is_dropped_at_once_with_a_log_line(
+    tracer: Tracer, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = OtlpReceiver()
+    receiver.answer(400)
+    tracer(receiver)
+    with tracing.span("notify.deliver", GOOD, "client"):
+        pass
+    tracing.shutdown()
+    assert len(receiver.headers) == 1 and receiver.spans == []
+    [line] = [r.getMessage() for r in caplog.records if r.name == "notify.tracing"]
+    assert line == f"1 spans dropped: the export to {receiver.endpoint}/v1/traces failed (HTTP 400)"
+
+
+def test_no_collector_costs_at_most_the_timeout(
+    tracer: Tracer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tracer(
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://127.0.0.1:{port}/v1/traces",
+        OTEL_EXPORTER_OTLP_TIMEOUT="1500",
+    )
+    with tracing.span("notify.deliver", GOOD, "client"):
+        pass
+    started = time.monotonic()
+    tracing.shutdown()
+    assert time.monotonic() - started < 3
+    [line] = [r.getMessage() for r in caplog.records if r.name == "notify.tracing"]
+    assert line.startswith("1 spans dropped: the export to") and "ConnectionRefusedError" in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://c:4318", "not an http:// or https:// URL"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://", "not an http:// or https:// URL"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:99999", "out of range"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json", "http/protobuf only"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "gzip or none"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "not a number"),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0", "below 1"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "token", "not key=value"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "team", "not key=value"),
+        ("OTEL_TRACES_SAMPLER", "jaeger_remote", "not one of"),
+        ("OTEL_TRACES_SAMPLER_ARG", "2", "not a ratio"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "below 1"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "nan", "below 0"),
+    ],
+)
+def test_a_malformed_variable_is_refused_by_name(variable: str, value: str, message: str) -> None:
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", variable: value}
+    if variable == "OTEL_TRACES_SAMPLER_ARG":
+        environ["OTEL_TRACES_SAMPLER"] = "traceidratio"
+    with pytest.raises(ConfigError, match=f"^{variable}: .*{message}"):
+        tracing.require(environ)
+
+
+def test_the_service_is_named_by_the_environment(tracer: Tracer) -> None:
+    receiver = tracer(OTEL_RESOURCE_ATTRIBUTES="service.name=billing,team=core%2Fevents")
+    with tracing.span("notify.deliver", None, "client"):
+        pass
+    tracing.shutdown()
+    [body] = receiver.bodies
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    [resource_spans] = request.resource_spans
+    resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert resource == {
+        "service.name": "billing",
+        "telemetry.sdk.name": "notify",
+        "telemetry.sdk.language": "python",
+        "team": "core/events",
+    }
+    assert [s.scope.name for s in resource_spans.scope_spans] == ["notify"]
+
+
+def test_otel_service_name_wins(tracer: Tracer) -> None:
+    receiver = tracer(
+        OTEL_SERVICE_NAME="notify-eu", OTEL_RESOURCE_ATTRIBUTES="service.name=billing"
+    )
+    with pytest.raises(NotFound), tracing.span("notify.deliver", None, "client"):
+        raise NotFound("a client's mistake")
+    tracing.shutdown()
+    [deliver] = receiver.spans
+    assert deliver.service == "notify-eu" and deliver.status == 0
+
+
+def test_a_full_batch_goes_at_once_the_rest_on_schedule(tracer: Tracer) -> None:
+    receiver = tracer(OTEL_BSP_MAX_EXPORT_BATCH_SIZE="2", OTEL_BSP_SCHEDULE_DELAY="60000")
+    for n in range(2):  # spans that end
+        with tracing.span("notify.deliver", GOOD, "client", {"n": n}):
+            pass
+    receiver.wait("a full batch", lambda got: len(got) == 2, timeout=10)
+    for n in range(2, 4):  # and spans recorded afterwards
+        tracing.record("notify.dispatch", GOOD, time.time_ns(), "consumer", {"n": n})
+    with tracing.span("notify.deliver", GOOD, "client", {"n": 4}):
+        pass
+    receiver.wait("two full batches", lambda got: len(got) == 4, timeout=10)
+    time.sleep(0.3)
+    assert receiver.requests == 2  # the fifth waits for its batch or the schedule
+    tracing.shutdown()
+    assert receiver.requests == 3
+    assert sorted(s.attributes["n"] for s in receiver.spans) == [0, 1, 2, 3, 4]
