@@ -48,7 +48,8 @@ async def authenticate(conn: HTTPConnection) -> Principal:
         conn.scope.get("query_string", b""),
         csrf=(
             HANDSHAKE if conn.scope["type"] == "websocket" else conn.scope["method"],
-            conn.url.scheme,
+            conn.scope.get("scheme", "http"),  # not conn.url: a stream keeps its request,
+            # and a URL object cached on it costs every open stream (bench c)
             headers.get("host"),
             headers.get("origin"),
             headers.get("referer"),
