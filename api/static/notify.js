@@ -145,8 +145,9 @@ const PING_MS = 20000;
 /** One Server-Sent Events request, read with fetch so that the token travels in the
  * Authorization header (never in a URL) and the resume cursor in Last-Event-ID. */
 class SseConnection {
-  constructor(url, token, patterns, cursor, sink) {
+  constructor(url, token, patterns, cursor, sink, idleMs) {
     this.sink = sink;
+    this.idleMs = idleMs;
     this.abort = new AbortController();
     this.run(url, token, patterns, cursor);
   }
@@ -157,7 +158,7 @@ class SseConnection {
     let idle = null;
     const alive = () => {
       clearTimeout(idle);
-      idle = setTimeout(() => this.abort.abort(), IDLE_MS);
+      idle = setTimeout(() => this.abort.abort(), this.idleMs);
     };
     try {
       const response = await fetch(`${url}/v1/stream?${query}`, {
@@ -274,13 +275,24 @@ class WsConnection {
 // ---- the client ------------------------------------------------------------------
 
 /** A notify client. Events: "state" (detail: the new state), "gap" (detail: the server's
- * reason), "error" (detail: a NotifyError that stopped the connection). */
+ * reason), "error" (detail: a NotifyError that stopped the connection).
+ *
+ * Option `idleMs` (default 45000, three missed keepalives at the gateway's default
+ * `NOTIFY_KEEPALIVE_SECONDS` of 15): an SSE stream that sends nothing for this long is
+ * taken as dead without saying so (a proxy or NAT that dropped it) and is replaced by a
+ * new request resuming from the last id. Keep it above the gateway's keepalive interval,
+ * or a quiet channel reconnects for nothing. The leading tab's value applies, as it holds
+ * the connection; a WebSocket is checked by ping instead. */
 export class Notify extends EventTarget {
-  constructor({ url, token, getToken, transport = "sse", share = true, origin } = {}) {
+  constructor({ url, token, getToken, transport = "sse", share = true, origin, idleMs = IDLE_MS } = {}) {
     super();
     if (!url) throw new TypeError("Notify: url is required");
     if (!token && !getToken) throw new TypeError("Notify: give token or getToken");
     if (transport !== "sse" && transport !== "ws") throw new TypeError('transport is "sse" or "ws"');
+    if (!(Number.isFinite(idleMs) && idleMs > 0 && idleMs <= 2 ** 31 - 1)) {
+      throw new TypeError("idleMs is a number of milliseconds above 0");
+    }
+    this.idleMs = idleMs;
     this.url = String(url).replace(/\/+$/, "");
     this.transport = transport;
     this.origin = origin || "tab-" + randomId();
@@ -501,7 +513,7 @@ export class Notify extends EventTarget {
     }
     if (this._closed || generation !== this._generation) return; // a newer call won
     const Connection = this.transport === "ws" ? WsConnection : SseConnection;
-    const conn = new Connection(this.url, token, patterns, this._pos, this._sinkFor(() => conn));
+    const conn = new Connection(this.url, token, patterns, this._pos, this._sinkFor(() => conn), this.idleMs);
     this._conn = conn;
     this._connPatterns = patterns;
     const expiry = this._getToken ? tokenExpiry(token) : null;
