@@ -255,6 +255,77 @@ def test_a_slow_worker_keeps_its_lease(stack_factory: StackFactory, receiver: Re
     assert [a["outcome"] for a in done["attempts"]] == ["delivered"]
 
 
+def test_a_frozen_worker_loses_its_lease_and_its_late_success_is_recorded_once(
+    stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
+) -> None:
+    # the receiver holds the first request open; the pool process that sent it is frozen
+    # past the heartbeat, so its lease lapses and another worker sends the delivery; then
+    # it wakes, its old request is answered 200, and that late success joins the same
+    # record's attempts, which stays delivered as the other worker left it
+    stack = stack_factory(workers=0, **PRODUCTION, NOTIFY_WEBHOOK_TIMEOUT_SECONDS="30")
+    port = free_port()
+    # one pool process, whose task fills the worker's prefetch: the delivery taken over
+    # goes to the other worker, not to this one's frozen pool
+    first_worker = stack.worker(concurrency=1, name="worker1", NOTIFY_HEALTH_PORT=port)
+    ready(first_worker, port)
+    sub = webhook(stack, receiver, "/h")
+    answered = threading.Event()
+    receiver.answer("/h", Answer(release=answered))  # the requests after it: 200 at once
+    client = redis.Redis.from_url(redis_server.url)
+    frozen: list[int] = []
+    try:
+        event = stack.publish("orders.1")
+        [held] = receiver.wait("/h", 1, timeout=30)
+        second_worker, second_port = start_worker(stack, "worker2")
+        ready(second_worker, second_port)
+        # alive all this while (the first half of the claim): the lease is still held
+        assert [d["status"] for d in stack.deliveries(sub)] == ["pending"]
+        assert len(receiver.at("/h")) == 1
+        [celery] = children(first_worker.pid)
+        [pool] = children(celery)
+        os.kill(pool, signal.SIGSTOP)
+        frozen.append(pool)
+        # its heartbeat stops with it: within the TTL its lease lapses and is taken over
+        [taken_over] = stack.wait_events(sub, "delivered", [event], timeout=TAKEOVER + SLACK)
+        os.kill(frozen.pop(), signal.SIGCONT)
+        answered.set()
+
+        def finishes() -> int:
+            return int(client.hget(keys.DELIVERY_METRICS, "webhook:delivered") or 0)
+
+        # both tasks' outcomes reached Redis, however the late one is recorded
+        stack.wait_for("the late success to be recorded", lambda: finishes() == 2, timeout=15)
+        delivery_id = taken_over["id"]
+        listed = stack.deliveries(sub)
+        records = list(client.scan_iter(keys.delivery("*")))
+        fields = client.hgetall(keys.delivery(delivery_id))
+        due = client.zcard(keys.RETRY_DUE)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        answered.set()
+        client.close()
+    # the same delivery sent twice (at least once), each time under its one id
+    assert [r.webhook_id for r in receiver.at("/h")] == [delivery_id, delivery_id]
+    assert held.webhook_id == delivery_id
+    assert records == [keys.delivery(delivery_id).encode()]  # one record for the pair
+    assert [d["id"] for d in listed] == [delivery_id]
+    [record] = listed
+    assert record["status"] == "delivered"
+    assert record["finished_at"] == taken_over["finished_at"]  # not ended a second time
+    # the takeover's success, then the late one: sent first, recorded last, after a
+    # wait longer than the heartbeat
+    assert [a["outcome"] for a in record["attempts"]] == ["delivered", "delivered"]
+    on_time, late = record["attempts"]
+    assert on_time == taken_over["attempts"][0]
+    assert late["at"] < on_time["at"]
+    assert late["duration_ms"] > float(PRODUCTION["NOTIFY_HEARTBEAT_SECONDS"]) * 1000
+    assert late["status_code"] == 200
+    # nothing left due or leased
+    assert due == 0
+    assert not {b"lease", b"lease_until", b"next_ms"} & set(fields)
+
+
 def test_first_delivery_after_a_redis_restart_does_not_wait_out_a_lease(
     stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
 ) -> None:

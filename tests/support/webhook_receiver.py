@@ -1,8 +1,8 @@
 """A real HTTP webhook receiver on a free loopback port, run in a thread.
 
 Each path is one endpoint. Tests script its answers (status, headers, a delay before
-answering) and read what it received; every request is checked with the
-``standardwebhooks`` library against the secrets registered for its path.
+answering, an event to wait for) and read what it received; every request is checked
+with the ``standardwebhooks`` library against the secrets registered for its path.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
     body: bytes = b"ok"
+    # answered only once this is set (or the receiver stops): a request held open for as
+    # long as the test needs, however long its sender is frozen
+    release: threading.Event | None = None
 
 
 @dataclass
@@ -149,6 +152,10 @@ class Receiver:
             )
         if answer.delay:
             await asyncio.sleep(answer.delay)
+        while answer.release is not None and not answer.release.is_set():
+            if self._server.should_exit:
+                break
+            await asyncio.sleep(0.02)
         await send(
             {
                 "type": "http.response.start",
