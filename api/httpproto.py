@@ -66,23 +66,20 @@ def timeout_response(problem_base: str) -> bytes:
     )
 
 
-def _problem_response(status_line: bytes, error: HeadersTooLarge) -> bytes:
+def too_large_response(problem_base: str) -> bytes:
+    """The 431 a head over the caps gets (its problem ``type`` under ``problem_base``)."""
+    error = HeadersTooLarge("the request's header fields are over the size or count limit")
     body = b'{"type":"%s","title":"%s","status":%d,"detail":"%s"}' % (
-        error.type_uri.encode(),
+        (problem_base + error.code).encode(),
         error.title.encode(),
         error.status,
         error.detail.encode(),
     )
     return (
-        status_line + b"\r\ncontent-type: application/problem+json\r\n"
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        b"content-type: application/problem+json\r\n"
         b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
     )
-
-
-HEAD_TOO_LARGE = _problem_response(
-    b"HTTP/1.1 431 Request Header Fields Too Large",
-    HeadersTooLarge("the request's header fields are over the size or count limit"),
-)
 
 
 def reset(transport: asyncio.Transport) -> None:
@@ -112,7 +109,8 @@ class GatewayProtocol(HttpToolsProtocol):
     max_headers = 100
     """Set by ``notify serve`` from ``NOTIFY_MAX_HEADER_BYTES`` / ``NOTIFY_MAX_HEADERS``."""
     timeout_answer = timeout_response(PROBLEM_BASE)
-    """Set by ``notify serve`` for ``NOTIFY_PROBLEM_BASE_URL``."""
+    too_large_answer = too_large_response(PROBLEM_BASE)
+    """Both set by ``notify serve`` for ``NOTIFY_PROBLEM_BASE_URL``."""
 
     # Slots, not the instance dict: uvicorn's protocol sets 29 attributes, and a 30th
     # reaches CPython's limit for instance dicts that share their keys (3.11:
@@ -166,7 +164,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self.head_bytes = -1
         self.reading_since = 0.0
         if not self.transport.is_closing():
-            self.transport.write(HEAD_TOO_LARGE)
+            self.transport.write(GatewayProtocol.too_large_answer)
             self.transport.close()
 
     def on_message_begin(self) -> None:

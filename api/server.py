@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from prometheus_client.multiprocess import mark_process_dead
 
-from notify.api.httpproto import GatewayProtocol, timeout_response
+from notify.api.httpproto import GatewayProtocol, timeout_response, too_large_response
 from notify.api.hub import ACTIVE
 from notify.api.metrics import MULTIPROC_ENV
 from notify.api.wsconn import FastWebSocketProtocol
@@ -115,6 +115,7 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
     GatewayProtocol.max_head_bytes = settings.max_header_bytes
     GatewayProtocol.max_headers = settings.max_headers
     GatewayProtocol.timeout_answer = timeout_response(settings.problem_base)
+    GatewayProtocol.too_large_answer = too_large_response(settings.problem_base)
     config = uvicorn.Config(
         "notify.api.server:create",
         factory=True,

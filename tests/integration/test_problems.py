@@ -59,6 +59,11 @@ def test_the_problem_base_is_configurable(gateway_factory: GatewayFactory) -> No
         assert c.post("/v1/events", json={}).json()["type"] == (
             "https://docs.example/errors/unauthenticated"
         )
+        # the answers the server's protocol writes itself, too (431 here)
+        many = {f"x-{n}": "v" for n in range(200)}
+        too_large = c.get("/healthz", headers=many)
+        assert too_large.status_code == 431
+        assert too_large.json()["type"] == "https://docs.example/errors/headers-too-large"
 
 
 def test_a_validation_failure_names_every_bad_field(
