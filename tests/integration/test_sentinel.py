@@ -72,6 +72,7 @@ async def _collect(stream: SSE, into: list[str]) -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.timeout(300)
 async def test_primary_killed_under_load_loses_no_acknowledged_event(
     deployment: SentinelDeployment,
     gateway_factory: GatewayFactory,
@@ -160,7 +161,11 @@ async def test_primary_killed_under_load_loses_no_acknowledged_event(
         def delivered() -> set[str]:
             return {json.loads(r.body)["id"] for r in receiver.at("/hook")}
 
-        deadline = time.monotonic() + 60
+        # Nearly always within seconds; once in a few runs one delivery has taken over a
+        # minute after the failover (cause not found yet, see the closing note of
+        # 2026-12-05). What this test proves is that none is lost: the bound is the worker
+        # supervisor's stall restart (NOTIFY_WORKER_STALL_SECONDS, 120) and a margin.
+        deadline = time.monotonic() + 150
         while not set(acked) <= delivered():
             assert time.monotonic() < deadline, f"{len(set(acked) - delivered())} undelivered"
             await asyncio.sleep(0.5)
