@@ -161,10 +161,11 @@ async def test_primary_killed_under_load_loses_no_acknowledged_event(
         def delivered() -> set[str]:
             return {json.loads(r.body)["id"] for r in receiver.at("/hook")}
 
-        # Nearly always within seconds; once in a few runs one delivery has taken over a
-        # minute after the failover (cause not found yet, see the closing note of
-        # 2026-12-05). What this test proves is that none is lost: the bound is the worker
-        # supervisor's stall restart (NOTIFY_WORKER_STALL_SECONDS, 120) and a margin.
+        # Nearly always within seconds. An open defect (README, Sentinel; closing note of
+        # 2026-12-05): in about one run in three, one or two records of events published
+        # just before the kill stay pending, due about 62 s after creation though the
+        # lease here is 3 s, and once were not sent within 170 s. This bound does not
+        # hide it: when it happens past 150 s, this test fails.
         deadline = time.monotonic() + 150
         while not set(acked) <= delivered():
             assert time.monotonic() < deadline, f"{len(set(acked) - delivered())} undelivered"
