@@ -72,7 +72,6 @@ async def _collect(stream: SSE, into: list[str]) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.timeout(300)
 async def test_primary_killed_under_load_loses_no_acknowledged_event(
     deployment: SentinelDeployment,
     gateway_factory: GatewayFactory,
@@ -163,10 +162,10 @@ async def test_primary_killed_under_load_loses_no_acknowledged_event(
 
         # Nearly always within seconds. An open defect (README, Sentinel; closing note of
         # 2026-12-05): in about one run in three, one or two records of events published
-        # just before the kill stay pending, due about 62 s after creation though the
-        # lease here is 3 s, and once were not sent within 170 s. This bound does not
-        # hide it: when it happens past 150 s, this test fails.
-        deadline = time.monotonic() + 150
+        # just before the kill stay pending and are not sent within minutes (their due
+        # time keeps moving ahead; a 10 s worker stall limit does not bring them); this
+        # test then fails, as it should.
+        deadline = time.monotonic() + 60
         while not set(acked) <= delivered():
             assert time.monotonic() < deadline, f"{len(set(acked) - delivered())} undelivered"
             await asyncio.sleep(0.5)
