@@ -242,7 +242,12 @@ def run_celery(settings: Settings, concurrency: int, progress: str) -> None:
 
     task_prerun.connect(touch, weak=False)
     # deliveries received but not yet claimed fall due soon after this process dies
-    keeper = LeaseKeeper(settings.redis_url, process_name(), settings.heartbeat_seconds)
+    keeper = LeaseKeeper(
+        settings.redis_url,
+        process_name(),
+        settings.heartbeat_seconds,
+        max_reserve_s=settings.delivery_lease_seconds,
+    )
     worker_ready.connect(lambda **_: keeper.start(), weak=False)
 
     def reserve(request: Any = None, **_: Any) -> None:

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 
 from redis.exceptions import RedisError
@@ -64,11 +65,19 @@ class Heartbeat:
 class LeaseKeeper:
     """A worker process's heartbeat thread; it also renews the leases in hand."""
 
-    def __init__(self, url: str, process: str, ttl_s: float) -> None:
+    def __init__(
+        self, url: str, process: str, ttl_s: float, max_reserve_s: float | None = None
+    ) -> None:
+        """``max_reserve_s``: how long a received delivery may stay reserved without being
+        claimed (the delivery lease): past it, it is let go to fall due. Celery drops the
+        tasks it has received but not started when its broker connection is lost (a Redis
+        failover), without acknowledging or rejecting them: kept reserved, they would
+        never fall due while this process lives."""
         self._redis = connect_sync(url, socket_timeout=max(ttl_s / 3, 0.5))
         self._renew = self._redis.register_script(RENEW)
         self._reserve = self._redis.register_script(RESERVE)
-        self._reserved: set[str] = set()
+        self._reserved: dict[str, float] = {}  # id -> when it was received (monotonic)
+        self._max_reserve_s = max_reserve_s
         self._falling: set[str] = set()
         self._key = keys.alive(process)
         self._ttl_ms = int(ttl_s * 1000)
@@ -96,8 +105,10 @@ class LeaseKeeper:
         them to wait out the lease; handing them to the heartbeat thread left a window
         of a GIL switch or more under load. If Redis does not answer, every beat tries
         again."""
+        at = time.monotonic()
         with self._lock:
-            self._reserved.update(ids)
+            for i in ids:
+                self._reserved.setdefault(i, at)
         with contextlib.suppress(RedisError):
             self._apply_reservations(ids)
 
@@ -111,13 +122,15 @@ class LeaseKeeper:
         done = {i for i, k in zip(ids, kept, strict=True) if not int(k)}
         if done:
             with self._lock:
-                self._reserved -= done
+                for i in done:
+                    self._reserved.pop(i, None)
 
     def unreserve(self, ids: Sequence[str]) -> None:
         """Stop keeping these: their task ended (its outcome is recorded, or it failed
         before claiming them, and then they fall due within the TTL for another try)."""
         with self._lock:
-            self._reserved.difference_update(ids)
+            for i in ids:
+                self._reserved.pop(i, None)
 
     def fall_due(self, ids: Sequence[str]) -> None:
         """Their task failed before claiming them: stop keeping them and make them fall
@@ -125,7 +138,8 @@ class LeaseKeeper:
         to lapse: a reservation refused earlier (Redis failing over) would otherwise
         leave them waiting out the lease set when they were created."""
         with self._lock:
-            self._reserved.difference_update(ids)
+            for i in ids:
+                self._reserved.pop(i, None)
             self._falling.update(ids)
         with contextlib.suppress(RedisError):
             self._push_falling()
@@ -160,6 +174,13 @@ class LeaseKeeper:
         hand one TTL ahead."""
         with self._lock:
             held = list(self._held.items())
+            if self._max_reserve_s is not None:
+                # received long ago and still not claimed: its task is gone (see __init__)
+                before = time.monotonic() - self._max_reserve_s
+                stale = [i for i, at in self._reserved.items() if at < before]
+                for i in stale:
+                    del self._reserved[i]
+                self._falling.update(stale)
             reserved = sorted(self._reserved)
         try:
             self._push_falling()

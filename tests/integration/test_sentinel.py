@@ -160,11 +160,10 @@ async def test_primary_killed_under_load_loses_no_acknowledged_event(
         def delivered() -> set[str]:
             return {json.loads(r.body)["id"] for r in receiver.at("/hook")}
 
-        # Nearly always within seconds. An open defect (README, Sentinel; closing note of
-        # 2026-12-05): in about one run in three, one or two records of events published
-        # just before the kill stay pending and are not sent within minutes (their due
-        # time keeps moving ahead; a 10 s worker stall limit does not bring them); this
-        # test then fails, as it should.
+        # Celery drops the tasks it received but had not started when its broker
+        # connection goes, without acknowledging them: the worker let go of their
+        # reservations only when that happened (about one run in three failed here before
+        # LeaseKeeper's max_reserve_s, 2026-12-05).
         deadline = time.monotonic() + 60
         while not set(acked) <= delivered():
             assert time.monotonic() < deadline, f"{len(set(acked) - delivered())} undelivered"
