@@ -33,24 +33,30 @@ from notify.api.state import Gateway
 from notify.auth import Verifier
 from notify.errors import StoreUnavailable
 from notify.redis import limits
-from notify.redis.client import async_client
-from notify.redis.eventlog import RedisEventLog, Retention
+from notify.redis.client import Client, async_client
+from notify.redis.eventlog import Retention, open_log
 from notify.settings import Settings
 
 
 def build_gateway(settings: Settings) -> Gateway:
     timeout = settings.redis_timeout_seconds
     client = async_client(settings.redis_url, timeout=timeout, max_connections=256)
-    # the hub's own connection, for its blocking XREAD (see Hub: 5 s blocks)
-    reader = async_client(settings.redis_url, timeout=timeout, block_seconds=5.0, max_connections=2)
-    log = RedisEventLog(
+
+    # the hub's own connection per shard, for its blocking XREAD (see Hub: 5 s blocks)
+    def reader() -> Client:
+        return async_client(
+            settings.redis_url, timeout=timeout, block_seconds=5.0, max_connections=2
+        )
+
+    log = open_log(
         client,
         Retention(
             seconds=settings.history_seconds,
             max_events=settings.history_max_events,
             channel_max_events=settings.channel_history_max_events,
         ),
-        reader=reader,
+        settings.shards,
+        reader,
         min_replicas=settings.publish_min_replicas,
         # WAIT answers before the command deadline ends the connection
         wait_ms=max(1, int(timeout * 500)),

@@ -15,8 +15,8 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 
+from notify.eventlog import EventLog
 from notify.events import EventDraft
-from notify.redis.eventlog import RedisEventLog
 
 Pairs = list[tuple[str, str]]
 Waiting = tuple[Sequence[EventDraft], int, "asyncio.Future[Pairs]"]
@@ -25,7 +25,7 @@ Waiting = tuple[Sequence[EventDraft], int, "asyncio.Future[Pairs]"]
 
 class AppendBatcher:
     def __init__(
-        self, log: RedisEventLog, max_events: int = 1000, max_bytes: int = 4 * 1024 * 1024
+        self, log: EventLog, max_events: int = 1000, max_bytes: int = 4 * 1024 * 1024
     ) -> None:
         self._log = log
         self._max = max_events

@@ -26,7 +26,8 @@ from notify.channels import PatternIndex
 from notify.errors import StoreUnavailable
 from notify.eventlog import Entry
 from notify.events import parse_id, stored_traceparent, with_id
-from notify.redis.eventlog import RedisEventLog
+from notify.redis.eventlog import RedisEventLog, ShardedEventLog
+from notify.shards import CURSOR_MARK, Positions, Vector, id_text, token
 from notify.sse import KEEPALIVE, event_frame
 from notify.wsframe import event_frame as ws_event_frame
 
@@ -223,7 +224,7 @@ ACTIVE: weakref.WeakSet[Hub] = weakref.WeakSet()
 class Hub:
     def __init__(
         self,
-        log: RedisEventLog,
+        log: RedisEventLog | ShardedEventLog,
         *,
         block_ms: int = 5000,
         batch: int = 1000,
@@ -232,16 +233,22 @@ class Hub:
     ) -> None:
         self._keepalive = keepalive_seconds
         self._send_timeout = send_timeout_seconds
-        self._log = log
+        self._shards = log.shards if isinstance(log, ShardedEventLog) else [log]
+        self._positions = Positions(len(self._shards))
+        self._sharded = len(self._shards) > 1
         self._block_ms = block_ms
         self._batch = batch
         self._index: PatternIndex[Subscriber] = PatternIndex()
         self._wanted: dict[bytes, bool] = {}
         """Stored channel name -> whether any local connection's pattern matches it;
         forgotten whenever a pattern is added or removed."""
-        self._waiters: list[tuple[tuple[int, int], asyncio.Future[None]]] = []
-        self.cursor = "0-0"
-        self._cursor_key = (0, 0)
+        self._waiters: list[tuple[Vector, asyncio.Future[None]]] = []
+        self._vector = [(0, 0)] * len(self._shards)
+        """Per shard, the last id the reader has fanned out (or read past)."""
+        self._tokens = [""] * len(self._shards)
+        self.cursor = self._positions.encode(self._vector)
+        """The position everything up to which was fanned out (a cursor when sharded)."""
+        self._up: set[int] = set()
         self.running = False
         self.started = asyncio.Event()
         self.subscribers: set[Subscriber] = set()
@@ -274,10 +281,10 @@ class Hub:
         if patterns is None:
             self.subscribers.discard(sub)
 
-    async def reached(self, event_id: str, timeout: float = 30.0) -> None:
-        """Wait until the reader has fanned out ``event_id``."""
-        key = parse_id(event_id)
-        if key <= self._cursor_key:
+    async def reached(self, position: str, timeout: float = 30.0) -> None:
+        """Wait until the reader has fanned out everything up to ``position``."""
+        key = self._positions.parse(position)
+        if self._positions.covers(tuple(self._vector), key):
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((key, fut))
@@ -286,6 +293,14 @@ class Hub:
                 await fut
         except TimeoutError as exc:
             raise StoreUnavailable("the event reader is behind; try again") from exc
+
+    @property
+    def sharded(self) -> bool:
+        return self._sharded
+
+    def behind(self, a: str, b: str) -> bool:
+        """Whether position ``a`` misses something position ``b`` has (some shard)."""
+        return self._positions.behind(a, b)
 
     def close_all(self, reason: str) -> None:
         for sub in list(self.subscribers):
@@ -325,52 +340,77 @@ class Hub:
     # --- the reader ------------------------------------------------------------
 
     async def run(self) -> None:
-        """Tail the log forever, reconnecting with backoff when Redis goes away."""
+        """Tail the log forever (each shard's, side by side), reconnecting with
+        backoff when Redis goes away."""
+        await asyncio.gather(*(self._run_shard(i) for i in range(len(self._shards))))
+
+    async def _run_shard(self, shard: int) -> None:
+        shard_log = self._shards[shard]
         delay = 0.05
         first = True
         while True:
             try:
-                head = await self._log.head()
+                head = await shard_log.head()
                 if first:
-                    self._advance(head)
+                    self._advance(head, shard)
                     first = False
-                elif parse_id(head) < self._cursor_key:
+                elif parse_id(head) < self._vector[shard]:
                     # the log went back in time (Redis lost its data): read it afresh
                     log.warning("event log is behind our cursor %s; rereading", self.cursor)
-                    self._advance("0-0", force=True)
-                self.running = True
-                self.started.set()
+                    self._advance("0-0", shard, force=True)
+                self._set_running(shard, True)
                 delay = 0.05
                 while True:
-                    page = await self._log.tail(
-                        self.cursor, self._batch, self._block_ms, self.wants
-                    )
+                    after = id_text(self._vector[shard])
+                    page = await shard_log.tail(after, self._batch, self._block_ms, self.wants)
                     if page.next is not None:
-                        self.fan_out(page.entries, page.next)
+                        self.fan_out(page.entries, page.next, shard)
             except StoreUnavailable as exc:
                 if self.running:
                     log.warning("event reader lost Redis: %s", exc)
-                self.running = False
+                self._set_running(shard, False)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             except Exception:
                 # never let the one reader of the process die: log, back off, go on
                 log.exception("event reader failed; restarting it")
-                self.running = False
+                self._set_running(shard, False)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _advance(self, event_id: str, *, force: bool = False) -> None:
+    def _set_running(self, shard: int, up: bool) -> None:
+        """Running (and started) once every shard's reader has read its head."""
+        if up:
+            self._up.add(shard)
+        else:
+            self._up.discard(shard)
+        self.running = len(self._up) == len(self._shards)
+        if self.running:
+            self.started.set()
+
+    def _advance(self, event_id: str, shard: int = 0, *, force: bool = False) -> None:
         key = parse_id(event_id)
-        if key > self._cursor_key or force:
-            self.cursor, self._cursor_key = event_id, key
+        if key > self._vector[shard] or force:
+            self._vector[shard] = key
+            if self._sharded:
+                self._tokens[shard] = token(key)
+                self.cursor = CURSOR_MARK + ".".join(self._tokens)
+            else:
+                self.cursor = event_id
         if self._waiters:
-            ready = [w for w in self._waiters if w[0] <= self._cursor_key]
+            at, covers = tuple(self._vector), self._positions.covers
+            ready = [w for w in self._waiters if covers(at, w[0])]
             if ready:
-                self._waiters = [w for w in self._waiters if w[0] > self._cursor_key]
+                self._waiters = [w for w in self._waiters if not covers(at, w[0])]
                 for _, fut in ready:
                     if not fut.done():
                         fut.set_result(None)
+
+    def _step(self, shard: int, event_id: str) -> str:
+        """Sharded: the cursor just after ``event_id`` (its frame's position)."""
+        self._vector[shard] = parse_id(event_id)
+        self._tokens[shard] = token(self._vector[shard])
+        return CURSOR_MARK + ".".join(self._tokens)
 
     def wants(self, channel: bytes) -> bool:
         """Whether any local connection may want events of ``channel`` (stored name):
@@ -384,14 +424,16 @@ class Hub:
             self._wanted[channel] = known
         return known
 
-    def fan_out(self, entries: list[Entry], last: str | None = None) -> None:
+    def fan_out(self, entries: list[Entry], last: str | None = None, shard: int = 0) -> None:
         """Queue each entry for its matching connections, then send each connection
         everything it got from this batch at once; the reader has now passed ``last``
-        (default: the last entry)."""
+        (default: the last entry) on ``shard``."""
         traced_from = time.time_ns() if tracing.ENABLED else 0
         match = self._index.match
+        sharded = self._sharded
         touched: list[Subscriber] = []
         for entry in entries:
+            position = self._step(shard, entry.id) if sharded else entry.id
             envelope: bytes | None = None
             sse: bytes | None = None
             ws: bytes | None = None
@@ -407,12 +449,12 @@ class Hub:
                     envelope = with_id(entry.id, entry.body)
                 if sub.kind == "sse":
                     if sse is None:
-                        sse = event_frame(entry.id, envelope)
+                        sse = event_frame(position, envelope)
                     frame = sse
                 else:
                     if ws is None:
                         # unmasked: the same frame bytes for every socket
-                        ws = ws_event_frame(envelope)
+                        ws = ws_event_frame(envelope, position if sharded else None)
                     frame = ws
                 if not sub.buf:
                     touched.append(sub)
@@ -425,7 +467,7 @@ class Hub:
         if traced_from:
             traced_fan_out(entries, traced_from)
         if last is not None or entries:
-            self._advance(last or entries[-1].id)
+            self._advance(last or entries[-1].id, shard)
 
 
 def traced_fan_out(entries: list[Entry], started_ns: int) -> None:

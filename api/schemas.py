@@ -36,6 +36,8 @@ CHANNEL_RE = rf"^{SEGMENT_RE}(?:\.{SEGMENT_RE}){{0,{MAX_SEGMENTS - 1}}}$"
 EVENT_TYPE_RE = rf"^{TYPE_RE.pattern}$"
 # 19 digits stay below 2^64 (the server refuses larger parts as out of range)
 EVENT_ID_RE = r"^[0-9]{1,19}-[0-9]{1,19}$"
+CURSOR_RE = r"^(?:[0-9]{1,19}-[0-9]{1,19}|~[0-9a-z.-]*)$"
+"""An event id, or a sharded store's cursor (notify.shards)."""
 
 
 def of(annotation: Any) -> Schema:

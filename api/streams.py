@@ -17,21 +17,26 @@ from notify.api.hub import Subscriber
 from notify.api.state import Gateway
 from notify.auth import Principal
 from notify.errors import StoreUnavailable
-from notify.eventlog import Entry
-from notify.events import parse_id, with_id
+from notify.eventlog import Entry, Page
+from notify.events import with_id
 from notify.sse import continue_frame, event_frame, gap_frame, position_frame
 
 PAGE = 500
 log = logging.getLogger("notify.streams")
-Emit = Callable[[list[Entry]], Awaitable[None]]
+Emit = Callable[[list[Entry], list[str]], Awaitable[None]]
+"""Sends catch-up events, each with the stream's position after it (its SSE ``id:``)."""
 
 
-def visible(sub: Subscriber, entries: list[Entry]) -> list[Entry]:
-    return [
-        e
-        for e in entries
+def visible(sub: Subscriber, page: Page) -> tuple[list[Entry], list[str]]:
+    """The page's entries this connection takes, with their positions (an entry's id
+    with one shard, the page's cursors over a sharded log)."""
+    positions = page.cursors if page.cursors is not None else [e.id for e in page.entries]
+    kept = [
+        (e, p)
+        for e, p in zip(page.entries, positions, strict=True)
         if (sub.origin is None or e.origin != sub.origin) and (sub.accept is None or sub.accept(e))
     ]
+    return [e for e, _ in kept], [p for _, p in kept]
 
 
 async def resume(
@@ -57,7 +62,7 @@ async def resume(
     sub.hold += 1
     try:
         upto = gw.hub.attach(sub, patterns)
-        if after is None or parse_id(after) < parse_id(upto):
+        if after is None or gw.hub.behind(after, upto):
             await replay(gw, sub, patterns, after, emit, until=upto)
     finally:
         sub.release()
@@ -88,8 +93,8 @@ async def replay(
         page = await gw.log.history(patterns, after, PAGE, until=until)
         budget -= page.scanned
         if page.entries:
-            await emit(visible(sub, page.entries))
-            after = page.entries[-1].id
+            await emit(*visible(sub, page))
+            after = page.cursors[-1] if page.cursors else page.entries[-1].id
         if page.next is None:
             return after
         after = page.next
@@ -161,9 +166,12 @@ class EventStream(Response):
             body = data if isinstance(data, bytes) else data.encode()
             await send({"type": "http.response.body", "body": body, "more_body": True})
 
-        async def emit(entries: list[Entry]) -> None:
+        async def emit(entries: list[Entry], positions: list[str]) -> None:
             if entries and not sub.closed:
-                frames = b"".join(event_frame(e.id, with_id(e.id, e.body)) for e in entries)
+                frames = b"".join(
+                    event_frame(p, with_id(e.id, e.body))
+                    for e, p in zip(entries, positions, strict=True)
+                )
                 await sub.send(write, frames)
                 metrics.sent(len(entries))
 

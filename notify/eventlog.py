@@ -31,6 +31,9 @@ class Page:
     gap: bool = False
     scanned: int = 0
     """Log entries read to make this page (the work it cost), matching or not."""
+    cursors: list[str] | None = None
+    """Over a sharded log: the stream position after each entry (a cursor covering
+    every shard). None with one shard, where an entry's id is its position."""
 
 
 class EventLog(Protocol):
@@ -64,6 +67,11 @@ class EventLog(Protocol):
         ...
 
     async def head(self) -> str: ...
+
+    async def normalize(self, cursor: str) -> str:
+        """A client's cursor as a position of this log (see notify.shards: an event id
+        given to a sharded log becomes a cursor); unchanged with one shard."""
+        ...
 
     async def event(self, event_id: str) -> Entry | None:
         """One retained event by its id, or None when it is not (or no longer) kept."""

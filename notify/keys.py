@@ -1,5 +1,11 @@
 """Every Redis key notify uses, in one place."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from notify import shards
+
 PREFIX = "notify:{n}:"
 """One hash tag for every key: multi-key Lua scripts work on Redis Cluster too."""
 
@@ -14,8 +20,47 @@ gateway at start, read by ``notify.Publisher`` so that producers trim as they do
 
 
 def channel_stream(channel: str) -> str:
-    """Per-channel stream holding the channel's events under their log ids."""
+    """Per-channel stream holding the channel's events under their log ids (one shard)."""
     return f"{PREFIX}ch:{channel}"
+
+
+SHARDS = PREFIX + "shards"
+"""String: the number of shards the event log was written with (``NOTIFY_SHARDS``);
+set by the first role to start, and a role configured otherwise refuses to start."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """The keys of one shard of the event log: its log, its channels' streams and its
+    idempotency records, all under the shard's own hash tag (see notify.shards). Shard
+    0 of 1 is :data:`LOG` and :func:`channel_stream`, as before sharding."""
+
+    index: int
+    count: int
+    prefix: str
+
+    @property
+    def log(self) -> str:
+        return self.prefix + "log"
+
+    @property
+    def channel_prefix(self) -> str:
+        return self.prefix + "ch:"
+
+    def channel_stream(self, channel: str) -> str:
+        return self.prefix + "ch:" + channel
+
+    def idempotency(self, key: str) -> str:
+        """An idempotency record (:func:`idempotency`) moved under this shard's tag."""
+        return self.prefix + key.removeprefix(PREFIX)
+
+
+def shard(index: int, count: int) -> Shard:
+    return Shard(index, count, "notify:{" + shards.tag(index, count) + "}:")
+
+
+def all_shards(count: int) -> list[Shard]:
+    return [shard(i, count) for i in range(count)]
 
 
 def idempotency(subject: str, key: str) -> str:

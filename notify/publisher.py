@@ -20,17 +20,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from notify import cloudevents, keys
+from notify.eventlog import EventLog
 from notify.events import EventDraft, draft, valid_traceparent
 from notify.redis import limits as advertised
 from notify.redis.client import async_client, sync_client
 from notify.redis.eventlog import (
     APPEND_LUA,
-    RedisEventLog,
     Retention,
     append_keys,
     decode_append,
+    open_log,
+    recorded_shards,
+    recorded_shards_async,
     translated,
 )
+from notify.shards import merge, split
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULTS = {
@@ -150,12 +154,14 @@ def _idempotency(key: str | None) -> str | None:
 class AsyncPublisher(_Config):
     def _open(self) -> None:
         self._client = async_client(self.redis_url)
-        self._event_log: RedisEventLog | None = None
+        self._event_log: EventLog | None = None
 
-    async def _log(self) -> RedisEventLog:
+    async def _log(self) -> EventLog:
         if self._stale() or self._event_log is None:
-            self._adopt(await advertised.read(self._client))
-            self._event_log = RedisEventLog(self._client, self.retention)
+            with translated():
+                self._adopt(await advertised.read(self._client))
+                count = await recorded_shards_async(self._client)
+            self._event_log = open_log(self._client, self.retention, count)
         return self._event_log
 
     async def publish(
@@ -210,19 +216,31 @@ class AsyncPublisher(_Config):
 
 class Publisher(_Config):
     def _open(self) -> None:
-        self._client = sync_client(self.redis_url)
+        with translated():  # a cluster client reads the slot map as it is made
+            self._client = sync_client(self.redis_url)
         self._script = self._client.register_script(APPEND_LUA)
         self._async: AsyncPublisher | None = None
+        self._shards = 1
 
     def _append(self, drafts: list[EventDraft], key: str | None) -> list[tuple[str, str]]:
+        """Per shard, one append script call (atomic on each shard, see
+        notify.shards), answered in the order of ``drafts``."""
+        idem = _idempotency(key)
         with translated():
             if self._stale():
                 self._adopt(advertised.parse(self._client.hgetall(keys.LIMITS)))
-            raw = self._script(
-                keys=append_keys(drafts, _idempotency(key)),
-                args=self.retention.append_args(drafts),
-            )
-        return decode_append(raw, drafts)
+                self._shards = recorded_shards(self._client)
+            count = self._shards
+            groups = split([d.channel for d in drafts], count)
+            parts: dict[int, list[tuple[str, str]]] = {}
+            for s, indexes in groups.items():
+                part = [drafts[i] for i in indexes]
+                shard = keys.shard(s, count)
+                raw = self._script(
+                    keys=append_keys(idem, shard), args=self.retention.append_args(part, shard)
+                )
+                parts[s] = decode_append(raw, part)
+        return merge(parts, groups, len(drafts))
 
     def publish(
         self,

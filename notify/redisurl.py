@@ -13,45 +13,74 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEME = "redis+sentinel"
-SCHEMES = (*PLAIN_SCHEMES, SENTINEL_SCHEME)
+CLUSTER_SCHEME = "redis+cluster"
+SCHEMES = (*PLAIN_SCHEMES, SENTINEL_SCHEME, CLUSTER_SCHEME)
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
 
 
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
-    """Where Redis is: one server (``url``), or a primary that Sentinel names."""
+    """Where Redis is: one server (``url``), a primary that Sentinel names, or a Redis
+    Cluster found through its startup ``nodes`` (any of them; the client learns the rest)."""
 
-    kind: Literal["plain", "sentinel"]
+    kind: Literal["plain", "sentinel", "cluster"]
     url: str
     sentinels: tuple[tuple[str, int], ...] = ()
     service: str = ""
     db: int = 0
     username: str | None = None
     password: str | None = None
+    nodes: tuple[tuple[str, int], ...] = ()
 
 
 def parse_redis_url(url: str) -> RedisTarget:
     """The target of a Redis URL; ValueError says what is wrong with it."""
     scheme, sep, rest = url.partition("://")
-    if scheme == "redis+cluster":
-        # refused rather than half-working: every key of the log shares one slot today
-        raise ValueError("redis+cluster:// is not supported yet; use redis+sentinel://")
     if not sep or scheme not in SCHEMES:
         raise ValueError(
             f"unknown scheme {scheme + '://' if sep else url[:20]!r}: use redis://, rediss://,"
-            " unix:// or redis+sentinel://host:port[,host:port...]/<service>[/db]"
+            " unix://, redis+sentinel://host:port[,host:port...]/<service>[/db]"
+            " or redis+cluster://host:port[,host:port...]"
         )
     if scheme in PLAIN_SCHEMES:
         return RedisTarget("plain", url)
+    if scheme == CLUSTER_SCHEME:
+        return _parse_cluster(rest)
     return _parse_sentinel(rest)
 
 
-def _parse_sentinel(rest: str) -> RedisTarget:
+def is_cluster(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://``)."""
+    return url.partition("://")[0] == CLUSTER_SCHEME
+
+
+def _parse_cluster(rest: str) -> RedisTarget:
+    username, password, hostpart = _userinfo(rest)
+    hosts, slash, path = hostpart.partition("/")
+    if "?" in hosts or "?" in path:
+        raise ValueError("redis+cluster:// takes no query options")
+    nodes = tuple(_host_port(h, "cluster node") for h in hosts.split(",") if h)
+    if not nodes:
+        raise ValueError("redis+cluster:// needs at least one node host:port")
+    if slash and path not in ("", "0"):
+        # SELECT is refused by every cluster node
+        raise ValueError(f"database {path!r}: Redis Cluster has only database 0")
+    return RedisTarget("cluster", "", nodes=nodes, username=username, password=password)
+
+
+def _userinfo(rest: str) -> tuple[str | None, str | None, str]:
+    """``user:password@`` (both optional, percent-decoded) and what follows it."""
     userinfo, at, hostpart = rest.rpartition("@")
     if not at:
-        userinfo, hostpart = "", rest
+        return None, None, rest
+    user, colon, secret = userinfo.partition(":")
+    return unquote(user) or None, unquote(secret) if colon else None, hostpart
+
+
+def _parse_sentinel(rest: str) -> RedisTarget:
+    username, password, hostpart = _userinfo(rest)
     hosts, _, path = hostpart.partition("/")
-    sentinels = tuple(_host_port(h) for h in hosts.split(",") if h)
+    sentinels = tuple(_host_port(h, "sentinel") for h in hosts.split(",") if h)
     if not sentinels:
         raise ValueError("redis+sentinel:// needs at least one sentinel host:port")
     segments = [s for s in path.split("/") if s]
@@ -63,25 +92,23 @@ def _parse_sentinel(rest: str) -> RedisTarget:
         if not segments[1].isdigit():
             raise ValueError(f"database {segments[1]!r} is not a number")
         db = int(segments[1])
-    username: str | None = None
-    password: str | None = None
-    if userinfo:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
     return RedisTarget("sentinel", "", sentinels, service, db, username=username, password=password)
 
 
-def _host_port(text: str) -> tuple[str, int]:
+def _host_port(text: str, what: str) -> tuple[str, int]:
     host, colon, port = text.rpartition(":")
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"sentinel address {text!r} is not host:port")
+    if not colon or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{what} address {text!r} is not host:port")
     return host.strip("[]"), int(port)
 
 
 def celery_broker(target: RedisTarget) -> tuple[str, dict[str, object]]:
     """Kombu's broker URL and transport options for a Redis target: Sentinel's own
-    transport (``sentinel://…;sentinel://…`` with ``master_name``) for a Sentinel target."""
+    transport (``sentinel://…;sentinel://…`` with ``master_name``) for a Sentinel target.
+    ValueError for a cluster: kombu has no Redis Cluster transport (the settings refuse
+    a cluster store without ``NOTIFY_BROKER_URL``)."""
+    if target.kind == "cluster":
+        raise ValueError("kombu has no Redis Cluster transport: set an amqp:// broker")
     if target.kind == "plain":
         if target.url.startswith("unix://"):
             return unix_broker(target.url), {}

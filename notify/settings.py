@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from notify.errors import ConfigError
 from notify.logs import LogFormat
 from notify.proxy import Proxy
-from notify.redisurl import check_broker_url, parse_redis_url
+from notify.redisurl import check_broker_url, is_cluster, parse_redis_url
 from notify.smtpurl import parse_sender, parse_smtp_url
 from notify.ssrf import AllowList
 
@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(3.0, gt=0, le=60)
     # a publish is acknowledged once this many replicas have it (Redis WAIT)
     publish_min_replicas: int = Field(0, ge=0, le=16)
+    # shards of the event log (notify.shards): one per Cluster primary, or a multiple
+    shards: int = Field(1, ge=1, le=64)
     broker_url: str | None = None  # None: Celery's broker is NOTIFY_REDIS_URL
     celery_task_events: bool = False  # Celery task events for Flower and `celery events`
     jwt_secret: SecretStr | None = None
@@ -132,6 +134,17 @@ class Settings(BaseSettings):
         if self.worker_stall_seconds <= self.delivery_lease_seconds:
             raise ValueError(
                 "NOTIFY_WORKER_STALL_SECONDS must exceed NOTIFY_DELIVERY_LEASE_SECONDS"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_cluster_broker(self) -> Settings:
+        # Celery's broker is NOTIFY_REDIS_URL when NOTIFY_BROKER_URL is unset, and kombu
+        # has no Redis Cluster transport (a set one is amqp already: _check_broker_url)
+        if is_cluster(self.redis_url) and not self.broker_url:
+            raise ValueError(
+                "NOTIFY_BROKER_URL must be an amqp:// (amqps://, pyamqp://) URL when"
+                " NOTIFY_REDIS_URL is a Redis Cluster: Celery has no Redis Cluster broker"
             )
         return self
 

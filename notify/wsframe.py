@@ -31,9 +31,12 @@ def text_frame(payload: bytes) -> bytes:
     return _LONG.pack(TEXT, 127, n) + payload
 
 
-def event_frame(envelope: bytes) -> bytes:
-    """``{"op":"event","event":<envelope>}`` as a text frame."""
-    return text_frame(EVENT_HEAD + envelope + b"}")
+def event_frame(envelope: bytes, cursor: str | None = None) -> bytes:
+    """``{"op":"event","event":<envelope>}`` as a text frame; over a sharded log, with
+    the stream's position after it: ``{"op":"event","event":...,"cursor":"..."}``."""
+    if cursor is None:
+        return text_frame(EVENT_HEAD + envelope + b"}")
+    return text_frame(EVENT_HEAD + envelope + b',"cursor":"' + cursor.encode() + b'"}')
 
 
 def payloads(data: bytes) -> Iterator[bytes]:

@@ -7,9 +7,10 @@ from typing import Any
 
 import orjson
 
+from notify import shards
 from notify.channels import validate_pattern
-from notify.errors import InvalidInput
-from notify.events import loads, parse_id
+from notify.errors import InvalidCursor, InvalidInput
+from notify.events import loads
 
 OPS = ("subscribe", "unsubscribe", "publish", "ping")
 MAX_CHANNELS = 100
@@ -63,9 +64,9 @@ def cursor(frame: Frame) -> str | None:
     value = frame.body.get("last_event_id")
     if value is None:
         return None
-    parse_id(value)
-    assert isinstance(value, str)
-    return value
+    if not isinstance(value, str):
+        raise InvalidCursor("last_event_id must be a string", field="last_event_id")
+    return shards.check(value, "last_event_id")
 
 
 def ok(ref: str | int | None, **extra: Any) -> str:

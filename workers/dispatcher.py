@@ -18,6 +18,7 @@ data (NOGROUP), the group is created again and the subscriptions read anew.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import time
@@ -66,10 +67,12 @@ class Dispatcher:
         settings: Settings,
         redis: Client,
         enqueue: Enqueue,
-        reader: GroupReader,
+        *readers: GroupReader,
     ) -> None:
+        """One reader per shard of the event log (notify.shards), each read by its
+        own loop (:meth:`step`) through the same routing index."""
         self._enqueue = enqueue
-        self._reader = reader
+        self._readers = readers
         self._recreated = 0
         self.dispatched = 0
         self._subs = SubscriptionStore(redis)
@@ -81,6 +84,10 @@ class Dispatcher:
         self.router = Router()
         self._changes = "0-0"
         self._next_reload = 0.0
+
+    @property
+    def readers(self) -> tuple[GroupReader, ...]:
+        return self._readers
 
     async def reload(self) -> None:
         # the cursor is taken first: a change racing the scan is applied again later
@@ -111,21 +118,26 @@ class Dispatcher:
                 else:
                     self.router.put(sub)
 
-    async def step(self) -> int:
-        """One read-route-record-enqueue-ack round; returns the entries handled."""
-        entries = await self._reader.read(READ_COUNT, BLOCK_MS)
-        if self._reader.recreated != self._recreated:
+    async def step(self, shard: int = 0) -> int:
+        """One read-route-record-enqueue-ack round on ``shard``'s log; returns the
+        entries handled."""
+        reader = self._readers[shard]
+        entries = await reader.read(READ_COUNT, BLOCK_MS)
+        recreated = sum(r.recreated for r in self._readers)
+        if recreated != self._recreated:
             # Redis lost its data: the change cursor points past the new change stream
-            self._recreated = self._reader.recreated
+            self._recreated = recreated
             await self.reload()
         if not entries:
             return 0
         await self.catch_up()
-        await self.handle(entries)
+        await self.handle(entries, reader)
         self.dispatched += len(entries)
         return len(entries)
 
-    async def handle(self, entries: Sequence[tuple[Any, Any]]) -> None:
+    async def handle(
+        self, entries: Sequence[tuple[Any, Any]], reader: GroupReader | None = None
+    ) -> None:
         traced_from = time.time_ns() if tracing.ENABLED else 0
         routed: list[tuple[Entry, int]] = []  # for the spans, when tracing
         items: list[Item] = []
@@ -144,7 +156,7 @@ class Dispatcher:
         ids = await self._ledger.create(items)
         if ids:
             await self._enqueue(ids)
-        await self._reader.ack([raw_id for raw_id, _ in entries if raw_id is not None])
+        await (reader or self._readers[0]).ack([i for i, _ in entries if i is not None])
         if traced_from:
             traced_dispatch(routed, traced_from)
 
@@ -162,6 +174,11 @@ def traced_dispatch(routed: Sequence[tuple[Entry, int]], started_ns: int) -> Non
                 "notify.deliveries": deliveries,
             }
             tracing.record("notify.dispatch", parent, started_ns, "consumer", attributes)
+
+
+def dispatch_loops(shards: int) -> list[str]:
+    """The names of the dispatch loops (one per shard), as health reports them."""
+    return ["dispatch"] + [f"dispatch-{i}" for i in range(1, shards)]
 
 
 DISPATCHER_CLIENT = "notify-dispatcher:"
@@ -188,9 +205,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     )
     heartbeat = Heartbeat(redis, name, settings.heartbeat_seconds)
     stale_s = settings.dispatch_claim_idle_seconds
-    log_reader = GroupReader(redis, keys.LOG, keys.DISPATCH_GROUP, name, stale_s=stale_s)
+    log_readers = [
+        GroupReader(redis, shard.log, keys.DISPATCH_GROUP, name, stale_s=stale_s)
+        for shard in keys.all_shards(settings.shards)
+    ]
     replay_reader = GroupReader(redis, keys.REPLAYS, keys.REPLAY_GROUP, name, stale_s=stale_s)
-    dispatcher = Dispatcher(settings, redis, enqueue, log_reader)
+    dispatcher = Dispatcher(settings, redis, enqueue, *log_readers)
     sweeper = Sweeper(settings, redis, enqueue)
     replayer = Replayer(settings, redis, enqueue, replay_reader)
     flusher = DigestFlusher(settings, redis, enqueue)
@@ -199,14 +219,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     server = None
     if settings.health_port is not None:
         server = health.serve(
-            dispatcher_health(loops, dispatcher, log_reader, replay_reader),
+            dispatcher_health(loops, dispatcher, *log_readers, replay_reader),
             settings.health_host,
             settings.health_port,
         )
 
     async def prepare() -> None:
         await heartbeat.beat()  # before the first read: what it reads is its own
-        await log_reader.ensure()
+        for reader in log_readers:
+            await reader.ensure()
         await replay_reader.ensure()
         await dispatcher.reload()
 
@@ -215,7 +236,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         log.info("dispatcher %s started", name)
         await asyncio.gather(
             heartbeat.run(stop),
-            backoff_loop(stop, dispatcher.step, "dispatch", loops=loops),
+            *(
+                backoff_loop(stop, functools.partial(dispatcher.step, i), name, loops=loops)
+                for i, name in enumerate(dispatch_loops(settings.shards))
+            ),
             backoff_loop(stop, sweeper.step, "sweep", loops=loops),
             backoff_loop(stop, replayer.step, "replay", loops=loops),
             backoff_loop(stop, flusher.step, "digest flush", loops=loops),
@@ -234,8 +258,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 def dispatcher_health(
     loops: health.Loops, dispatcher: Dispatcher, *readers: GroupReader
 ) -> health.Health:
+    names = dispatch_loops(len(dispatcher.readers))
+
     def live() -> tuple[bool, str]:
-        age = loops.age("dispatch", loops.turned)
+        age = max(loops.age(n, loops.turned) for n in names)
         if age > WEDGED_SECONDS:
             return False, f"wedged: the dispatch loop has not gone round for {age:.0f} s"
         return True, "ok"
@@ -243,7 +269,7 @@ def dispatcher_health(
     def ready() -> tuple[bool, str]:
         if "start" not in loops.succeeded:
             return False, "starting: Redis not reached yet"
-        age = loops.age("dispatch", loops.succeeded)
+        age = max(loops.age(n, loops.succeeded) for n in names)
         if age > READY_SECONDS:
             return False, f"not ready: dispatching has failed for {age:.0f} s"
         return True, "ready"
@@ -268,7 +294,7 @@ def dispatcher_health(
     h.gauge(
         "seconds_since_dispatch",
         "Seconds since the dispatch loop last succeeded.",
-        lambda: loops.age("dispatch", loops.succeeded),
+        lambda: max(loops.age(n, loops.succeeded) for n in names),
     )
     return h
 

@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from notify.redis.client import sync_client
+from notify.redis.client import SyncRedisCluster, sync_client
 from notify.settings import Settings, load
 from notify.workers.celery_app import create_app
 from notify.workers.dispatcher import DISPATCHER_CLIENT
@@ -23,9 +23,17 @@ STALE_SECONDS = 30.0
 
 
 def dispatcher_alive(settings: Settings, host: str) -> bool:
-    client = sync_client(settings.redis_url, timeout=settings.redis_timeout_seconds)
     try:
-        clients: Any = client.client_list(_type="normal")
+        client = sync_client(settings.redis_url, timeout=settings.redis_timeout_seconds)
+    except Exception:  # a cluster client reads the slot map as it is made
+        return False
+    try:
+        if isinstance(client, SyncRedisCluster):
+            # the dispatcher's connections are on the nodes it reads from: ask them all
+            found: Any = client.client_list(_type="normal", target_nodes=client.ALL_NODES)
+            clients: Any = [c for per_node in found.values() for c in per_node]
+        else:
+            clients = client.client_list(_type="normal")
     except Exception:  # Redis down or hung: not healthy, whatever the reason
         return False
     finally:

@@ -20,6 +20,7 @@ from notify.redis.ledger import Ledger
 from notify.redis.subscriptions import ReplayRequest, SubscriptionStore, replay_from_fields, text
 from notify.routing import Delivery, replayed
 from notify.settings import Settings
+from notify.subscriptions import Subscription
 
 log = logging.getLogger("notify.dispatcher")
 
@@ -39,6 +40,7 @@ class Replayer:
         self, settings: Settings, redis: Client, enqueue: Enqueue, reader: GroupReader
     ) -> None:
         self._redis = redis
+        self._logs = [shard.log for shard in keys.all_shards(settings.shards)]
         self._enqueue = enqueue
         self._reader = reader
         self._subs = SubscriptionStore(redis)
@@ -71,10 +73,17 @@ class Replayer:
         sub = await self._subs.get(request.subscription)
         if sub is None or is_last_possible(request.after):
             return
+        total = 0
+        for stream in self._logs:
+            total += await self._replay_log(stream, sub, request)
+        log.info("replayed %d events to %s after %s", total, sub.id, request.after)
+
+    async def _replay_log(self, stream: str, sub: Subscription, request: ReplayRequest) -> int:
+        """Replay one shard's log (ids are times: the same bounds serve every shard)."""
         after, total = request.after, 0
         for _ in range(REPLAY_MAX_PAGES):
             rows: Any = await self._redis.xrange(
-                keys.LOG, min="(" + after, max=request.until, count=REPLAY_PAGE
+                stream, min="(" + after, max=request.until, count=REPLAY_PAGE
             )
             items: list[tuple[Delivery, str, str, bytes]] = []
             for raw_id, fields in rows:
@@ -93,4 +102,4 @@ class Replayer:
             after = text(rows[-1][0])
             # still ours: a long replay must not look abandoned to the idle backstop
             await self._reader.keep(request.id)
-        log.info("replayed %d events to %s after %s", total, sub.id, request.after)
+        return total

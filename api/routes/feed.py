@@ -19,6 +19,7 @@ from fastapi import APIRouter, Header, Query
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from notify import shards
 from notify.api.deps import Auth, GatewayDep
 from notify.api.hub import Subscriber
 from notify.api.routes.stream import cursor_of, open_stream
@@ -132,11 +133,11 @@ async def feed(
     conn: HTTPConnection,
     principal: Auth,
     gw: GatewayDep,
-    last_event_id: Annotated[str | None, Query(max_length=64)] = None,
+    last_event_id: Annotated[str | None, Query(max_length=shards.MAX_CURSOR)] = None,
     origin: Annotated[str | None, Query(max_length=MAX_ORIGIN)] = None,
     user: Annotated[str | None, Query(max_length=64, description="admin only")] = None,
     last_event_id_header: Annotated[
-        str | None, Header(alias="Last-Event-ID", max_length=64)
+        str | None, Header(alias="Last-Event-ID", max_length=shards.MAX_CURSOR)
     ] = None,
 ) -> Response:
     """Live events matching the caller's `web` subscriptions, resumable like `/v1/stream`."""

@@ -8,11 +8,12 @@ import orjson
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from notify import shards
 from notify.api import schemas
 from notify.api.deps import Auth, GatewayDep
 from notify.channels import validate_pattern
 from notify.errors import InvalidInput
-from notify.events import parse_id, with_id
+from notify.events import with_id
 
 router = APIRouter(tags=["history"])
 
@@ -43,15 +44,17 @@ async def history(
         ),
     ],
     after: Annotated[
-        str | None, Query(max_length=64, json_schema_extra={"pattern": schemas.EVENT_ID_RE})
+        str | None,
+        Query(max_length=shards.MAX_CURSOR, json_schema_extra={"pattern": schemas.CURSOR_RE}),
     ] = None,
     limit: Annotated[int, Query(json_schema_extra={"minimum": 1, "maximum": 1000})] = 100,
 ) -> Response:
-    """Events on `channel` (a channel or pattern) after the id `after`."""
+    """Events on `channel` (a channel or pattern) after `after`: an event id, or the
+    `next` of the page before (with a sharded store, a cursor covering every shard)."""
     pattern = validate_pattern(channel)
     principal.require_read(pattern)
     if after is not None:
-        parse_id(after, field="after")
+        after = shards.check(after, "after")
     if not 1 <= limit <= 1000:
         raise InvalidInput("limit must be between 1 and 1000", field="limit")
     page = await gw.log.history([pattern], after, limit)

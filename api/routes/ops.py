@@ -37,7 +37,9 @@ async def readyz(gw: GatewayDep) -> Response:
     problems: list[str] = []
     try:
         with translated():
-            await gw.redis.ping()
+            # the key every role reads at start: on a cluster, its node (PING would
+            # ask any node); the shards' nodes are the reader's to judge
+            await gw.redis.exists(keys.SHARDS)
     except Exception:
         problems.append("redis unreachable")
     if not gw.hub.running:
@@ -63,7 +65,9 @@ async def prometheus(gw: GatewayDep) -> Response:
     try:
         with translated():
             fields = await gw.redis.hgetall(keys.DELIVERY_METRICS)
-        body += metrics.delivery_text(fields) + metrics.backlog_text(await read_backlog(gw.redis))
+        body += metrics.delivery_text(fields) + metrics.backlog_text(
+            await read_backlog(gw.redis, shards=gw.settings.shards)
+        )
     except StoreUnavailable:
         pass
     return Response(body, media_type=CONTENT_TYPE_LATEST)

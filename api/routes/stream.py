@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
+from notify import shards
 from notify.api.deps import Auth, GatewayDep
 from notify.api.hub import Subscriber
 from notify.api.state import Gateway
@@ -15,7 +16,7 @@ from notify.api.streams import EventStream, hub_started
 from notify.auth import Principal
 from notify.channels import validate_pattern
 from notify.errors import InvalidInput
-from notify.events import MAX_ORIGIN, parse_id
+from notify.events import MAX_ORIGIN
 
 router = APIRouter(tags=["stream"])
 MAX_PATTERNS = 100
@@ -25,8 +26,7 @@ def cursor_of(header: str | None, query: str | None) -> str | None:
     value = header if header else query
     if value is None or value == "":
         return None
-    parse_id(value, field="Last-Event-ID" if header else "last_event_id")
-    return value
+    return shards.check(value, "Last-Event-ID" if header else "last_event_id")
 
 
 async def open_stream(
@@ -37,6 +37,8 @@ async def open_stream(
     sub: Subscriber,
 ) -> EventStream:
     # checked before the 200 goes out, so a dead store still answers 503
+    if cursor:
+        cursor = await gw.log.normalize(cursor)
     gap = await gw.log.position(patterns, cursor) if cursor else None
     if cursor is None:
         await hub_started(gw)  # the stream's position is the hub's
@@ -54,10 +56,10 @@ async def stream(
     principal: Auth,
     gw: GatewayDep,
     channel: Annotated[list[str], Query(description="channels or patterns")],
-    last_event_id: Annotated[str | None, Query(max_length=64)] = None,
+    last_event_id: Annotated[str | None, Query(max_length=shards.MAX_CURSOR)] = None,
     origin: Annotated[str | None, Query(max_length=MAX_ORIGIN)] = None,
     last_event_id_header: Annotated[
-        str | None, Header(alias="Last-Event-ID", max_length=64)
+        str | None, Header(alias="Last-Event-ID", max_length=shards.MAX_CURSOR)
     ] = None,
 ) -> EventStream:
     """Live events on the given channels/patterns, resumable by `Last-Event-ID`.

@@ -213,7 +213,9 @@ def new_key(sink: Mapping[str, Any]) -> str:
     openapi_extra=body_doc(REPLAY_SCHEMA),
     responses=answer(202, REPLAYING, "replay requested"),
 )
-async def replay(sub_id: str, request: Request, principal: Auth, redis: Store) -> dict[str, Any]:
+async def replay(
+    sub_id: str, request: Request, principal: Auth, redis: Store, settings: SettingsDep
+) -> dict[str, Any]:
     """Deliver again every retained event after ``after`` that the subscription matches.
 
     Each (subscription, event) keeps its one delivery record and id: a delivered or
@@ -230,7 +232,7 @@ async def replay(sub_id: str, request: Request, principal: Auth, redis: Store) -
     after = raw["after"]
     parse_id(after, field="after")
     assert isinstance(after, str)
-    request_ = await store.request_replay(sub.id, after)
+    request_ = await store.request_replay(sub.id, after, settings.shards)
     return {"replay": request_.id, "subscription": sub.id, "after": after, "until": request_.until}
 
 

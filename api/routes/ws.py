@@ -200,6 +200,8 @@ class Session:
         # everything after it, in order), rather than being ignored for it
         again = [p for p in patterns if p in self.sub.patterns] if cursor else []
         fresh = [p for p in patterns if p not in self.sub.patterns] + again
+        if cursor:
+            cursor = await self.gw.log.normalize(cursor)
         gap = await self.gw.log.position(fresh, cursor) if cursor and fresh else None
         if again:  # only once the cursor is known to be usable
             self.gw.hub.detach(self.sub, again)
@@ -221,9 +223,13 @@ class Session:
                 detail = "catch-up budget spent: subscribe again from position"
                 await self.reply(wsproto.error(frame.ref, 503, detail, position=spent.position))
 
-    async def emit(self, entries: list[Entry]) -> None:
+    async def emit(self, entries: list[Entry], positions: list[str]) -> None:
         if entries and not self.sub.closed:
-            frames = b"".join(wsframe.event_frame(with_id(e.id, e.body)) for e in entries)
+            sharded = self.gw.hub.sharded
+            frames = b"".join(
+                wsframe.event_frame(with_id(e.id, e.body), p if sharded else None)
+                for e, p in zip(entries, positions, strict=True)
+            )
             await self.sub.send(self.send_frames, frames)
             metrics.sent(len(entries))
 

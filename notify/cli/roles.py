@@ -11,11 +11,14 @@ from notify.settings import Settings, load
 def settings() -> Settings:
     from notify import tracing
     from notify.redis.client import verify
+    from notify.redis.eventlog import verify_shards
 
     tracing.require()  # a malformed OTEL_* variable while tracing: say so now
     found = load()
     # an unknown Sentinel service is a configuration error, not a 503 forever
     verify(found.redis_url, timeout=found.redis_timeout_seconds)
+    # a store written with another number of shards: refused rather than half read
+    verify_shards(found.redis_url, found.shards, timeout=found.redis_timeout_seconds)
     return found
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from notify.channels import PatternIndex, validate_pattern
 from notify.events import with_id
-from notify.redis.eventlog import RedisEventLog, Retention, connect
+from notify.redis.eventlog import Retention, connect, open_log, recorded_shards_async
 from notify.settings import Settings, load
 
 EARLIEST = "0-0"
@@ -53,13 +53,15 @@ async def tail(settings: Settings, pattern: str, after: str | None, count: int |
     index.add(pattern, pattern)
     seen = 0
     async with connect(settings.redis_url, block_ms=5000) as client:
-        log = RedisEventLog(
+        log = open_log(
             client,
             Retention(
                 settings.history_seconds,
                 settings.history_max_events,
                 settings.channel_history_max_events,
             ),
+            # the store's own count, as a producer follows it (NOTIFY_SHARDS not needed)
+            await recorded_shards_async(client),
         )
         cursor = await log.head()
         if after is not None:

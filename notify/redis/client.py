@@ -1,8 +1,8 @@
 """The one place Redis clients are made.
 
 Every client in notify comes from here, so every role gets the same schemes
-(``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``) and the same deadlines.
-Two profiles:
+(``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``)
+and the same deadlines. Two profiles:
 
 - **command**: request paths and background commands. Each command answers within
   ``NOTIFY_REDIS_TIMEOUT_SECONDS`` or fails (connecting, reading, writing alike); a hung
@@ -15,17 +15,40 @@ Two profiles:
 With Sentinel, each new connection asks the sentinels for the current primary, and a
 connection that finds it has become a replica (READONLY) is dropped, so a failover is a
 few 503s and then service from the new primary, without a restart.
+
+With Redis Cluster (``redis.cluster.RedisCluster`` and its asyncio twin) the client
+learns the slot map from the startup nodes (lazily for asyncio, in the constructor for
+the blocking client), keeps a connection pool per node (``max_connections`` each) and
+follows MOVED and ASK itself: a MOVED patches that slot at once and every fifth asks
+for a refresh of the whole map. A dropped connection asks for a refresh too, run by the
+next command at most once a second, and the command is sent again (twice at most, as
+above); CLUSTERDOWN and an uncovered slot refresh the map and are sent again the same
+way. A timeout is not sent again by a single command (our subclasses drop it from
+redis-py's retried errors); a cluster *pipeline* still retries it, redis-py hard-codes
+that. So a failover is a few errors (``ConnectionError``, ``ClusterDownError``; while no
+node answers at all ``RedisClusterUnreachableError``, which is no ``RedisError``) and
+then service from the promoted replica, without a restart. A cluster has database 0
+only, and no Celery broker (kombu has no Redis Cluster transport).
+
+The cluster clients are typed as the plain ones (``AsyncRedis``, ``SyncRedis``), so the
+adapters take either; they answer the same keyed commands, but not alike: keyless
+commands (PING, INFO, CLIENT LIST, WAIT, TIME) go to one node, a command or
+transaction over keys of several slots raises ``RedisClusterException`` (no
+``RedisError``), and a script queued in a cluster pipeline is never loaded for it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.cluster as cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -36,6 +59,23 @@ AsyncRedis = aioredis.Redis
 SyncRedis = redis.Redis
 DEFAULT_TIMEOUT = 3.0
 RECONNECTS = 2
+CLUSTER_SLOTS = 16384
+
+# What a cluster client sends again (after refreshing its slot map): redis-py also
+# retries TimeoutError, which would make a hung node cost three deadlines per command
+_CLUSTER_RETRIED = (redis.exceptions.ConnectionError, ClusterDownError, SlotNotCoveredError)
+
+
+class AsyncRedisCluster(aiocluster.RedisCluster):
+    """redis-py's asyncio cluster client, a timeout not sent again."""
+
+    ERRORS_ALLOW_RETRY = _CLUSTER_RETRIED  # type: ignore[assignment]
+
+
+class SyncRedisCluster(cluster.RedisCluster):
+    """redis-py's cluster client, a timeout not sent again."""
+
+    ERRORS_ALLOW_RETRY = _CLUSTER_RETRIED  # type: ignore[assignment]
 
 
 def _options(timeout: float, read_timeout: float, max_connections: int | None) -> dict[str, Any]:
@@ -74,6 +114,24 @@ def _sentinel_options(target: RedisTarget, timeout: float) -> dict[str, Any]:
     }
 
 
+def _cluster_options(
+    target: RedisTarget, timeout: float, read_timeout: float, max_connections: int | None
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_timeout": read_timeout,
+        "socket_connect_timeout": timeout,
+        "username": target.username,
+        "password": target.password,
+        # every slot must have a primary before the client serves (a refresh that
+        # finds holes raises, and the next command refreshes again)
+        "require_full_coverage": True,
+    }
+    if max_connections is not None:  # per node
+        options["max_connections"] = max_connections
+    return options
+
+
 def async_client(
     url: str,
     *,
@@ -83,8 +141,21 @@ def async_client(
     name: str | None = None,
 ) -> AsyncRedis:
     """A command client (``block_seconds=0``) or a blocking reader's client; ``name``
-    is its connections' CLIENT SETNAME (health checks look for it)."""
+    is its connections' CLIENT SETNAME (health checks look for it). For a
+    ``redis+cluster://`` URL an :class:`AsyncRedisCluster` (``max_connections`` per
+    node)."""
     target = parse_redis_url(url)
+    if target.kind == "cluster":
+        options = _cluster_options(target, timeout, timeout + block_seconds, max_connections)
+        if name is not None:
+            options["client_name"] = name
+        found: Any = AsyncRedisCluster(
+            startup_nodes=[aiocluster.ClusterNode(h, p) for h, p in target.nodes],
+            retry=_async_retry(),
+            health_check_interval=30,
+            **options,
+        )
+        return cast(AsyncRedis, found)
     options = _options(timeout, timeout + block_seconds, max_connections)
     if name is not None:
         options["client_name"] = name
@@ -102,8 +173,20 @@ def async_client(
 
 
 def sync_client(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> SyncRedis:
-    """A blocking-I/O command client (the producer library, command-line tools)."""
+    """A blocking-I/O command client (the producer library, command-line tools). For a
+    ``redis+cluster://`` URL a :class:`SyncRedisCluster`, which reads the slot map as it
+    is made: it raises ``RedisClusterUnreachableError`` when no startup node answers."""
     target = parse_redis_url(url)
+    if target.kind == "cluster":
+        found: Any = SyncRedisCluster(
+            startup_nodes=[
+                cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
+                for h, p in target.nodes
+            ],
+            retry=_sync_retry(),
+            **_cluster_options(target, timeout, timeout, None),
+        )
+        return cast(SyncRedis, found)
     options = _options(timeout, timeout, None)
     options["retry"] = _sync_retry()
     if target.kind == "sentinel":
@@ -119,9 +202,13 @@ def sync_client(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> SyncRedis:
 
 
 def verify(url: str, variable: str = "NOTIFY_REDIS_URL", timeout: float = DEFAULT_TIMEOUT) -> None:
-    """At start-up: a Sentinel service that no reachable sentinel knows is a
-    configuration error (a down Redis is not: the roles wait for it)."""
+    """At start-up: a Sentinel service that no reachable sentinel knows, or a cluster
+    whose answering nodes all say it is not serving every slot, is a configuration error
+    (a down Redis is not: the roles wait for it)."""
     target = parse_redis_url(url)
+    if target.kind == "cluster":
+        _verify_cluster(target, variable, timeout)
+        return
     if target.kind != "sentinel":
         return
     sentinel = Sentinel(
@@ -143,6 +230,57 @@ def verify(url: str, variable: str = "NOTIFY_REDIS_URL", timeout: float = DEFAUL
         raise ConfigError(
             variable, f"no sentinel knows the service {target.service!r} (SENTINEL MASTERS)"
         )
+
+
+def _verify_cluster(target: RedisTarget, variable: str, timeout: float) -> None:
+    """CLUSTER INFO from each startup node until one says ``cluster_state:ok`` with all
+    16384 slots assigned; a node in cluster mode off is an error too."""
+    problems: list[str] = []
+    for host, port in target.nodes:
+        node = redis.Redis(
+            host=host,
+            port=port,
+            username=target.username,
+            password=target.password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=_sync_retry(),
+        )
+        try:
+            raw = node.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
+        except redis.exceptions.ResponseError as exc:
+            problems.append(f"{host}:{port} is not a cluster node ({exc})")
+            continue
+        except redis.RedisError:
+            continue  # down or unreachable: not a configuration error
+        finally:
+            node.close()
+        info = _cluster_info(raw)
+        state = info.get("cluster_state", "?")
+        assigned = info.get("cluster_slots_assigned", "?")
+        if state == "ok" and assigned == str(CLUSTER_SLOTS):
+            return
+        problems.append(
+            f"{host}:{port} says cluster_state:{state}, {assigned} of {CLUSTER_SLOTS} slots"
+            " assigned"
+        )
+    if problems:
+        raise ConfigError(
+            variable,
+            "the cluster is not fully covered (CLUSTER INFO): " + "; ".join(problems),
+        )
+
+
+def _cluster_info(raw: Any) -> dict[str, str]:
+    """CLUSTER INFO's ``name:value`` lines (redis-py may have parsed them already)."""
+    if isinstance(raw, dict):
+        return {_text(k): _text(v) for k, v in raw.items()}
+    pairs = (line.partition(":") for line in _text(raw).splitlines())
+    return {name.strip(): value.strip() for name, _, value in pairs if name}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 Client = AsyncRedis
@@ -169,9 +307,11 @@ def connect_sync(url: str, *, socket_timeout: float = 2.0) -> SyncClient:
 
 __all__ = [
     "AsyncRedis",
+    "AsyncRedisCluster",
     "Client",
     "SyncClient",
     "SyncRedis",
+    "SyncRedisCluster",
     "async_client",
     "connect",
     "connect_sync",

@@ -25,8 +25,9 @@ from redis import exceptions as rx
 
 from notify.errors import StoreUnavailable
 
-REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError,)
-"""Every error redis-py raises: what a handler of last resort catches."""
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, rx.RedisClusterException)
+"""Every error redis-py raises: what a handler of last resort catches (its cluster
+client's own errors are no RedisError)."""
 
 # class -> the reason given to clients (most specific first: BusyLoadingError is a
 # ConnectionError, MasterDownError a ClusterDownError)
@@ -39,6 +40,9 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (rx.TryAgainError, "busy"),
     (rx.MasterDownError, "no master"),
     (rx.ClusterDownError, "cluster down"),
+    # the cluster client's: no node answers; a slot without a primary (mid-failover)
+    (rx.RedisClusterUnreachableError, "unreachable"),
+    (rx.SlotNotCoveredError, "cluster down"),
 )
 # reply codes redis-py has no class for; BUSY is followed by a space (BUSYGROUP is not
 # about availability)
@@ -105,7 +109,7 @@ def translated() -> Iterator[None]:
     counted in :data:`FAILURES`."""
     try:
         yield
-    except rx.RedisError as exc:
+    except REDIS_ERRORS as exc:
         why = reason(exc)
         FAILURES[why or ("refused" if isinstance(exc, rx.ResponseError) else "other")] += 1
         if why is None:

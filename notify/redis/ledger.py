@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from notify import keys
 from notify.redis import scripts
@@ -91,6 +92,18 @@ class Ledger:
         ids that need a task (new, reset by a replay, or still pending)."""
         if not items:
             return []
+        try:
+            results = await self._create_all(items, replay)
+        except NoScriptError:
+            # Redis Cluster: a pipeline does not load its scripts first (and a promoted
+            # replica never had them); creating is create-if-absent, so run it again
+            await self._redis.script_load(self._create.script)
+            results = await self._create_all(items, replay)
+        return [item[0].id for item, r in zip(items, results, strict=True) if int(r) in (1, 2)]
+
+    async def _create_all(
+        self, items: Sequence[tuple[Delivery, str, str, bytes]], replay: bool
+    ) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         for d, channel, type_, body in items:
             await self._create(
@@ -106,8 +119,8 @@ class Ledger:
                 ],
                 client=pipe,
             )  # fmt: skip
-        results = await pipe.execute()
-        return [item[0].id for item, r in zip(items, results, strict=True) if int(r) in (1, 2)]
+        results: list[Any] = await pipe.execute()
+        return results
 
     async def claim(self, ids: Sequence[str], token: str) -> list[Claimed]:
         """Lease every id that is pending, due and not leased elsewhere (one round trip)."""

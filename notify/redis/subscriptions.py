@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from notify import keys
 from notify.errors import Conflict, NotFound
-from notify.events import now_rfc3339
+from notify.events import now_rfc3339, parse_id
 from notify.redis import scripts
 from notify.redis.errors import translating
 from notify.subscriptions import NewSubscription, Secret, Subscription, new_id
@@ -175,9 +175,17 @@ class SubscriptionStore:
                 )
         return out
 
-    async def request_replay(self, subscription_id: str, after: str) -> ReplayRequest:
-        last = await self._redis.xrevrange(keys.LOG, count=1)
-        until = text(last[0][0]) if last else "0-0"
+    async def request_replay(
+        self, subscription_id: str, after: str, shards: int = 1
+    ) -> ReplayRequest:
+        """Queue a replay of what the log holds after ``after`` up to its head now
+        (the latest id of any shard: ids are times, so it bounds every shard)."""
+        heads = ["0-0"]
+        for shard in keys.all_shards(shards):
+            last = await self._redis.xrevrange(shard.log, count=1)
+            if last:
+                heads.append(text(last[0][0]))
+        until = max(heads, key=parse_id)
         entry = await self._redis.xadd(
             keys.REPLAYS,
             {"sub": subscription_id, "after": after, "until": until},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,6 +20,23 @@ from tests.support.redis import RedisServer
 from tests.support.webhook_receiver import Receiver
 
 StackFactory = Callable[..., Stack]
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def broker_url() -> Iterator[str]:
+    """A RabbitMQ vhost of the machine's RabbitMQ (127.0.0.1:5672, guest) for this test
+    alone, removed after it: ``amqp://guest:guest@127.0.0.1:5672/<vhost>``."""
+    vhost = f"notify-test-{uuid.uuid4().hex[:12]}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture

@@ -534,26 +534,6 @@ def test_every_key_sits_under_one_hash_tag(
     assert [k for k in keys if not k.startswith(b"notify:{n}:")] == []
 
 
-def test_redis_cluster_is_refused_at_start_by_every_role(tmp_path: Path, jwt_secret: str) -> None:
-    for role in ("serve", "dispatcher", "worker"):
-        out = subprocess.run(
-            [sys.executable, "-m", "notify", role],
-            env=child_env(
-                {
-                    "NOTIFY_REDIS_URL": "redis+cluster://127.0.0.1:7000/0",
-                    "NOTIFY_JWT_SECRET": jwt_secret,
-                }
-            ),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-        )
-        said = out.stdout + out.stderr
-        assert out.returncode == 2, (role, said)
-        assert "NOTIFY_REDIS_URL" in said and "not supported" in said, (role, said)
-
-
 # --- Delivery, email, observability ----------------------------------------------------
 
 

@@ -4,14 +4,10 @@ test in a vhost of its own."""
 
 from __future__ import annotations
 
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kombu import Connection
 
 from tests.integration.delivery_stack import make_stack
@@ -20,21 +16,6 @@ from tests.support.redis import RedisServer
 from tests.support.webhook_receiver import Answer, Receiver
 
 QUEUE = "notify.deliveries"
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
-
-
-@pytest.fixture
-def broker_url() -> Iterator[str]:
-    vhost = f"notify-test-{uuid.uuid4().hex[:12]}"
-    _rabbitmqctl("add_vhost", vhost)
-    try:
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
 
 
 def _queue(url: str) -> tuple[int, int]:

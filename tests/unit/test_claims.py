@@ -24,6 +24,7 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
     "redis_url": "redis://localhost:6379/0",
     "redis_timeout_seconds": 3,
     "publish_min_replicas": 0,
+    "shards": 1,
     "broker_url": None,
     "celery_task_events": False,
     "heartbeat_seconds": 3,

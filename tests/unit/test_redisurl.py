@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from notify.errors import ConfigError
-from notify.redisurl import RedisTarget, celery_broker, parse_redis_url
+from notify.redisurl import RedisTarget, celery_broker, is_cluster, parse_redis_url
 from notify.settings import load
 
 
@@ -27,6 +27,20 @@ from notify.settings import load
             "redis+sentinel://:pw@[::1]:1/main",
             RedisTarget("sentinel", "", (("::1", 1),), "main", 0, None, "pw"),
         ),
+        (
+            "redis+cluster://a:7000,b:7001",
+            RedisTarget("cluster", "", nodes=(("a", 7000), ("b", 7001))),
+        ),
+        ("redis+cluster://a:7000/", RedisTarget("cluster", "", nodes=(("a", 7000),))),
+        ("redis+cluster://a:7000/0", RedisTarget("cluster", "", nodes=(("a", 7000),))),
+        (
+            "redis+cluster://u:p%40ss@a:1,[::1]:2",
+            RedisTarget("cluster", "", nodes=(("a", 1), ("::1", 2)), username="u", password="p@ss"),
+        ),
+        (
+            "redis+cluster://:pw@a:1",
+            RedisTarget("cluster", "", nodes=(("a", 1),), password="pw"),
+        ),
     ],
 )
 def test_parses(url: str, target: RedisTarget) -> None:
@@ -38,7 +52,18 @@ def test_parses(url: str, target: RedisTarget) -> None:
     [
         ("http://h:1/0", "unknown scheme"),
         ("localhost:6379", "unknown scheme"),
-        ("redis+cluster://a:1", "not supported yet"),
+        ("redis+cluster://", "at least one node"),
+        ("redis+cluster://u:p@/0", "at least one node"),
+        ("redis+cluster://a", "host:port"),
+        ("redis+cluster://a:1,b", "host:port"),
+        ("redis+cluster://a:0", "host:port"),
+        ("redis+cluster://a:65536", "host:port"),
+        ("redis+cluster://a:x", "host:port"),
+        ("redis+cluster://:1", "host:port"),
+        ("redis+cluster://a:1/1", "only database 0"),
+        ("redis+cluster://a:1/main", "only database 0"),
+        ("redis+cluster://a:1?db=0", "no query options"),
+        ("redis-cluster://a:1", "unknown scheme"),
         ("redis+sentinel:///main", "at least one sentinel"),
         ("redis+sentinel://a:1", "service name"),
         ("redis+sentinel://a:1/main/x", "not a number"),
@@ -52,6 +77,33 @@ def test_refuses(url: str, says: str) -> None:
         parse_redis_url(url)
     with pytest.raises(ConfigError, match="NOTIFY_REDIS_URL"):
         load(redis_url=url)
+
+
+def test_is_cluster() -> None:
+    assert is_cluster("redis+cluster://a:1")
+    assert not is_cluster("redis://a:1/0")
+    assert not is_cluster("redis+sentinel://a:1/main")
+    assert not is_cluster("a:1")
+
+
+def test_kombu_has_no_cluster_transport() -> None:
+    with pytest.raises(ValueError, match="no Redis Cluster transport"):
+        celery_broker(parse_redis_url("redis+cluster://a:1"))
+
+
+@pytest.mark.parametrize("broker", [None, ""])
+def test_a_cluster_store_needs_an_amqp_broker(broker: str | None) -> None:
+    """Celery's broker defaults to the store, and kombu cannot speak to a cluster."""
+    with pytest.raises(ConfigError, match="NOTIFY_BROKER_URL") as got:
+        load(redis_url="redis+cluster://a:1,b:2", broker_url=broker)
+    assert "Redis Cluster" in str(got.value)
+
+
+@pytest.mark.parametrize("broker", ["amqp://h//", "amqps://u:p@h:5671/v", "pyamqp://h"])
+def test_a_cluster_store_takes_an_amqp_broker(broker: str) -> None:
+    found = load(redis_url="redis+cluster://a:1", broker_url=broker)
+    assert found.broker_url == broker
+    assert load(redis_url="redis://a:1/0", broker_url=None).broker_url is None
 
 
 def test_celery_broker_uses_kombus_sentinel_transport() -> None:

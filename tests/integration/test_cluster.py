@@ -1,0 +1,248 @@
+"""notify on a real Redis Cluster (``NOTIFY_REDIS_URL=redis+cluster://…``): 3 primaries
+with a replica each on loopback, ``NOTIFY_SHARDS=3`` (each shard on its own primary),
+Celery's broker on RabbitMQ (kombu has no Redis Cluster transport), and a primary
+killed under load."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from notify import keys, shards
+from tests.integration import sharding
+from tests.integration.clients import sse
+from tests.integration.delivery_stack import Stack, make_stack
+from tests.support.cluster import LocalCluster
+from tests.support.factories import GatewayFactory, TokenMaker
+from tests.support.webhook_receiver import Receiver
+
+SHARDS = sharding.SHARDS
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Any:
+    with LocalCluster(tmp_path / "cluster") as running:
+        yield running
+
+
+def cluster_stack(
+    cluster: LocalCluster,
+    broker_url: str,
+    gateway_factory: GatewayFactory,
+    make_token: TokenMaker,
+    directory: Path,
+    **env: Any,
+) -> Stack:
+    return make_stack(
+        gateway_factory,
+        make_token,
+        directory,
+        cluster.url,
+        NOTIFY_SHARDS=SHARDS,
+        NOTIFY_BROKER_URL=broker_url,
+        **env,
+    )
+
+
+def test_the_whole_service_runs_on_a_cluster_one_shard_per_primary(
+    cluster: LocalCluster,
+    broker_url: str,
+    gateway_factory: GatewayFactory,
+    make_token: TokenMaker,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    homes = {cluster.primary_of(shards.slot(shards.tag(s, SHARDS))) for s in range(SHARDS)}
+    assert len(homes) == SHARDS  # each shard's keys on a primary of its own
+    stack = cluster_stack(cluster, broker_url, gateway_factory, make_token, tmp_path / "s")
+    try:
+        base = stack.gateway.base_url
+        token = make_token(publish=[">"], subscribe=[">"])
+        assert httpx.get(base + "/readyz", trust_env=False).status_code == 200
+        sub = stack.subscribe("orders.>", {"kind": "webhook", "url": receiver.url("/hook")})
+        sharding.run(sharding.sse_resumes_exactly(base, token))
+        sharding.run(sharding.ws_resumes_exactly(base, token))
+        published = sharding.publish_round(base, token, "history")
+        sharding.history_pages_cover_every_shard(base, token, published)
+        batch = sharding.batch_is_idempotent_across_shards(base, token)
+        sharding.run(sharding.producer_follows_the_store(base, token, cluster.url))
+        # deliveries from every shard, through RabbitMQ
+        stack.wait_events(sub["id"], "delivered", published + batch, timeout=90)
+        # the container health check finds the dispatcher's connections on the cluster
+        probe = subprocess.run(
+            [sys.executable, "-m", "notify.workers.probe", "dispatcher"],
+            env={**os.environ, **{k: str(v) for k, v in stack.env.items()}},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert probe.returncode == 0, probe.stderr
+        # each shard's log lives on its own primary and holds that shard's events
+        for s in range(SHARDS):
+            shard = keys.shard(s, SHARDS)
+            port = cluster.primary_of(shards.slot(shards.tag(s, SHARDS)))
+            length = int(_ask(port, "XLEN", shard.log).lstrip(":"))
+            assert length > 0, (s, port)
+    finally:
+        stack.close()
+        print(stack.logs())
+
+
+def _ask(port: int, *command: str) -> str:
+    from tests.support.cluster import ask
+
+    return ask(port, *command)
+
+
+def test_a_primary_killed_under_load_loses_no_acknowledged_event(
+    cluster: LocalCluster,
+    broker_url: str,
+    gateway_factory: GatewayFactory,
+    make_token: TokenMaker,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    """kill -9 of the primary of shard 1 while events are published on every shard,
+    with a pattern stream and a webhook subscription open: publishes answer 202 or
+    503 with Retry-After (never a 500), and with NOTIFY_PUBLISH_MIN_REPLICAS=1 every
+    acknowledged event is streamed, kept in history and delivered, with no notify
+    process restarted."""
+    stack = cluster_stack(
+        cluster,
+        broker_url,
+        gateway_factory,
+        make_token,
+        tmp_path / "s",
+        NOTIFY_PUBLISH_MIN_REPLICAS=1,
+    )
+    victim = cluster.primary_of(shards.slot(shards.tag(1, SHARDS)))
+    base = stack.gateway.base_url
+    token = make_token(publish=[">"], subscribe=[">"])
+    acked: list[str] = []
+    answers: Counter[int] = Counter()
+    no_retry_after: list[int] = []
+    killed_at: list[float] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        with httpx.Client(base_url=base, trust_env=False, timeout=15) as client:
+            n = 0
+            after_kill = 0
+            # bounded: at most 60 s, and 60 acknowledged events on the victim's shard
+            # after the failover has finished
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline and after_kill < 60:
+                channel = sharding.CHANNELS[n % len(sharding.CHANNELS)]
+                n += 1
+                r = client.post(
+                    "/v1/events",
+                    json={"channel": channel, "type": "order.placed", "data": n},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                answers[r.status_code] += 1
+                if r.status_code == 202:
+                    acked.append(r.json()["id"])
+                    if failed_over.is_set() and shards.shard_of(channel, SHARDS) == 1:
+                        after_kill += 1
+                elif "retry-after" not in r.headers:
+                    no_retry_after.append(r.status_code)
+                if n == 40:
+                    killed_at.append(time.monotonic())
+                    cluster.kill(victim)
+
+    failed_over = threading.Event()
+    try:
+        sub = stack.subscribe("orders.>", {"kind": "webhook", "url": receiver.url("/hook")})
+
+        async def watch() -> list[dict[str, Any]]:
+            seen: list[dict[str, Any]] = []
+            last: str | None = None
+            producer = threading.Thread(target=produce)
+            async with sse(base, ["orders.>"], token) as stream:
+                last = await stream.position()
+                producer.start()
+                await asyncio.to_thread(lambda: _wait_kill(killed_at))
+                await asyncio.to_thread(cluster.wait_failover, victim, 30.0)
+                failed_over.set()
+                await asyncio.to_thread(producer.join, 90)
+                assert not producer.is_alive()
+                # everything acknowledged comes down the stream (resumed if cut)
+                deadline = time.monotonic() + 60
+                while {e["id"] for e in seen} < set(acked) and time.monotonic() < deadline:
+                    try:
+                        frame = await stream.next(timeout=5)
+                    except (EOFError, TimeoutError):
+                        break
+                    seen.append(frame.json)
+                    last = frame.id
+            missing = set(acked) - {e["id"] for e in seen}
+            if missing:
+                async with sse(base, ["orders.>"], token, last_event_id=last) as again:
+                    await again.position()
+                    while missing and time.monotonic() < deadline:
+                        frame = await again.next(timeout=10)
+                        seen.append(frame.json)
+                        missing.discard(frame.json["id"])
+            return seen
+
+        seen = asyncio.run(watch())
+        assert answers[202] > 100, answers
+        assert set(answers) <= {202, 503}, answers
+        assert not no_retry_after
+        assert {e["id"] for e in seen} >= set(acked)
+        streamed = [e for e in seen if e["id"] in set(acked)]
+        sharding.check_ids(_once(streamed), acked)
+        # every acknowledged event is in history, read back from the new primary
+        in_history = _history_ids(base, token)
+        assert set(acked) <= in_history, sorted(set(acked) - in_history)[:5]
+        # and delivered, by the same dispatcher and worker
+        stack.wait_events(sub["id"], "delivered", acked, timeout=120)
+        assert all(p.running for p in stack.procs) and stack.gateway.running
+    finally:
+        stop.set()
+        stack.close()
+        print(stack.logs())
+
+
+def _wait_kill(killed_at: list[float], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not killed_at:
+        assert time.monotonic() < deadline, "the producer never reached the kill"
+        time.sleep(0.05)
+
+
+def _once(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stream's events without the repeats a resume after a cut may bring."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in events:
+        out.setdefault(e["id"], e)
+    return list(out.values())
+
+
+def _history_ids(base: str, token: str) -> set[str]:
+    ids: set[str] = set()
+    after: str | None = None
+    with httpx.Client(base_url=base, trust_env=False, timeout=10) as client:
+        for _ in range(1000):
+            params = {"channel": "orders.>", "limit": "1000"}
+            if after:
+                params["after"] = after
+            r = client.get(
+                "/v1/events", params=params, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert r.status_code == 200, r.text
+            ids |= {e["id"] for e in r.json()["events"]}
+            after = r.json()["next"]
+            if after is None:
+                return ids
+    raise AssertionError("history did not end")
