@@ -32,6 +32,12 @@ fi
 # CPU tracing adds to N publishes, measured in process (bench/tracing_cost.py).
 if [ "${1:-}" = tracing ]; then shift; exec "$PY" bench/tracing_cost.py "$@"; fi
 
+# `bash bench/run.sh cluster [--seconds S] [--deliveries N]`: Redis CPU per published and
+# per delivered event on each primary of a local Redis Cluster (3 primaries, a replica
+# each), 1 shard beside 3 (issue 14; bench/cluster_cpu.py; needs redis-cli and the
+# machine's RabbitMQ on 127.0.0.1:5672).
+if [ "${1:-}" = cluster ]; then shift; exec "$PY" bench/cluster_cpu.py "$@"; fi
+
 # The naive peer lives in its own venv: broadcaster 0.3.1 needs redis-py 7.4.
 PEER=bench/.peer-venv
 if [ ! -x "$PEER/bin/uvicorn" ]; then
