@@ -70,7 +70,10 @@ class Event:
     time: str
     origin: str | None
     cursor: str
-    """Where to resume after this event (``last_event_id``): its id on one shard."""
+    """Where to resume after this event (``last_event_id``): the stream's position after
+    it (its SSE ``id:`` line, its WebSocket frame's ``cursor``), which covers every shard
+    of a sharded store and may differ from ``id``. With one shard, and for an event of
+    :meth:`Client.history`, it is ``id``: resume after a page from ``Page.next``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +257,12 @@ class Client:
             decoder = Decoder(position.cursor or "")
             async for line in response.aiter_lines():
                 frame = decoder.feed(line)
-                # the first frame's bare `id:` is a position: keep it
-                position.cursor = decoder.last_event_id or position.cursor
+                if line == "":
+                    # a frame's `id:` counts once the frame is whole (a browser's rule):
+                    # a stream cut after the `id:` line of an event never delivered
+                    # resumes before that event. The first frame's bare `id:` is a
+                    # position: kept too.
+                    position.cursor = decoder.last_event_id or position.cursor
                 if frame is None:
                     continue
                 if frame.event == "message":

@@ -135,7 +135,11 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The module's stack; a module's ``GATEWAY_ENV`` (a dict) adds to its gateway's
+    environment from the first start (``NOTIFY_SHARDS`` can only be set on an empty store)."""
     root = tmp_path_factory.mktemp("stack")
     (root / "pages").mkdir()
     (root / "pages" / "client.html").write_text(CLIENT_PAGE)
@@ -149,7 +153,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         redis_url=redis.url,
         jwt_secret=secret,
         directory=root / "gateway",
-        env={"NOTIFY_CORS_ORIGINS": pages_url, **FAST_ENV},
+        env={
+            "NOTIFY_CORS_ORIGINS": pages_url,
+            **FAST_ENV,
+            **getattr(request.module, "GATEWAY_ENV", {}),
+        },
     )
     driver = None
     stack: Stack | None = None
