@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
-
 from notify import keys
 from notify.redis.client import connect_sync
+from notify.redis.errors import REDIS_ERRORS
 
 
 class Backlog:
@@ -18,7 +17,7 @@ class Backlog:
     def size(self) -> int | None:
         try:
             return int(self._client.llen(self._key))
-        except RedisError:
+        except REDIS_ERRORS:
             return None
 
     def close(self) -> None:

@@ -39,15 +39,18 @@ transaction over keys of several slots raises ``RedisClusterException`` (no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
 import redis.cluster as cluster
+from redis._parsers.encoders import Encoder
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import Script
 from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -301,8 +304,41 @@ def connect(url: str, *, socket_timeout: float = ROLE_TIMEOUT) -> Client:
 
 
 def connect_sync(url: str, *, socket_timeout: float = 2.0) -> SyncClient:
-    """A blocking client for helper threads and supervisors (short deadline: they poll)."""
+    """A blocking client for helper threads and supervisors (short deadline: they poll).
+    A cluster's is made on first use (:class:`LazyCluster`): they are built at start,
+    when the cluster may not answer yet, and then poll."""
+    if parse_redis_url(url).kind == "cluster":
+        return cast(SyncClient, LazyCluster(lambda: sync_client(url, timeout=socket_timeout)))
     return sync_client(url, timeout=socket_timeout)
+
+
+class LazyCluster:
+    """A blocking cluster client made on its first command: redis-py's reads the slot
+    map in its constructor and raises there when no node answers, where a plain
+    client would fail only the command. Until made, each use tries again."""
+
+    def __init__(self, make: Callable[[], SyncRedis]) -> None:
+        self._make = make
+        self._client: SyncRedis | None = None
+
+    def _get(self) -> SyncRedis:
+        if self._client is None:
+            self._client = self._make()
+        return self._client
+
+    def get_encoder(self) -> Encoder:
+        # what a Script asks for when it is registered: no connection needed
+        return Encoder("utf-8", "strict", False)  # type: ignore[no-untyped-call]
+
+    def register_script(self, script: str) -> Script:
+        return Script(cast(Any, self), script)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
 
 
 __all__ = [

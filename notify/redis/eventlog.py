@@ -611,16 +611,18 @@ def verify_shards(url: str, shards: int, timeout: float = 3.0) -> None:
     (``keys.SHARDS``, by the first role to start); a role configured with another
     number would lose events between shards it does not read, so it is refused
     (ConfigError naming NOTIFY_SHARDS). An unreachable Redis is not checked here."""
-    from redis.exceptions import RedisError
-
     from notify.errors import ConfigError
     from notify.redis.client import sync_client
+    from notify.redis.errors import REDIS_ERRORS
 
-    client = sync_client(url, timeout=timeout)
+    try:
+        client = sync_client(url, timeout=timeout)  # a cluster's reads its slot map here
+    except REDIS_ERRORS:
+        return
     try:
         client.set(keys.SHARDS, shards, nx=True)
         recorded = client.get(keys.SHARDS)
-    except RedisError:
+    except REDIS_ERRORS:
         return
     finally:
         client.close()

@@ -22,10 +22,9 @@ import threading
 import time
 from collections.abc import Sequence
 
-from redis.exceptions import RedisError
-
 from notify import keys
 from notify.redis.client import Client, connect_sync
+from notify.redis.errors import REDIS_ERRORS
 from notify.redis.ledger import RENEW, RESERVE
 
 log = logging.getLogger("notify.heartbeat")
@@ -109,7 +108,7 @@ class LeaseKeeper:
         with self._lock:
             for i in ids:
                 self._reserved.setdefault(i, at)
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             self._apply_reservations(ids)
 
     def _apply_reservations(self, ids: Sequence[str]) -> None:
@@ -141,7 +140,7 @@ class LeaseKeeper:
             for i in ids:
                 self._reserved.pop(i, None)
             self._falling.update(ids)
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             self._push_falling()
 
     def _push_falling(self) -> None:
@@ -162,7 +161,7 @@ class LeaseKeeper:
 
     def stop(self) -> None:
         self._stop.set()
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             self._redis.delete(self._key)
 
     def _run(self) -> None:
@@ -193,5 +192,5 @@ class LeaseKeeper:
                     keys=[self._key, keys.RETRY_DUE, *(keys.delivery(i) for i in ids)],
                     args=[self._ttl_ms, token, *ids],
                 )
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("heartbeat failed (%s: %s)", type(exc).__name__, exc)

@@ -23,7 +23,8 @@ from tests.integration import sharding
 from tests.integration.clients import sse
 from tests.integration.delivery_stack import Stack, make_stack
 from tests.support.cluster import LocalCluster
-from tests.support.factories import GatewayFactory, TokenMaker
+from tests.support.factories import GatewayFactory, ProcFactory, TokenMaker
+from tests.support.ports import free_port
 from tests.support.webhook_receiver import Receiver
 
 SHARDS = sharding.SHARDS
@@ -246,3 +247,23 @@ def _history_ids(base: str, token: str) -> set[str]:
             if after is None:
                 return ids
     raise AssertionError("history did not end")
+
+
+def test_roles_started_before_the_cluster_answers_wait_for_it(
+    proc_factory: ProcFactory, broker_url: str
+) -> None:
+    """No node answers yet (a cluster starting after notify): the dispatcher and the
+    worker stay up and say so in their logs, instead of failing their start (the
+    blocking cluster client reads the slot map as it is made)."""
+    nowhere = f"redis+cluster://127.0.0.1:{free_port()}"
+    roles = [
+        proc_factory(role, redis_url=nowhere, NOTIFY_BROKER_URL=broker_url)
+        for role in ("dispatcher", "worker")
+    ]
+    time.sleep(6)  # several of their retry rounds
+    for proc in roles:
+        log = proc.log_text()
+        assert proc.running, log[-3000:]
+        assert "RedisClusterUnreachableError" in log, log[-3000:]
+        assert "Traceback" not in log, log[-3000:]
+        assert "celery worker exited" not in log, log[-3000:]
