@@ -267,3 +267,44 @@ def test_roles_started_before_the_cluster_answers_wait_for_it(
         assert "RedisClusterUnreachableError" in log, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
         assert "celery worker exited" not in log, log[-3000:]
+
+
+def test_a_hung_replica_makes_its_shards_publishes_503_until_it_answers(
+    cluster: LocalCluster, gateway_factory: GatewayFactory, make_token: TokenMaker
+) -> None:
+    """With NOTIFY_PUBLISH_MIN_REPLICAS=1, a shard whose replica hangs (SIGSTOP) cannot
+    acknowledge: its publishes answer 503 with Retry-After (never a 500), the other
+    shards' go on, and it acknowledges again once the replica answers, no restart."""
+    gateway = gateway_factory(
+        cluster.url,
+        NOTIFY_SHARDS=SHARDS,
+        NOTIFY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//",  # not used by a gateway
+        NOTIFY_PUBLISH_MIN_REPLICAS=1,
+    )
+    token = make_token(publish=[">"])
+    on = {shards.shard_of(c, SHARDS): c for c in sharding.CHANNELS}
+    replica = cluster.replicas_of(cluster.primary_of(shards.slot(shards.tag(1, SHARDS))))[0]
+
+    def post(channel: str) -> httpx.Response:
+        return httpx.post(
+            gateway.url("/v1/events"),
+            json={"channel": channel, "type": "t", "data": None},
+            headers={"Authorization": f"Bearer {token}"},
+            trust_env=False,
+            timeout=15,
+        )
+
+    assert post(on[1]).status_code == 202
+    cluster.stop(replica)
+    try:
+        hung = post(on[1])
+        assert hung.status_code == 503, hung.text
+        assert "retry-after" in hung.headers
+        assert post(on[0]).status_code == 202  # another shard, another replica
+    finally:
+        cluster.cont(replica)
+    deadline = time.monotonic() + 30
+    while (answer := post(on[1])).status_code != 202:
+        assert answer.status_code == 503, answer.text
+        assert time.monotonic() < deadline, "the shard never acknowledged again"
+        time.sleep(0.2)
