@@ -15,17 +15,24 @@ per request, which the other work on a busy machine disturbs less.
 notify.tracing adds to N publishes (the spans of one publish, as api/routes/publish.py
 makes them, their encoding and their export to the sink), every thread counted, off
 against on; and on with every trace sampled out (only the traceparent goes on).
+``--gateway-cpu N`` runs the gateway's own app in this process (FastPaths, Redis real,
+uvicorn and the sockets left out), N single POSTs a turn, tracing off and on in short
+turns, and gives the median of each round's difference: the figure that a machine
+shared with other work disturbs least.
 
     bash bench/run.sh tracing                  # 3 rounds of 10 s each case
     bash bench/run.sh tracing --rounds 1 --seconds 3 --ratio 0.01
     bash bench/run.sh tracing --traced-producer  # the event stores a traceparent either way
     bash bench/run.sh tracing --cpu 100000
+    bash bench/run.sh tracing --gateway-cpu 1920 --rounds 80 --ratio 0.01
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import gc
 import json
 import os
 import statistics
@@ -37,7 +44,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from procs import BENCH, LOAD_CPU, PYTHON, free_port, notify_gateway, pinned, redis_server, stop
+from procs import (
+    BENCH,
+    LOAD_CPU,
+    PYTHON,
+    SECRET,
+    SERVER_CPU,
+    free_port,
+    notify_gateway,
+    pinned,
+    redis_server,
+    stop,
+    token,
+)
 from scenarios import INGEST_S, Result, machine, wrk
 
 
@@ -99,31 +118,25 @@ def single(workdir: Path, variables: dict[str, str], seconds: int, script: str) 
 
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-CHUNK = 256  # publishes between two looks at the export queue: one batch of spans
+CHUNK = 256  # publishes between two looks at the export queue (a batch is 512 entries)
 
 
 def publishes(n: int) -> float:
     """CPU seconds (every thread of this process) of ``n`` publishes' tracing, as
-    api/routes/publish.py traces one: the publish span, its notify.append child, the
-    labels; spans exported (if on) before the figure is taken. After each chunk, a
-    full batch of spans, the exporter has it sent, as a gateway's idle moments would."""
+    api/routes/publish.py's accept_one() and store() trace one: the publish span, its
+    notify.append child, the labels; spans exported (if on) before the figure is
+    taken. After each chunk, a full batch waiting, the exporter has it sent, as a
+    gateway's idle moments would."""
     from notify import tracing
 
     started = time.process_time()
     for chunk in range(0, n, CHUNK):
         for i in range(chunk, min(n, chunk + CHUNK)):
-            with tracing.publishing(TRACEPARENT):
-                if tracing.ENABLED:
-                    with tracing.child("notify.append", "client", {"db.system.name": "redis"}):
-                        pass
-                    tracing.annotate(
-                        {
-                            "messaging.system": "notify",
-                            "messaging.message.id": f"1717171717171-{i}",
-                            "messaging.destination.name": "bench.ingest",
-                            "messaging.batch.message_count": 1,
-                        }
-                    )
+            with tracing.publish(TRACEPARENT) as span:
+                traced = tracing.appending(span) if tracing.ENABLED else None
+                if traced is not None:  # the write's answer: one event stored
+                    pairs = [(f"1717171717171-{i}", "bench.ingest")]
+                    traced.append_end, traced.first, traced.count = time.time_ns(), pairs[0], 1
         while tracing.ENABLED and len(tracing._queue.spans) >= tracing._queue.batch:
             time.sleep(0.0005)  # sleeping costs no CPU
     tracing.shutdown()  # exports what is left
@@ -157,6 +170,111 @@ def cpu(n: int, rounds: int, endpoint: str) -> None:
         print(f"| {name} | {us:.2f} us | {added} |")
 
 
+BODY = b'{"channel":"bench.ingest","type":"bench","data":{"n":1,"p":"x"}}'  # as post.lua
+CONCURRENCY = 64  # requests under way at once, as wrk's connections
+
+
+def gateway_cpu(n: int, rounds: int, endpoint: str, ratio: float | None) -> None:
+    """The gateway's own app in this process (FastPaths over create_app, as ``notify
+    serve`` builds it, its lifespan run) takes ``n`` single POSTs per case and round, 64
+    under way at once, against a real Redis: the CPU per request of every thread, the
+    exporter's included, with tracing turned off and on in turns, in one process. What
+    HTTP parsing and the sockets cost (uvicorn) is not in it: the same either way, it is
+    what makes a whole gateway's figures noisy on a shared machine. Short turns, taken
+    in alternate order each round, and the median of each round's difference to "off"
+    keep what the machine's other work does out of the difference."""
+    from notify import tracing
+
+    cases: dict[str, dict[str, str]] = {
+        "off": {},
+        "on": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+    }
+    if ratio is not None:
+        cases[f"sampled {ratio:g}"] = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": str(ratio),
+        }
+    with tempfile.TemporaryDirectory(prefix="notify-bench-") as tmp, redis_server(Path(tmp)) as url:
+        settings = {"NOTIFY_REDIS_URL": url, "NOTIFY_JWT_SECRET": SECRET}
+        with environment(settings):
+            figures = asyncio.run(serve_in_turns(n, rounds, cases))
+    tracing.shutdown()
+    print()
+    print("| tracing | CPU per request (median) | added: median of the rounds' (quartiles) |")
+    print("| --- | --- | --- |")
+    for name, us in figures.items():
+        added = [a - b for a, b in zip(us, figures["off"], strict=True)]
+        q1, q2, q3 = statistics.quantiles(added, n=4) if len(added) > 1 else added * 3
+        spread = "-" if name == "off" else f"{q2:.2f} us ({q1:.2f} to {q3:.2f})"
+        print(f"| {name} | {statistics.median(us):.2f} us | {spread} |")
+
+
+async def serve_in_turns(
+    n: int, rounds: int, cases: dict[str, dict[str, str]]
+) -> dict[str, list[float]]:
+    from notify import tracing
+    from notify.api.server import GC_THRESHOLD, create
+
+    app: Any = create()
+    authorization = b"Bearer " + token().encode()
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"application/json"),
+        (b"authorization", authorization),
+        (b"content-length", str(len(BODY)).encode()),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/events",
+        "raw_path": b"/v1/events",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+    refused: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and message["status"] != 202:
+            refused.append(message["status"])
+
+    async def client(count: int) -> None:
+        for _ in range(count):
+            await app(dict(scope), receive, send)
+
+    each = max(1, n // CONCURRENCY)
+    figures: dict[str, list[float]] = {name: [] for name in cases}
+    async with app.app.router.lifespan_context(app.app):
+        gc.freeze()  # as GatewayServer.startup does
+        gc.set_threshold(*GC_THRESHOLD)
+        await asyncio.gather(*(client(50) for _ in range(CONCURRENCY)))  # warm
+        for round_ in range(rounds):
+            for name in list(cases)[:: 1 if round_ % 2 else -1]:
+                tracing.shutdown()
+                with environment(cases[name]):
+                    tracing.setup("gateway")
+                started = time.process_time()
+                await asyncio.gather(*(client(each) for _ in range(CONCURRENCY)))
+                tracing.shutdown()  # what is queued is exported: its cost is counted
+                figures[name].append((time.process_time() - started) / each / CONCURRENCY * 1e6)
+            print(
+                f"round {round_ + 1}: "
+                + ", ".join(f"{name} {us[-1]:.2f} us" for name, us in figures.items()),
+                flush=True,
+            )
+    assert not refused, f"{len(refused)} requests refused: {sorted(set(refused))}"
+    return figures
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="single-POST throughput, tracing off and on")
     p.add_argument("--rounds", type=int, default=3, help="off/on pairs, turn about (3)")
@@ -169,6 +287,12 @@ def main() -> None:
     )
     p.add_argument("--out", default=str(BENCH / "out" / "tracing.json"))
     p.add_argument("--cpu", type=int, metavar="N", help="measure N publishes in process")
+    p.add_argument(
+        "--gateway-cpu",
+        type=int,
+        metavar="N",
+        help="N single POSTs per case and round through the gateway's app, in process",
+    )
     p.add_argument("--sink", type=int, help=argparse.SUPPRESS)  # the sink process itself
     args = p.parse_args()
     if args.sink is not None:
@@ -177,6 +301,12 @@ def main() -> None:
     if args.cpu is not None:
         with dropping_sink() as endpoint:
             cpu(args.cpu, args.rounds, endpoint)
+        return
+    if args.gateway_cpu is not None:
+        if pinned(SERVER_CPU, []):
+            os.sched_setaffinity(0, {int(SERVER_CPU)})  # as the gateway is
+        with dropping_sink() as endpoint:
+            gateway_cpu(args.gateway_cpu, args.rounds, endpoint, args.ratio)
         return
     res: Result = {"machine": machine(), "seconds": args.seconds, "runs": {}}
     print(json.dumps(res["machine"]), flush=True)

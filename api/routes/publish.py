@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from notify.api.state import Gateway
 from notify.auth import Principal
 from notify.errors import Findings, Forbidden, InvalidEvent, InvalidInput, TooLarge
 from notify.events import EventDraft, draft, loads, now_rfc3339, valid_traceparent
+from notify.tracing import Publish
 
 router = APIRouter(tags=["publish"])
 MAX_BATCH = 1000
@@ -155,40 +157,25 @@ def idempotency(key: str | None) -> str | None:
 
 
 async def store(
-    gw: Gateway, subject: str, drafts: list[EventDraft], key: str | None
+    gw: Gateway,
+    subject: str,
+    drafts: list[EventDraft],
+    key: str | None,
+    span: Publish | None = None,
 ) -> list[tuple[str, str]]:
+    """Append the events to the log (deduplicated by ``key``, if given). The write is
+    the ``notify.append`` child of the publish ``span`` (else of the current span, when
+    a publish span) if recorded, and what was stored labels it (the first event, for a
+    batch)."""
     await gw.limiter.take_publish(subject, len(drafts))
-    if tracing.ENABLED and tracing.recording():  # a sampled-out publish is not labelled
-        pairs = await traced_append(gw, subject, drafts, key)
-    else:
-        pairs = await append(gw, subject, drafts, key)
-    metrics.EVENTS_PUBLISHED.inc(len(drafts))
-    return pairs
-
-
-async def append(
-    gw: Gateway, subject: str, drafts: list[EventDraft], key: str | None
-) -> list[tuple[str, str]]:
+    traced = tracing.appending(span) if tracing.ENABLED else None
     if key:
-        return await gw.log.append(drafts, idempotency_key=keys.idempotency(subject, key))
-    return await gw.batcher.append(drafts)
-
-
-async def traced_append(
-    gw: Gateway, subject: str, drafts: list[EventDraft], key: str | None
-) -> list[tuple[str, str]]:
-    """:func:`append` in a ``notify.append`` span, child of the publish span, which is
-    then labelled with what was stored (the first event, for a batch)."""
-    with tracing.child("notify.append", "client", {"db.system.name": "redis"}):
-        pairs = await append(gw, subject, drafts, key)
-    tracing.annotate(
-        {
-            "messaging.system": "notify",
-            "messaging.message.id": pairs[0][0],
-            "messaging.destination.name": pairs[0][1],
-            "messaging.batch.message_count": len(pairs),
-        }
-    )
+        pairs = await gw.log.append(drafts, idempotency_key=keys.idempotency(subject, key))
+    else:
+        pairs = await gw.batcher.append(drafts)
+    if traced is not None:  # traced.appended(pairs), inline: every publish's
+        traced.append_end, traced.first, traced.count = time.time_ns(), pairs[0], len(pairs)
+    metrics.EVENTS_PUBLISHED.inc(len(drafts))
     return pairs
 
 
@@ -262,18 +249,18 @@ async def store_cloudevents(
     first event's attribute) stands for them all."""
     given = valid_traceparent(traceparent)
     own = (valid_traceparent(e.ce.get("traceparent")) for e in incoming)
-    with tracing.publishing(given or next(filter(None, own), None)) as stamped:
+    with tracing.publish(given or next(filter(None, own), None)) as span:
         drafts, own_key = cloudevents.prepare(
             incoming,
             max_bytes=gw.settings.max_event_bytes,
             origin=origin,
-            traceparent=stamped if tracing.ENABLED else given,
+            traceparent=span.context if span is not None else given,
         )
         for i, d in enumerate(drafts):
             if not principal.can_publish(d.channel):
                 field = f"events[{i}].channel" if batch else "channel"
                 raise Forbidden(f"token may not publish to {d.channel!r}", field=field)
-        return await store(gw, principal.sub, drafts, key or own_key)
+        return await store(gw, principal.sub, drafts, key or own_key, span)
 
 
 async def accept_cloudevents(
@@ -304,10 +291,12 @@ async def accept_one(
 ) -> bytes:
     """Validate and store one event; the body of the ``202``. ``traceparent`` is the
     request's header, unchecked (a malformed one is ignored)."""
-    with tracing.publishing(valid_traceparent(traceparent)) as stamped:
+    given = valid_traceparent(traceparent)
+    with tracing.publish(given) as span:
+        stamped = span.context if span is not None else given
         d = draft(raw, max_bytes=gw.settings.max_event_bytes, parsed=True, traceparent=stamped)
         principal.require_publish(d.channel)
-        pairs = await store(gw, principal.sub, [d], key)
+        pairs = await store(gw, principal.sub, [d], key, span)
     event_id, channel = pairs[0]
     return orjson.dumps({"id": event_id, "channel": channel})
 
@@ -354,12 +343,19 @@ async def accept_many(
 ) -> bytes:
     """Validate and store a batch, all or nothing; the body of the ``202`` (every event
     stores the one ``traceparent``, as for :func:`accept_one`)."""
-    with tracing.publishing(valid_traceparent(traceparent)) as stamped:
-        return await accepted_many(gw, principal, raw, key, stamped)
+    given = valid_traceparent(traceparent)
+    with tracing.publish(given) as span:
+        stamped = span.context if span is not None else given
+        return await accepted_many(gw, principal, raw, key, stamped, span)
 
 
 async def accepted_many(
-    gw: Gateway, principal: Principal, raw: Any, key: str | None, traceparent: str | None
+    gw: Gateway,
+    principal: Principal,
+    raw: Any,
+    key: str | None,
+    traceparent: str | None,
+    span: Publish | None,
 ) -> bytes:
     if not isinstance(raw, dict) or set(raw) != {"events"}:
         raise InvalidEvent("body must be an object with exactly the field 'events'", field="events")
@@ -384,5 +380,5 @@ async def accepted_many(
                 field = f"events[{i}].channel"
                 raise Forbidden(f"token may not publish to {d.channel!r}", field=field)
             allowed.add(d.channel)
-    pairs = await store(gw, principal.sub, drafts, key)
+    pairs = await store(gw, principal.sub, drafts, key, span)
     return orjson.dumps({"ids": [i for i, _ in pairs]})

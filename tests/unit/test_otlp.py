@@ -20,7 +20,7 @@ from notify.otlp import (
     Value,
 )
 
-TRACE = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 T0 = 1_717_171_717_123_456_789
 
 
@@ -30,14 +30,15 @@ class Ended:
 
     name: str
     kind: str = "internal"
-    trace_id: bytes = TRACE
-    span_id: bytes = bytes.fromhex("00f067aa0ba902b7")
-    parent_id: bytes = b""
+    span_id: str = "00f067aa0ba902b7"
+    parent_id: str = ""
     flags: int = SAMPLED | HAS_IS_REMOTE
     start_ns: int = T0
     end_ns: int = T0 + 1_500
     attributes: Attributes = field(default_factory=lambda: NO_ATTRIBUTES)
     error: str | None = None
+    append_start: int = 0  # not a publish
+    trace_id: str = TRACE
 
 
 def typed(value: AnyValue) -> tuple[str, Any]:
@@ -99,8 +100,8 @@ def test_every_field_of_every_span_reads_back() -> None:
         Ended(
             "notify.publish",
             "producer",
-            span_id=bytes.fromhex("ffffffffffffffff"),
-            parent_id=bytes.fromhex("0102030405060708"),
+            span_id="ffffffffffffffff",
+            parent_id="0102030405060708",
             flags=SAMPLED | HAS_IS_REMOTE | IS_REMOTE,
             start_ns=2**64 - 2,
             end_ns=2**64 - 1,
@@ -112,7 +113,7 @@ def test_every_field_of_every_span_reads_back() -> None:
             "consumer",
             attributes={"messaging.system": "notify", "huge": "y" * 20_000},  # 3-byte lengths
         ),
-        Ended("notify.append", "server", parent_id=b"\x00" * 7 + b"\x01", flags=SAMPLED),
+        Ended("notify.append", "server", parent_id="0000000000000001", flags=SAMPLED),
     ]
     for _ in range(2):  # made, then found made: the same bytes
         request = read(encoder.request(spans))
@@ -127,8 +128,8 @@ def test_every_field_of_every_span_reads_back() -> None:
         got = scope_spans.spans
         assert len(got) == len(spans)
         for sent, span in zip(spans, got, strict=True):
-            assert span.trace_id == sent.trace_id and span.span_id == sent.span_id
-            assert span.parent_span_id == sent.parent_id and span.trace_state == ""
+            assert span.trace_id.hex() == TRACE and span.span_id.hex() == sent.span_id
+            assert span.parent_span_id.hex() == sent.parent_id and span.trace_state == ""
             assert span.name == sent.name
             assert span.kind == {"internal": 1, "server": 2, "client": 3, "producer": 4}.get(
                 sent.kind, 5
@@ -168,7 +169,7 @@ def test_equal_values_of_other_types_stay_their_type() -> None:
 def test_a_full_batch_and_an_empty_one() -> None:
     encoder = Encoder([("service.name", "s")], "notify")
     spans = [
-        Ended("notify.fan_out", span_id=n.to_bytes(8, "big"), attributes={"n": n, "id": f"{n}-0"})
+        Ended("notify.fan_out", span_id=f"{n:016x}", attributes={"n": n, "id": f"{n}-0"})
         for n in range(1, 513)
     ]
     body = encoder.request(spans)
@@ -186,3 +187,106 @@ def test_a_name_is_made_again_for_another_kind(kind: str) -> None:
     encoder.request([Ended("same", "internal")])
     [span] = read(encoder.request([Ended("same", kind)])).resource_spans[0].scope_spans[0].spans
     assert span.kind == ["internal", "server", "client", "producer", "consumer"].index(kind) + 1
+
+
+@dataclass
+class Published:
+    """A publish with its append, as notify.tracing hands it to the encoder (PublishData)."""
+
+    span_id: str = "00f067aa0ba902b7"
+    parent_id: str = "0102030405060708"
+    flags: int = SAMPLED | HAS_IS_REMOTE | IS_REMOTE
+    start_ns: int = T0
+    end_ns: int = T0 + 9_000
+    attributes: Attributes = field(default_factory=lambda: NO_ATTRIBUTES)
+    error: str | None = None
+    append_id: str = "a1a2a3a4a5a6a7a8"
+    append_start: int = T0 + 2_000
+    append_end: int = T0 + 7_000
+    first: tuple[str, str] | None = ("1717171717171-0", "orders.eu")
+    count: int = 1
+    name: str = "notify.publish"
+    kind: str = "producer"
+    trace_id: str = TRACE
+
+
+PUBLISHES = {
+    "with a parent": Published(),
+    "a new trace": Published(parent_id="", flags=SAMPLED | HAS_IS_REMOTE),
+    "a batch": Published(first=("1-0", "c"), count=1000),
+    "an id of 101 bytes": Published(first=("9" * 101, "orders.eu")),
+    "an id of 102 bytes": Published(first=("9" * 102, "orders.eu")),
+    "long id and channel": Published(first=("é" * 200, "通知." * 3000), count=2**40),
+    "a channel with %": Published(first=("1-0%c", "100%")),
+    "labelled too": Published(attributes={"extra": 7, "messaging.system": "other"}),
+    "failed after the append": Published(error="RuntimeError: after"),
+    "failed in the append": Published(first=None, append_end=T0 + 9_000, error="E: in"),
+    "refused in the append": Published(first=None, append_end=T0 + 9_000),
+}
+
+
+@pytest.mark.parametrize("sent", PUBLISHES.values(), ids=PUBLISHES.keys())
+def test_a_publish_and_its_append_read_back_as_two_spans(sent: Published) -> None:
+    encoder = Encoder([("service.name", "s")], "notify")
+    before = Ended("notify.deliver", span_id="1111111111111111")
+    after = Ended("notify.dispatch", span_id="2222222222222222", attributes={"n": 1})
+    for _ in range(2):  # made, then found made: the same spans
+        spans = read(encoder.request([before, sent, after])).resource_spans[0].scope_spans[0]
+        assert [s.name for s in spans.spans] == [
+            "notify.deliver",
+            "notify.publish",
+            "notify.append",
+            "notify.dispatch",
+        ]
+        publish, append = spans.spans[1], spans.spans[2]
+        assert publish.trace_id.hex() == TRACE == append.trace_id.hex()
+        assert publish.span_id.hex() == sent.span_id
+        assert publish.parent_span_id.hex() == sent.parent_id
+        assert (publish.kind, publish.flags) == (4, sent.flags)  # producer
+        assert (publish.start_time_unix_nano, publish.end_time_unix_nano) == (T0, T0 + 9_000)
+        labels = {k: typed(AnyValue(**value_of(v))) for k, v in sent.attributes.items()}
+        if sent.first is not None:  # what was stored labels it last
+            labels |= {
+                "messaging.system": ("string_value", "notify"),
+                "messaging.message.id": ("string_value", sent.first[0]),
+                "messaging.destination.name": ("string_value", sent.first[1]),
+                "messaging.batch.message_count": ("int_value", sent.count),
+            }
+        assert {a.key: typed(a.value) for a in publish.attributes} == labels
+        assert len(publish.attributes) == len(labels)
+        assert (publish.status.code, publish.status.message) == (
+            (0, "") if sent.error is None else (2, sent.error)
+        )
+        assert append.span_id.hex() == sent.append_id
+        assert append.parent_span_id.hex() == sent.span_id
+        assert (append.kind, append.flags) == (3, SAMPLED | HAS_IS_REMOTE)  # client, local
+        assert (append.start_time_unix_nano, append.end_time_unix_nano) == (
+            T0 + 2_000,
+            sent.append_end,
+        )
+        assert {a.key: typed(a.value) for a in append.attributes} == {
+            "db.system.name": ("string_value", "redis")
+        }
+        failed = sent.first is None and sent.error is not None  # it went through the append
+        assert (append.status.code, append.status.message) == (
+            (2, sent.error) if failed else (0, "")
+        )
+        assert not publish.events and not append.links and append.dropped_attributes_count == 0
+
+
+def value_of(value: Value) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"bool_value": value}
+    if isinstance(value, int):
+        return {"int_value": value}
+    if isinstance(value, float):
+        return {"double_value": value}
+    return {"string_value": value}
+
+
+def test_a_publish_whose_append_never_began_is_one_span() -> None:
+    encoder = Encoder([], "notify")
+    sent = Published(append_start=0, first=None)
+    [publish] = read(encoder.request([sent])).resource_spans[0].scope_spans[0].spans
+    assert publish.name == "notify.publish" and publish.span_id.hex() == sent.span_id
+    assert list(publish.attributes) == []

@@ -157,6 +157,8 @@ def test_off_the_helpers_pass_the_traceparent_through() -> None:
     assert not tracing.ENABLED and not tracing.setup("unit") and not exporting()
     with tracing.publishing(GOOD) as stamped:
         assert stamped == GOOD
+    with tracing.publish(GOOD) as span:
+        assert span is None
     assert tracing.outgoing(GOOD) == GOOD and tracing.outgoing(None) is None
 
 
@@ -196,6 +198,84 @@ def test_spans_follow_the_stored_traceparent(traced: OtlpReceiver) -> None:
         and sent == f"00-{TRACE}-{deliver_span.span_id}-01"
     )
     assert (deliver_span.status, deliver_span.status_message) == (2, "HTTP 503")
+
+
+def test_a_publish_records_its_append_and_what_was_stored(traced: OtlpReceiver) -> None:
+    # as api/routes/publish.py's store() does
+    with tracing.publishing(GOOD) as stamped:
+        publish = tracing.appending()
+        assert publish is not None and tracing.recording()
+        publish.appended([("1-0", "orders.eu"), ("1-1", "orders.us")])
+    with pytest.raises(ConnectionError), tracing.publishing(None) as new:
+        assert tracing.appending() is not None
+        raise ConnectionError("Redis went away")  # within the append
+    with tracing.publishing(f"00-{TRACE}-{PARENT}-00"):  # sampled out: no append either
+        assert tracing.appending() is None
+    with tracing.span("notify.deliver", None, "client"):  # no publish
+        assert tracing.appending() is None
+    assert tracing.appending() is None
+    tracing.shutdown()
+    assert stamped is not None and new is not None
+    spans = {(s.trace_id, s.name): s for s in traced.spans}
+    assert len(spans) == len(traced.spans) == 5
+    publish_span, append = spans[TRACE, "notify.publish"], spans[TRACE, "notify.append"]
+    assert stamped == f"00-{TRACE}-{publish_span.span_id}-01"
+    assert publish_span.parent_id == PARENT and publish_span.kind == "producer"
+    assert publish_span.attributes == {
+        "messaging.system": "notify",
+        "messaging.message.id": "1-0",
+        "messaging.destination.name": "orders.eu",
+        "messaging.batch.message_count": 2,
+    }
+    assert append.parent_id == publish_span.span_id and append.kind == "client"
+    assert append.attributes == {"db.system.name": "redis"} and append.status == 0
+    assert publish_span.start_ns <= append.start_ns <= append.end_ns <= publish_span.end_ns
+    assert publish_span.span_id != append.span_id
+    trace = new[3:35]
+    failed, its_append = spans[trace, "notify.publish"], spans[trace, "notify.append"]
+    assert failed.parent_id == "" and failed.attributes == {}
+    assert its_append.parent_id == failed.span_id and its_append.end_ns == failed.end_ns
+    for span in (failed, its_append):
+        assert (span.status, span.status_message) == (2, "ConnectionError: Redis went away")
+
+
+def test_the_http_publish_span_is_handed_on_not_made_current(traced: OtlpReceiver) -> None:
+    # as api/routes/publish.py's accept_one() and store() do
+    with tracing.publish(GOOD) as span:
+        assert span is not None and span.context.startswith(f"00-{TRACE}-")
+        assert not tracing.recording() and tracing.appending() is None  # not current
+        assert tracing.appending(span) is span
+        span.appended([("1-0", "orders.eu")])
+    with tracing.publish(f"00-{TRACE}-{PARENT}-00") as out:  # sampled out upstream
+        assert out is not None and out.context.endswith("-00")
+        assert tracing.appending(out) is None
+    tracing.shutdown()
+    spans = {s.name: s for s in traced.spans}
+    assert len(spans) == len(traced.spans) == 2
+    publish, append = spans["notify.publish"], spans["notify.append"]
+    assert span.context == f"00-{TRACE}-{publish.span_id}-01" and publish.parent_id == PARENT
+    assert publish.attributes["messaging.message.id"] == "1-0"
+    assert append.parent_id == publish.span_id and append.trace_id == TRACE
+
+
+def test_a_forked_child_makes_span_ids_of_its_own() -> None:
+    # ids are made 256 at a time: those left when a Celery pool forks are not the
+    # child's to use, or parent and child would make the same ones
+    with tracing.span("notify.deliver", GOOD, "client"):
+        pass
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        with tracing.span("notify.deliver", GOOD, "client") as child_span:
+            os.write(write, child_span.span_id.encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        from_child = pipe.read().decode()
+    with tracing.span("notify.deliver", GOOD, "client") as parent_span:
+        pass
+    assert len(from_child) == 16 and from_child != parent_span.span_id
 
 
 def test_a_new_trace_without_a_traceparent_and_errors_by_whose_fault(
@@ -268,7 +348,7 @@ def test_only_a_sampled_trace_is_exported_and_the_thread_runs_while_tracing(
 def test_every_sampler_decides_as_the_specification_says(
     name: str, arg: str | None, low: int, parent: bool | None, sampled: bool
 ) -> None:
-    trace_id = (0xFFFF << 64 | low).to_bytes(16, "big")  # the upper half does not count
+    trace_id = f"{0xFFFF << 64 | low:032x}"  # the upper half does not count
     assert tracing.sampler(name, arg)(trace_id, parent) is sampled
 
 
@@ -401,6 +481,8 @@ def test_no_collector_costs_at_most_the_timeout(
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "not a number"),
         ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0", "below 1"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "token", "not key=value"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "a=b%0D%0AHost: x", "its value one line"),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a b=c", "a header is a token"),
         ("OTEL_RESOURCE_ATTRIBUTES", "team", "not key=value"),
         ("OTEL_TRACES_SAMPLER", "jaeger_remote", "not one of"),
         ("OTEL_TRACES_SAMPLER_ARG", "2", "not a ratio"),
@@ -462,3 +544,129 @@ def test_a_full_batch_goes_at_once_the_rest_on_schedule(tracer: Tracer) -> None:
     tracing.shutdown()
     assert receiver.requests == 3
     assert sorted(s.attributes["n"] for s in receiver.spans) == [0, 1, 2, 3, 4]
+
+
+class Scripted:
+    """A collector on a bare socket that answers each request with the next of
+    ``answers`` (raw bytes; ``None`` closes the connection instead, unanswered), and
+    closes a connection after an answer that ends with ``CLOSE``: how collectors and
+    proxies answer, beyond what http.server writes. It keeps each request's body, and
+    counts connections."""
+
+    CLOSE = b"<close>"
+
+    def __init__(self, *answers: bytes | None) -> None:
+        self.answers = list(answers)
+        self.bodies: list[bytes] = []
+        self.connections = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.getsockname()[1]}"
+
+    def start(self) -> Scripted:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.close()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                self.answer(conn)
+
+    def answer(self, conn: socket.socket) -> None:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                more = conn.recv(65536)
+                if not more:
+                    return
+                data += more
+            head, _, data = data.partition(b"\r\n\r\n")
+            found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            assert found is not None, head
+            while len(data) < int(found.group(1)):
+                data += conn.recv(65536)
+            self.bodies.append(data[: int(found.group(1))])
+            data = data[int(found.group(1)) :]
+            answer = self.answers.pop(0) if self.answers else None
+            if answer is None:
+                return
+            conn.sendall(answer.removesuffix(self.CLOSE))
+            if answer.endswith(self.CLOSE):
+                return
+
+
+def one_span_each(n: int) -> None:
+    """``n`` spans, each exported in a request of its own (OTEL_BSP_MAX_EXPORT_BATCH_SIZE
+    is 1), each once the one before is answered."""
+    for i in range(n):
+        with tracing.span("notify.deliver", GOOD, "client", {"n": i}):
+            pass
+        deadline = time.monotonic() + 10
+        while tracing._queue.spans and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # and its answer read
+
+
+def spans_of(bodies: list[bytes]) -> list[int]:
+    found = []
+    for body in bodies:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                found += [s.attributes[0].value.int_value for s in scope_spans.spans]
+    return found
+
+
+def test_the_exporter_reads_every_form_of_answer_and_keeps_its_connection(
+    tracer: Tracer, caplog: pytest.LogCaptureFixture
+) -> None:
+    collector = Scripted(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: t\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\nto the end" + Scripted.CLOSE,  # a new connection next
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",  # and next
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" + Scripted.CLOSE,  # unannounced
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    )
+    tracer(collector, OTEL_BSP_MAX_EXPORT_BATCH_SIZE="1", OTEL_BSP_SCHEDULE_DELAY="60000")
+    one_span_each(7)
+    tracing.shutdown()
+    assert spans_of(collector.bodies) == list(range(7))
+    # the 7th request found the 6th's connection closed, unannounced, and opened another
+    assert collector.connections == 4
+    assert not [r for r in caplog.records if r.name == "notify.tracing"]
+
+
+def test_an_answer_that_is_not_http_drops_the_batch_with_a_log_line(
+    tracer: Tracer, caplog: pytest.LogCaptureFixture
+) -> None:
+    collector = Scripted(*[b"SSH-2.0-OpenSSH_9.6\r\n\r\n"] * 5)
+    tracer(collector, OTEL_EXPORTER_OTLP_TIMEOUT="1500")
+    with tracing.span("notify.deliver", GOOD, "client", {"n": 0}):
+        pass
+    tracing.shutdown()
+    [line] = [r.getMessage() for r in caplog.records if r.name == "notify.tracing"]
+    assert line.startswith("1 spans dropped: the export to") and "not an HTTP/1.x answer" in line
+
+
+def test_a_collector_that_hangs_up_unanswered_is_tried_again(tracer: Tracer) -> None:
+    collector = Scripted(None, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    tracer(collector)
+    with tracing.span("notify.deliver", GOOD, "client", {"n": 0}):
+        pass
+    tracing.shutdown()
+    assert spans_of(collector.bodies) == [0, 0] and collector.connections == 2
