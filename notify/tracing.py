@@ -489,37 +489,10 @@ def publish(traceparent: str | None) -> AbstractContextManager[Publish | None]:
     """As :func:`publishing`, but the span (``as``; None with tracing off) is not made
     current: its ``context`` is the traceparent to store, and the caller hands it to
     what writes the events (:func:`appending`). The HTTP publish path's, which spares
-    every publish a context variable's set, get and reset, and a call: the span is made
-    here as :func:`_publishing` makes one."""
+    every publish a context variable's set, get and reset."""
     if not ENABLED:
         return nullcontext(None)
-    made = _object(Publish)
-    try:
-        span_id = _span_ids.pop()
-    except IndexError:
-        span_id = _fresh(_span_ids, 8)
-    if traceparent is None:
-        try:
-            trace = _trace_ids.pop()
-        except IndexError:
-            trace = _fresh(_trace_ids, 16)
-        sampled = _sampler.always or int(trace[16:], 16) < _sampler.bound
-        made.flags, made.parent_id = NEW_TRACE | SAMPLED if sampled else NEW_TRACE, ""
-    else:
-        trace = traceparent[3:35]
-        sampled = traceparent[54] in "13579bdf"  # the flags' lowest bit
-        if not _sampler.follow:
-            sampled = _sampler(trace, None)
-        made.flags = REMOTE_PARENT | SAMPLED if sampled else REMOTE_PARENT
-        made.parent_id = traceparent[36:52]
-    made.trace_id, made.span_id = trace, span_id
-    if not sampled:
-        made.context = f"00-{trace}-{span_id}-00"
-        return made
-    made.context = f"00-{trace}-{span_id}-01"
-    made.attributes, made.error, made.append_start = NO_ATTRIBUTES, None, 0
-    made.start_ns = _time_ns()
-    return made
+    return _publishing(Publish, traceparent)
 
 
 def _publishing(cls: type[P], traceparent: str | None) -> P:
