@@ -124,6 +124,11 @@ def user_failed_deliveries(user: str) -> str:
 RETRY_DUE = PREFIX + "retry:due"
 """Sorted set of delivery ids scored by the Unix time (ms) their next attempt is due."""
 
+DELIVERIES_RECEIVED = PREFIX + "received"
+"""String: the latest ``sent_ms`` of any delivery record whose task a worker has received
+(Redis time, ms). A due record sent before it was handed out by the broker; one sent
+after it may still be queued (notify/redis/lua/delivery_sweep.lua)."""
+
 
 def target_rate(target: str) -> str:
     return f"{PREFIX}rate:target:{target}"

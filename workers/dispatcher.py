@@ -80,6 +80,7 @@ class Dispatcher:
             redis,
             lease_s=settings.delivery_lease_seconds,
             retention_s=settings.delivery_retention_seconds,
+            hold_s=settings.heartbeat_seconds,
         )
         self.router = Router()
         self._changes = "0-0"

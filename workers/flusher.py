@@ -28,7 +28,7 @@ class DigestFlusher:
         self._subs = SubscriptionStore(redis)
         self._digests = DigestStore(
             redis,
-            lease_s=settings.delivery_lease_seconds,
+            transit_s=settings.heartbeat_seconds,
             retention_s=settings.delivery_retention_seconds,
         )
 

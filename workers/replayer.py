@@ -48,6 +48,7 @@ class Replayer:
             redis,
             lease_s=settings.delivery_lease_seconds,
             retention_s=settings.delivery_retention_seconds,
+            hold_s=settings.heartbeat_seconds,
         )
 
     async def step(self) -> int:

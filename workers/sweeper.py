@@ -1,9 +1,10 @@
 """The due-set sweeper, run in every dispatcher process.
 
-It re-enqueues retries when they fall due, and deliveries whose task was lost or whose
-worker died once their lease has lapsed (a claim's lease lapses within a heartbeat TTL
-of its worker's death). The claim script hands each due id to one sweeper only, so any
-number may run.
+It re-enqueues retries when they fall due, deliveries whose worker died once their
+reservation or claim has lapsed (within a heartbeat TTL of its death), and deliveries
+whose task was lost on its way to a worker once the broker has handed out what was sent
+after it (notify/redis/lua/delivery_sweep.lua). The sweep script hands each due id to
+one sweeper only, so any number may run.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ class Sweeper:
             redis,
             lease_s=settings.delivery_lease_seconds,
             retention_s=settings.delivery_retention_seconds,
+            hold_s=settings.heartbeat_seconds,
         )
 
     async def step(self) -> int:
-        ids = await self._ledger.sweep(SWEEP_COUNT)
+        ids, due = await self._ledger.sweep(SWEEP_COUNT)
         if ids:
             await self._enqueue(ids)
-        if len(ids) < SWEEP_COUNT:
+        if due < SWEEP_COUNT:
             await asyncio.sleep(self._interval)
         return len(ids)

@@ -108,7 +108,7 @@ def email_sink(settings: Settings, redis: Client) -> email.EmailSink | None:
         unsubscribe_key=key,
         digests=DigestStore(
             redis,
-            lease_s=settings.delivery_lease_seconds,
+            transit_s=settings.heartbeat_seconds,
             retention_s=settings.delivery_retention_seconds,
         ),
         timeout=settings.smtp_timeout,

@@ -44,12 +44,14 @@ def is_digest(delivery_id: str) -> bool:
 
 @translating
 class DigestStore:
-    def __init__(self, redis: aioredis.Redis, *, lease_s: float, retention_s: int) -> None:
+    def __init__(self, redis: aioredis.Redis, *, transit_s: float, retention_s: int) -> None:
+        """``transit_s``: how long a flushed digest's record waits for a worker to receive
+        its task before the sweeper looks at it (notify.redis.ledger)."""
         self._redis = redis
-        self._lease_ms = int(lease_s * 1000)
+        self._transit_ms = int(transit_s * 1000)
         self._retention_ms = retention_s * 1000
         self._append = redis.register_script(scripts.source("digest_append"))
-        self._due = redis.register_script(scripts.source("digest_due"))
+        self._due = redis.register_script(scripts.source("due_now"))
         self._flush = redis.register_script(scripts.source("digest_flush"))
 
     async def append(
@@ -91,7 +93,7 @@ class DigestStore:
                 keys.RETRY_DUE,
             ],
             args=[
-                sub.id, opened_ms, did, sub.user, sub.channel, self._lease_ms, self._retention_ms,
+                sub.id, opened_ms, did, sub.user, sub.channel, self._transit_ms, self._retention_ms,
             ],
         )  # fmt: skip
         return did, int(count)

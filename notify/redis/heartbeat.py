@@ -114,15 +114,15 @@ class LeaseKeeper:
     def _apply_reservations(self, ids: Sequence[str]) -> None:
         """Push these reserved deliveries one TTL ahead (and the process's key); forget
         the ones claimed, final or waiting for a retry time meanwhile."""
-        kept = self._reserve(
-            keys=[self._key, keys.RETRY_DUE, *(keys.delivery(i) for i in ids)],
-            args=[self._ttl_ms, *ids],
-        )
+        kept = self._reserve(keys=self._reserve_keys(ids), args=[self._ttl_ms, *ids])
         done = {i for i, k in zip(ids, kept, strict=True) if not int(k)}
         if done:
             with self._lock:
                 for i in done:
                     self._reserved.pop(i, None)
+
+    def _reserve_keys(self, ids: Sequence[str]) -> list[str]:
+        return [self._key, keys.RETRY_DUE, keys.DELIVERIES_RECEIVED, *map(keys.delivery, ids)]
 
     def unreserve(self, ids: Sequence[str]) -> None:
         """Stop keeping these: their task ended (its outcome is recorded, or it failed
@@ -147,10 +147,7 @@ class LeaseKeeper:
         with self._lock:
             ids = sorted(self._falling)
         if ids:
-            self._reserve(
-                keys=[self._key, keys.RETRY_DUE, *(keys.delivery(i) for i in ids)],
-                args=[self._ttl_ms, *ids],
-            )
+            self._reserve(keys=self._reserve_keys(ids), args=[self._ttl_ms, *ids])
             with self._lock:
                 self._falling.difference_update(ids)
 

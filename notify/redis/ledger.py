@@ -1,11 +1,14 @@
 """The Redis adapter for delivery records, their attempts, the due set and target rates.
 
 Every pending delivery sits in the due set (``keys.RETRY_DUE``) scored by when some
-process should next look at it: when it is created (now + lease, in case its Celery
-task is lost), when a worker claims it (now + the heartbeat TTL, pushed ahead by every
+process should next look at it: when its task is sent to the broker (now + the
+heartbeat TTL: by then a worker has received the task and reserves it, pushing it ahead
+while that worker lives), when a worker claims it (now + the TTL, pushed ahead by every
 beat of the claiming process, so it falls due within a TTL of that process's death),
-and when an attempt fails (the retry time). The sweeper re-enqueues whatever falls due, so
-the broker never holds a delay and no crash strands a delivery. All times come from
+and when an attempt fails (the retry time). The sweeper re-enqueues what falls due, so
+the broker never holds a delay and no crash strands a delivery; a record whose task
+is still queued behind others is left to the broker (delivery_sweep tells it from a
+task lost on its way, by the mark workers move as they receive tasks). All times come from
 the Redis clock (``TIME`` inside the scripts), so workers' clocks need not agree.
 
 The scripts are ``lua/delivery_*.lua``; the record's layout and how one is created,
@@ -59,9 +62,11 @@ class Finish:
 
 @translating
 class Ledger:
-    """``lease_s`` is how long a record waits for its task before the sweeper sends it
-    again (a task lost with the broker); ``hold_s`` how long a claim holds unless the
-    claiming process's heartbeat renews it (notify.redis.heartbeat), by default as long."""
+    """``hold_s`` is how long a claim holds unless the claiming process's heartbeat
+    renews it (notify.redis.heartbeat), and how long a record sent to the broker waits
+    for a worker to receive its task before the sweeper looks at it; ``lease_s`` how long
+    at most before the sweeper sends it again, even if the broker seems not to have
+    handed out anything sent after it (delivery_sweep). By default both are the lease."""
 
     def __init__(
         self,
@@ -80,6 +85,7 @@ class Ledger:
         self._finish = redis.register_script(scripts.source("delivery_finish"))
         self._retry = redis.register_script(scripts.source("delivery_retry"))
         self._sweep = redis.register_script(scripts.source("delivery_sweep"))
+        self._due = redis.register_script(scripts.source("due_now"))
         self._rate = redis.register_script(scripts.source("target_rate"))
 
     async def create(
@@ -115,7 +121,7 @@ class Ledger:
                 ],
                 args=[
                     d.id, d.subscription, d.user, d.kind, d.event_id, channel, type_, body,
-                    self._lease_ms, self._retention_s * 1000, "1" if replay else "0",
+                    self._hold_ms, self._retention_s * 1000, "1" if replay else "0",
                 ],
                 client=pipe,
             )  # fmt: skip
@@ -177,9 +183,18 @@ class Ledger:
         )
         return bool(done)
 
-    async def sweep(self, count: int) -> list[str]:
-        ids = await self._sweep(keys=[keys.RETRY_DUE], args=[count, self._lease_ms])
-        return [text(i) for i in ids]
+    async def sweep(self, count: int) -> tuple[list[str], int]:
+        """Take up to ``count`` due records: the ids to send again (those whose task was
+        not merely held up in the broker's queue, see delivery_sweep) and how many were
+        due."""
+        due = [text(i) for i in await self._due(keys=[keys.RETRY_DUE], args=[count])]
+        if not due:
+            return [], 0
+        ids = await self._sweep(
+            keys=[keys.RETRY_DUE, keys.DELIVERIES_RECEIVED, *(keys.delivery(i) for i in due)],
+            args=[self._lease_ms, self._hold_ms, *due],
+        )
+        return [text(i) for i in ids], len(due)
 
     async def acquire(self, target: str, rate: float, wanted: int) -> tuple[int, float]:
         """Take up to ``wanted`` requests from the target's shared budget (bursts of

@@ -57,3 +57,70 @@ def test_a_reservation_is_applied_at_once(
         keeper.stop()
         client.close()
     assert client.exists(keys.alive("worker-test")) == 0  # a clean stop says so at once
+
+
+def test_a_task_lost_on_its_way_is_sent_again_and_a_queued_one_is_not(
+    redis_server: RedisServer,
+) -> None:
+    """A record whose task no worker has received falls due a TTL after it was sent; the
+    sweeper sends it again only once a worker has received a task sent after it (the
+    queue moved past it: lost) or a whole lease after it was sent, and otherwise looks at
+    it again later (still queued: another copy would only lengthen the queue)."""
+    ttl_s, lease_s = 0.5, 4.0
+
+    async def scenario() -> None:
+        client = async_client(redis_server.url)
+        ledger = Ledger(client, lease_s=lease_s, retention_s=3600, hold_s=ttl_s)
+        keeper = LeaseKeeper(redis_server.url, "worker-test", 30.0)
+        try:
+            lost, queued, later = (
+                Delivery(f"d{n}", "sub", "alice", "webhook", f"e{n}") for n in range(3)
+            )
+            await ledger.create([(lost, "orders.1", "t", b"{}")])
+            await ledger.create([(queued, "orders.1", "t", b"{}")])
+            await asyncio.sleep(ttl_s + 0.2)
+            # due, but nothing sent after them has reached a worker: queued, not lost
+            assert await ledger.sweep(100) == ([], 2)
+            assert await ledger.sweep(100) == ([], 0)  # and not due again at once
+            await ledger.create([(later, "orders.1", "t", b"{}")])
+            keeper.reserve([later.id])  # a worker received the later one
+            deadline = time.monotonic() + 3 * ttl_s
+            resent: list[str] = []
+            while time.monotonic() < deadline and not resent:
+                resent = (await ledger.sweep(100))[0]
+                await asyncio.sleep(0.05)
+            assert sorted(resent) == [lost.id, queued.id]
+            # sent again: due a TTL later, handed to one sweeper only
+            assert await ledger.sweep(100) == ([], 0)
+        finally:
+            keeper.stop()
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_task_queued_for_a_whole_lease_is_sent_again(redis_server: RedisServer) -> None:
+    """The received mark is a shortcut, not the only way: with no worker receiving
+    anything, a record is sent again a lease after it was sent, no later, and looked at
+    only a few times in between (after as long again as it waited)."""
+    ttl_s, lease_s = 0.3, 3.0
+
+    async def scenario() -> None:
+        client = async_client(redis_server.url)
+        ledger = Ledger(client, lease_s=lease_s, retention_s=3600, hold_s=ttl_s)
+        try:
+            d = Delivery("d0", "sub", "alice", "webhook", "e0")
+            sent = time.monotonic()
+            await ledger.create([(d, "orders.1", "t", b"{}")])
+            looks = 0
+            resent: list[str] = []
+            while not resent and time.monotonic() - sent < lease_s + 1.0:
+                resent, due = await ledger.sweep(100)
+                looks += due
+                await asyncio.sleep(0.02)
+            took = time.monotonic() - sent
+        finally:
+            await client.aclose()
+        assert resent == [d.id]
+        assert lease_s - 0.1 <= took < lease_s + 0.5
+        assert 2 <= looks <= 6  # 0.3, 0.6, 1.2, 2.4, 3.0 s after sending

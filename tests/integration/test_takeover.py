@@ -14,6 +14,7 @@ import httpx
 import redis
 
 from notify import keys
+from notify.workers.celery_app import QUEUE
 from tests.integration.conftest import StackFactory
 from tests.integration.delivery_stack import Stack
 from tests.support.ports import free_port
@@ -149,6 +150,40 @@ def test_entries_of_a_consumer_without_heartbeat_move_and_a_live_ones_stay(
         client.close()
     assert took < TAKEOVER + SLACK
     assert "took over 1 pending entries" in dispatcher.log_text()
+
+
+def test_a_task_lost_on_its_way_is_sent_again_and_a_queued_one_is_left_queued(
+    stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
+) -> None:
+    # A worker takes a task off the Redis broker (BRPOP) and only then reserves its
+    # deliveries: killed in between, the task is gone from the broker (kombu restores
+    # it an hour later, the visibility timeout), and its deliveries must not wait out
+    # the 60 s lease. Tasks merely queued, with no worker to take them, must not be sent
+    # again and again meanwhile.
+    stack = stack_factory(workers=0, **(PRODUCTION | {"NOTIFY_HEARTBEAT_SECONDS": "1"}))
+    sub = webhook(stack, receiver, "/t")
+    queue = keys.CELERY_PREFIX + QUEUE
+    client = redis.Redis.from_url(redis_server.url)
+    events: list[str] = []
+    try:
+        for n in range(3):  # a task each
+            events.append(stack.publish(f"orders.{n}"))
+            stack.wait_for("its task", lambda: client.llen(queue) == len(events), timeout=30)
+        time.sleep(4)  # four heartbeat TTLs: each record fell due, and was looked at
+        assert client.llen(queue) == 3  # no copies: the queue has not reached them
+        lost = client.rpop(queue)  # the oldest, as a worker's BRPOP; then it is killed
+        assert lost is not None and b"notify.deliver" in lost
+        worker, port = start_worker(stack, "worker")
+        ready(worker, port)
+        started = time.monotonic()
+        # the worker receives the other two, sent after the lost one: that is the sign
+        stack.wait_events(sub, "delivered", events, timeout=TAKEOVER + SLACK)
+        took = time.monotonic() - started
+        listed = stack.deliveries(sub)
+    finally:
+        client.close()
+    assert [d["attempts"][0]["outcome"] for d in listed] == ["delivered"] * 3
+    assert took < TAKEOVER + SLACK
 
 
 class Frozen(NamedTuple):

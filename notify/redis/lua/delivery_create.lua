@@ -1,7 +1,7 @@
--- Create a delivery record if absent (a replay resets a final one), due a lease from now
--- in case its task is lost.
+-- Create a delivery record if absent (a replay resets a final one), sent now and due
+-- transit_ms from now in case its task is lost (schedule_delivery).
 -- KEYS: dlv, attempts, sub index, due. ARGV: id, sub, user, kind, event_id, channel, type,
--- body, lease_ms, retention_ms, replay. Returns 1 created/reset, 2 exists pending, 0 final.
+-- body, transit_ms, retention_ms, replay. Returns 1 created/reset, 2 exists pending, 0 final.
 local now = now_ms()
 local status = redis.call('HGET', KEYS[1], 'status')
 if status then
@@ -13,5 +13,5 @@ else
   new_delivery(KEYS[1], KEYS[3], now, tonumber(ARGV[10]), ARGV[1], ARGV[2], ARGV[3], ARGV[4],
     ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 end
-schedule_delivery(KEYS[3], KEYS[4], now, ARGV[1], tonumber(ARGV[9]))
+schedule_delivery(KEYS[1], KEYS[3], KEYS[4], now, ARGV[1], tonumber(ARGV[9]))
 return 1

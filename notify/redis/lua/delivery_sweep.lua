@@ -1,7 +1,33 @@
--- Take due deliveries and push them a lease ahead, so concurrent sweepers never hand
--- out the same id twice.
--- KEYS: due. ARGV: count, lease_ms.
+-- Take the due deliveries among `id...` (read from the due set just before) for the
+-- sweeper to send again, each marked sent now and due again transit_ms ahead, so
+-- concurrent sweepers never hand out the same id twice.
+-- A record falls due when its worker died (its reservation or claim lapsed), its retry
+-- time came, or its task never reached a worker. A task still waiting in the broker's
+-- queue falls due too, when the queue is slower than transit_ms: sending it again would
+-- only lengthen the queue. Such a record is sent again only once a worker has received
+-- something sent at or after it (the received mark, delivery_reserve: the queue has
+-- moved past it, so its task was lost) or a whole lease after it was sent; until then
+-- it is looked at again after as long again as it has waited (at most the lease left).
+-- KEYS: due, received mark, dlv... ARGV: lease_ms, transit_ms, id... Returns the ids to send.
 local now = now_ms()
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id) end
-return ids
+local lease = tonumber(ARGV[1])
+local transit = tonumber(ARGV[2])
+local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
+local out = {}
+for n = 3, #KEYS do
+  local id = ARGV[n]
+  local due = redis.call('ZSCORE', KEYS[1], id)
+  if due and tonumber(due) <= now then
+    local f = redis.call('HMGET', KEYS[n], 'status', 'sent_ms')
+    local sent = tonumber(f[2] or '0')
+    local waited = now - sent
+    if sent > mark and waited < lease then
+      redis.call('ZADD', KEYS[1], now + math.min(math.max(transit, waited), lease - waited), id)
+    else
+      if f[1] then redis.call('HSET', KEYS[n], 'sent_ms', now) end
+      redis.call('ZADD', KEYS[1], now + transit, id)
+      table.insert(out, id)
+    end
+  end
+end
+return out

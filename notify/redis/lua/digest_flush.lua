@@ -1,7 +1,7 @@
 -- Close a digest window into the digest's own delivery record (its events' envelopes in
--- id order), pending and due a lease from now, in case its task is lost.
+-- id order), pending, sent now and due transit_ms from now in case its task is lost.
 -- KEYS: window, events, due, dlv, attempts, sub index, retry due.
--- ARGV: sub, opened_ms, digest id, user, pattern, lease_ms, retention_ms.
+-- ARGV: sub, opened_ms, digest id, user, pattern, transit_ms, retention_ms.
 -- Returns the number of events in the digest created, 0 when someone else flushed.
 local now = now_ms()
 if redis.call('HGET', KEYS[1], 'opened_ms') ~= ARGV[2] then return 0 end
@@ -22,5 +22,5 @@ local bodies = {}
 for i, item in ipairs(items) do bodies[i] = item[4] end
 new_delivery(KEYS[4], KEYS[6], now, tonumber(ARGV[7]), ARGV[3], ARGV[1], ARGV[4], 'email',
   items[1][3], ARGV[5], 'digest', '[' .. table.concat(bodies, ',') .. ']')
-schedule_delivery(KEYS[6], KEYS[7], now, ARGV[3], tonumber(ARGV[6]))
+schedule_delivery(KEYS[4], KEYS[6], KEYS[7], now, ARGV[3], tonumber(ARGV[6]))
 return #items

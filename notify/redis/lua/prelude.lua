@@ -14,6 +14,7 @@ end
 --   status          pending | delivered | failed
 --   attempt_count   attempts made (a deferral is none)
 --   created_ms      when it was created; next_ms: when it is next due, while pending
+--   sent_ms         when its task was last handed to the broker (see schedule_delivery)
 --   lease, lease_until   the claiming worker's token and how long its claim holds
 --   done_ms         when it became delivered or failed
 --   digest          the opened_ms of the digest window an email event went into
@@ -30,11 +31,14 @@ local function new_delivery(dlv, index, now, retention_ms, id, sub, user, kind, 
   redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention_ms)
 end
 
--- List delivery `id` in its subscription's index and make it due lease_ms from now: by
--- then its task should have claimed it (else the sweeper sends it again).
-local function schedule_delivery(index, due, now, id, lease_ms)
+-- List delivery `id` in its subscription's index, mark it sent now and make it due
+-- transit_ms from now: by then a worker has received its task (and keeps it from falling
+-- due, delivery_reserve) unless the task was lost on its way; delivery_sweep tells the
+-- two apart.
+local function schedule_delivery(dlv, index, due, now, id, transit_ms)
   redis.call('ZADD', index, now, id)
-  redis.call('ZADD', due, now + lease_ms, id)
+  redis.call('HSET', dlv, 'sent_ms', now)
+  redis.call('ZADD', due, now + transit_ms, id)
 end
 
 -- Make a record pending again with a full schedule (a replay, a retry of a failed one):
