@@ -42,6 +42,14 @@ def test_event_is_delivered_signed(stack: Stack, receiver: Receiver) -> None:
     metrics = stack.client.get("/metrics").text
     assert 'notify_deliveries_total{sink="webhook",outcome="delivered"} 1' in metrics
     assert 'notify_delivery_latency_seconds_count{sink="webhook"} 1' in metrics
+    # a finished record and its attempts are kept NOTIFY_DELIVERY_RETENTION_SECONDS
+    # (7 days by default), a pending one until it ends
+    with redis.Redis.from_url(str(stack.env["NOTIFY_REDIS_URL"])) as client:
+        kept = [
+            client.ttl(k)
+            for k in (keys.delivery(got.webhook_id), keys.delivery_attempts(got.webhook_id))
+        ]
+    assert all(7 * 86400 - 60 < t <= 7 * 86400 for t in kept), kept
 
 
 def test_500_then_200_is_retried_under_the_same_id(stack: Stack, receiver: Receiver) -> None:
