@@ -79,6 +79,7 @@ def build_gateway(settings: Settings) -> Gateway:
             settings.publish_rate,
             max_streams=settings.max_streams_per_subject,
             auth_failures_per_minute=settings.auth_failures_per_minute,
+            stream_lease_seconds=settings.stream_lease_seconds,
         ),
     )
 
@@ -93,7 +94,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.gateway = gw
         reader = asyncio.create_task(gw.hub.run(), name="notify-reader")
         keeper = asyncio.create_task(
-            gw.hub.housekeep(renew=gw.limiter.renew_streams), name="notify-housekeeping"
+            gw.hub.housekeep(
+                renew=gw.limiter.renew_streams, renew_every=settings.stream_renewal_seconds
+            ),
+            name="notify-housekeeping",
         )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):

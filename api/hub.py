@@ -306,10 +306,11 @@ class Hub:
         for sub in list(self.subscribers):
             sub.close(reason)
 
-    async def housekeep(self, renew: Renew | None = None, renew_every: float = 20.0) -> None:
+    async def housekeep(self, renew: Renew | None = None, renew_every: float = 0.0) -> None:
         """Keepalives for idle connections and the send deadline for busy ones, for
         every connection of the process from one task; and the renewal of the
-        connections' leases (``renew``) every ``renew_every`` seconds."""
+        connections' leases (``renew``) every ``renew_every`` seconds (the gateway's
+        is a third of ``NOTIFY_STREAM_LEASE_SECONDS``), at most once a tick."""
         period = min(1.0, self._keepalive / 2, self._send_timeout / 2)
         renewed = now()
         while True:

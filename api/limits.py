@@ -11,9 +11,6 @@ from notify.errors import RateLimited, StoreUnavailable
 from notify.redis.client import AsyncRedis
 from notify.redis.limits import LimitStore
 
-STREAM_LEASE_SECONDS = 60.0
-"""A gateway renews its streams' leases well within this; a dead one's lapse."""
-
 
 class RateLimiter:
     """The gateway's rate limits; their counters are in Redis (``LimitStore``), so they
@@ -25,10 +22,14 @@ class RateLimiter:
         publish_rate: float | None,
         max_streams: int | None = None,
         auth_failures_per_minute: int = 60,
+        *,
+        stream_lease_seconds: float,
     ) -> None:
         self._store = LimitStore(client)
         self._rate = publish_rate
         self._max_streams = max_streams
+        self._stream_lease = stream_lease_seconds
+        """A gateway renews its streams' leases well within this; a dead one's lapse."""
         self._auth_limit = auth_failures_per_minute
         self._blocked: dict[str, float] = {}
         """Addresses over the failure limit, until when (learnt from Redis, so every
@@ -40,7 +41,7 @@ class RateLimiter:
         if self._max_streams is None:
             return
         leased = await self._store.lease_stream(
-            subject, stream_id, limit=self._max_streams, lease_s=STREAM_LEASE_SECONDS
+            subject, stream_id, limit=self._max_streams, lease_s=self._stream_lease
         )
         if not leased:
             raise RateLimited(
@@ -59,7 +60,7 @@ class RateLimiter:
         if self._max_streams is None or not leases:
             return
         with contextlib.suppress(StoreUnavailable):
-            await self._store.renew_streams(leases, STREAM_LEASE_SECONDS)
+            await self._store.renew_streams(leases, self._stream_lease)
 
     # --- failed authentication ------------------------------------------------
 

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     max_headers: int = Field(100, ge=16, le=10_000)
     publish_rate: float | None = Field(None, gt=0)
     max_streams_per_subject: int | None = Field(None, ge=1)
+    # an open stream's place under that limit is a lease its gateway renews every third
+    # of it (stream_renewal_seconds); a crashed gateway's streams lapse within it
+    stream_lease_seconds: float = Field(60.0, ge=3)
     auth_failures_per_minute: int = Field(60, ge=1)
     api_concurrency_per_client: int = Field(8, ge=1)
     cors_origins: str = ""
@@ -147,6 +150,12 @@ class Settings(BaseSettings):
                 " NOTIFY_REDIS_URL is a Redis Cluster: Celery has no Redis Cluster broker"
             )
         return self
+
+    @property
+    def stream_renewal_seconds(self) -> float:
+        """How often a gateway renews its open streams' leases: a third of a lease, so
+        one late or failed renewal still leaves the next before the lease runs out."""
+        return self.stream_lease_seconds / 3
 
     @property
     def smtp_timeout(self) -> float:

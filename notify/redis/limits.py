@@ -47,8 +47,9 @@ class LimitStore:
 
     Each method calls ``translated`` itself rather than through ``translating``: ``take``
     runs on every publish when a rate is set, where one more coroutine frame counts.
-    Stream leases are scored by the gateways' clocks (a lease lasts about a minute, far
-    longer than clocks disagree); the other counters run on the Redis clock."""
+    Stream leases are scored by the gateways' clocks (a lease lasts
+    ``NOTIFY_STREAM_LEASE_SECONDS``, a minute by default, far longer than clocks
+    disagree); the other counters run on the Redis clock."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis

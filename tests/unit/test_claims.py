@@ -55,6 +55,7 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
     "api_concurrency_per_client": 8,
     "publish_rate": None,
     "max_streams_per_subject": None,
+    "stream_lease_seconds": 60,
     "auth_failures_per_minute": 60,
     "cors_origins": "",
     "cors_allow_loopback": False,

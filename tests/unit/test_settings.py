@@ -45,3 +45,20 @@ def test_secrets_never_show_in_the_settings_text() -> None:
 def test_a_bad_smtp_url_is_refused_naming_the_setting() -> None:
     with pytest.raises(ConfigError, match="NOTIFY_SMTP_URL"):
         load(smtp_url="http://relay")
+
+
+def test_a_stream_lease_is_a_minute_renewed_every_20_s_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The production figures, as literals: the integration test runs a 6 s lease."""
+    monkeypatch.delenv("NOTIFY_STREAM_LEASE_SECONDS", raising=False)
+    settings = load()
+    assert settings.stream_lease_seconds == 60
+    assert settings.stream_renewal_seconds == 20
+    assert load(stream_lease_seconds=6).stream_renewal_seconds == 2
+
+
+@pytest.mark.parametrize("lease", [0, 2.9, -60])
+def test_a_stream_lease_shorter_than_3_s_is_refused(lease: float) -> None:
+    with pytest.raises(ConfigError, match="NOTIFY_STREAM_LEASE_SECONDS"):
+        load(stream_lease_seconds=lease)
