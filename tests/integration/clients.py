@@ -155,7 +155,10 @@ def publish_batch(base_url: str, token: str, events: list[dict[str, Any]]) -> li
 @asynccontextmanager
 async def ws(base_url: str, token: str) -> AsyncIterator[ClientConnection]:
     url = base_url.replace("http://", "ws://") + f"/v1/ws?token={token}"
-    async with websockets.connect(url, open_timeout=5) as conn:
+    # every frame is read off the socket, however many the test leaves unread: with
+    # websockets' default max_queue (16) the client stops reading, misses the server's
+    # close frame and waits out its close_timeout (10 s) when the block ends
+    async with websockets.connect(url, open_timeout=5, max_queue=None) as conn:
         yield conn
 
 

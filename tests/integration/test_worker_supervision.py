@@ -84,10 +84,19 @@ def test_a_celery_worker_that_exits_is_started_again(
     assert "succeeded in" not in supervisor.log_text()
 
 
+HUNG_LEASE = 2.0
+"""NOTIFY_DELIVERY_LEASE_SECONDS for the hang test: the least the stack's 1 s webhook
+timeout allows, so that the stall limit (above the lease) is waited out sooner."""
+HUNG_STALL = 2.5
+
+
 def test_a_worker_that_stops_consuming_is_replaced(
     stack_factory: StackFactory, receiver: Receiver
 ) -> None:
-    stack = stack_factory(NOTIFY_WORKER_STALL_SECONDS=str(STALL))
+    stack = stack_factory(
+        NOTIFY_DELIVERY_LEASE_SECONDS=str(HUNG_LEASE),
+        NOTIFY_WORKER_STALL_SECONDS=str(HUNG_STALL),
+    )
     supervisor = stack.procs[1]
     sub_id = webhook(stack, receiver, "/stall")
     deliver_burst(stack, receiver, sub_id, "/stall", 20)
@@ -102,4 +111,4 @@ def test_a_worker_that_stops_consuming_is_replaced(
             os.kill(hung, signal.SIGCONT)
     assert not Path(f"/proc/{hung}").exists() or hung not in children(supervisor.pid or 0)
     assert celery_of(stack, supervisor) != hung
-    assert f"started no task for {STALL:g} s" in supervisor.log_text()
+    assert f"started no task for {HUNG_STALL:g} s" in supervisor.log_text()
