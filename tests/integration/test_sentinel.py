@@ -111,19 +111,26 @@ async def test_primary_killed_under_load_loses_no_acknowledged_event(
             socket_reader = asyncio.create_task(_collect_ws(socket, socket_got))
             stop = asyncio.Event()
             load = asyncio.create_task(_publish_until(client, stop, acked, refused))
-            await asyncio.sleep(2)
+            # load flowing (and streamed) before the kill: bounded, a few dozen events
+            deadline = time.monotonic() + 30
+            while len(acked) < 50:
+                assert time.monotonic() < deadline, f"no load before the kill ({refused=})"
+                await asyncio.sleep(0.05)
             before = len(acked)
             assert before > 0
             deployment.primary.kill()
-            # the sentinels elect the replica; then the old primary comes back and is
-            # made a replica of the new one, so WAIT 1 can be satisfied again
+            # the sentinels elect the replica; then the old primary comes back as a
+            # replica of the new one, so WAIT 1 can be satisfied again
             deadline = time.monotonic() + 30
             while deployment.primary_port() == old_port:
                 assert time.monotonic() < deadline, "no failover"
                 await asyncio.sleep(0.2)
-            await asyncio.to_thread(deployment.primary.restart, graceful=False)
+            new_port = deployment.primary_port()
+            await asyncio.to_thread(deployment.restart_as_replica, deployment.primary, new_port)
             deadline = time.monotonic() + 30
             while len(acked) < before + 20:
+                if load.done():
+                    await load  # it failed (a wrong status or Retry-After): say why
                 assert time.monotonic() < deadline, f"publishing did not resume ({refused=})"
                 await asyncio.sleep(0.2)
             stop.set()
@@ -167,7 +174,7 @@ async def test_primary_killed_under_load_loses_no_acknowledged_event(
         deadline = time.monotonic() + 60
         while not set(acked) <= delivered():
             assert time.monotonic() < deadline, f"{len(set(acked) - delivered())} undelivered"
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.1)
     finally:
         stack.close()
         print(stack.logs())

@@ -11,6 +11,7 @@ is replaced within a few seconds. Every wait is bounded.
         cluster.url                      # redis+cluster://127.0.0.1:p1,...
         cluster.kill(cluster.primary_of(slot))
         new = cluster.wait_failover(port)
+        cluster.revive(port)             # back, as a replica of ``new``
 """
 
 from __future__ import annotations
@@ -272,6 +273,58 @@ class LocalCluster:
         if pid is not None:
             os.kill(pid, signal.SIGCONT)
         self._down.discard(port)
+
+    def revive(self, port: int, timeout: float = 30.0) -> None:
+        """Start a node ``kill`` took down again, on its port and in its directory (its
+        nodes.conf kept, its data not): once failed over, it rejoins as a replica of the
+        node promoted in its place. Returns when it is a replica with its link up and
+        every live node says ``cluster_state:ok``."""
+        node = self._node(port)
+        if node.server.running:
+            raise ValueError(f"node {port} is running (a stopped one takes ``cont``)")
+        node.server.start()  # the port is fixed: never another one
+        self._down.discard(port)
+        self._served.pop(port, None)
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                replication = info_fields(ask(port, "INFO", "replication"))
+            except OSError as exc:
+                last = repr(exc)
+            else:
+                role, link = replication.get("role"), replication.get("master_link_status")
+                last = f"{port}: role {role}, link {link}"
+                if role == "slave" and link == "up":
+                    last = self._not_ready() or ""
+                    if not last:
+                        return
+            time.sleep(0.05)
+        raise RuntimeError(f"node {port} did not rejoin as a replica within {timeout} s: {last}")
+
+    def whole(self, timeout: float = 10.0) -> bool:
+        """Every node up, none taken down, and the cluster ready within ``timeout`` (a
+        shared cluster can serve the next test)."""
+        if self._down or not all(node.server.running for node in self.nodes):
+            return False
+        try:
+            self.wait_ready(timeout)
+        except RuntimeError:
+            return False
+        return True
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """FLUSHALL on every primary, each followed by a WAIT for its replicas: the
+        next test starts on an empty store, as on a cluster of its own."""
+        for port in self.primaries():
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+                sock.sendall(
+                    _resp("FLUSHALL") + _resp("WAIT", str(self.replicas), str(int(timeout * 1000)))
+                )
+                reader = sock.makefile("rb")
+                flushed, replicated = _read_reply(reader), _read_reply(reader)
+            if flushed != "+OK" or replicated != f":{self.replicas}":
+                raise RuntimeError(f"flush of {port}: {flushed} {replicated}")
 
     def wait_failover(self, port: int, timeout: float = 20.0) -> int:
         """The port of the replica promoted in place of the primary ``port`` (killed or

@@ -18,6 +18,9 @@ from tests.support.system import ensure_binary
 
 SERVICE = "notifyprimary"
 DOWN_AFTER_MS = 1000
+# a full sync starts at once, not after the default 5 s (a restarted or new replica
+# would leave WAIT unsatisfied that long)
+NO_SYNC_DELAY = ("--repl-diskless-sync-delay", "0")
 
 
 def ask(port: int, *command: str, timeout: float = 1.0) -> str:
@@ -77,7 +80,7 @@ class SentinelDeployment:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.primary = RedisServer(directory / "primary", appendonly=True)
+        self.primary = RedisServer(directory / "primary", appendonly=True, extra=NO_SYNC_DELAY)
         self.replica: RedisServer | None = None
         self.sentinels: list[SentinelServer] = []
 
@@ -86,7 +89,7 @@ class SentinelDeployment:
         self.replica = RedisServer(
             self.directory / "replica",
             appendonly=True,
-            extra=("--replicaof", "127.0.0.1", str(self.primary.port)),
+            extra=(*NO_SYNC_DELAY, "--replicaof", "127.0.0.1", str(self.primary.port)),
         ).start()
         self.wait_replicated()
         for i in range(3):
@@ -109,13 +112,30 @@ class SentinelDeployment:
         return False
 
     def wait_replicated(self, timeout: float = 10.0) -> None:
+        """Until the replica has had its first sync and its link is up."""
+        assert self.replica is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                if "connected_slaves:1" in ask(self.primary.port, "INFO", "replication"):
+                if "master_link_status:up" in ask(self.replica.port, "INFO", "replication"):
                     return
             time.sleep(0.05)
         raise RuntimeError("the replica did not connect")
+
+    def restart_as_replica(self, server: RedisServer, primary_port: int) -> None:
+        """Start a killed ``server`` again (same port, same directory) as a replica of
+        ``primary_port``, and wait until its link is up: what the sentinels make of an
+        old primary that comes back, but without their wait (they reconfigure it only
+        once it has been up 8 s and they have read its INFO, 10 s apart)."""
+        server.extra = (*NO_SYNC_DELAY, "--replicaof", "127.0.0.1", str(primary_port))
+        server.restart(graceful=False)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if "master_link_status:up" in ask(server.port, "INFO", "replication"):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"{server} did not sync from {primary_port}")
 
     @property
     def url(self) -> str:
