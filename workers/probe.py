@@ -48,9 +48,18 @@ def dispatcher_alive(settings: Settings, host: str) -> bool:
 def worker_alive(settings: Settings, host: str) -> bool:
     app = create_app(settings)
     try:
-        replies: Any = app.control.ping(timeout=min(5.0, settings.redis_timeout_seconds + 2))
+        # only this host's workers answer (their names end in @host), and the first
+        # answer ends the wait: a live worker is known in milliseconds, not a timeout
+        replies: Any = app.control.ping(
+            timeout=min(5.0, settings.redis_timeout_seconds + 2),
+            pattern=f"*@{host}",
+            matcher="glob",
+            limit=1,
+        )
     except Exception:  # the broker is unreachable
         return False
+    finally:
+        app.close()
     return any(name.endswith(f"@{host}") for reply in replies or [] for name in reply)
 
 

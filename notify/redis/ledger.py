@@ -183,16 +183,18 @@ class Ledger:
         )
         return bool(done)
 
-    async def sweep(self, count: int) -> tuple[list[str], int]:
+    async def sweep(self, count: int, queue: str | None = None) -> tuple[list[str], int]:
         """Take up to ``count`` due records: the ids to send again (those whose task was
         not merely held up in the broker's queue, see delivery_sweep) and how many were
-        due."""
+        due. ``queue``: the key of a Redis broker's queue, whose being empty says that
+        no due record's task is still in it."""
         due = [text(i) for i in await self._due(keys=[keys.RETRY_DUE], args=[count])]
         if not due:
             return [], 0
+        marks = [keys.RETRY_DUE, keys.DELIVERIES_RECEIVED, queue or keys.DELIVERIES_RECEIVED]
         ids = await self._sweep(
-            keys=[keys.RETRY_DUE, keys.DELIVERIES_RECEIVED, *(keys.delivery(i) for i in due)],
-            args=[self._lease_ms, self._hold_ms, *due],
+            keys=[*marks, *(keys.delivery(i) for i in due)],
+            args=[self._lease_ms, self._hold_ms, "1" if queue else "0", *due],
         )
         return [text(i) for i in ids], len(due)
 

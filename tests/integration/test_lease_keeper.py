@@ -124,3 +124,34 @@ def test_a_task_queued_for_a_whole_lease_is_sent_again(redis_server: RedisServer
         assert resent == [d.id]
         assert lease_s - 0.1 <= took < lease_s + 0.5
         assert 2 <= looks <= 6  # 0.3, 0.6, 1.2, 2.4, 3.0 s after sending
+
+
+def test_a_due_record_is_sent_again_once_the_redis_brokers_queue_is_empty(
+    redis_server: RedisServer,
+) -> None:
+    """With a Redis broker the sweeper also reads its queue: empty, nothing sent a TTL
+    ago or more is still in it, so a due record no worker received was lost (a quiet
+    system has no later task to move the received mark)."""
+    ttl_s, lease_s = 0.3, 60.0
+    queue = keys.CELERY_PREFIX + "test-queue"
+
+    async def scenario() -> None:
+        client = async_client(redis_server.url)
+        ledger = Ledger(client, lease_s=lease_s, retention_s=3600, hold_s=ttl_s)
+        try:
+            d = Delivery("d0", "sub", "alice", "webhook", "e0")
+            await ledger.create([(d, "orders.1", "t", b"{}")])
+            await client.rpush(queue, b"a task not yet taken")
+            await asyncio.sleep(ttl_s + 0.1)
+            assert await ledger.sweep(100, queue) == ([], 1)  # still queued: held
+            await client.delete(queue)  # taken, by a worker killed before it said so
+            resent: list[str] = []
+            deadline = time.monotonic() + 4 * ttl_s
+            while not resent and time.monotonic() < deadline:
+                resent = (await ledger.sweep(100, queue))[0]
+                await asyncio.sleep(0.02)
+            assert resent == [d.id]
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())

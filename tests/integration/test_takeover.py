@@ -200,7 +200,7 @@ def received_by_a_frozen_pool(
     stack_factory: StackFactory, receiver: Receiver, redis_server: RedisServer
 ) -> Frozen:
     """A stack with one worker whose pool is stopped (SIGSTOP), and one event published
-    and reserved by the worker's main process (its due time pulled to a TTL)."""
+    and received, so reserved, by the worker's main process."""
     stack = stack_factory(workers=0, **PRODUCTION)
     worker, port = start_worker(stack, "worker")
     ready(worker, port)
@@ -214,10 +214,11 @@ def received_by_a_frozen_pool(
     with redis.Redis.from_url(redis_server.url) as client:
 
         def reserved() -> bool:
+            # the worker moved the received mark up to the record's sending
             listed = stack.deliveries(sub)
-            score = client.zscore(keys.RETRY_DUE, listed[0]["id"]) if listed else None
-            seconds, micros = client.time()
-            return score is not None and score <= seconds * 1000 + micros // 1000 + 3_000
+            sent = client.hget(keys.delivery(listed[0]["id"]), "sent_ms") if listed else None
+            mark = client.get(keys.DELIVERIES_RECEIVED)
+            return sent is not None and mark is not None and int(mark) >= int(sent)
 
         stack.wait_for("the received delivery to be reserved", reserved, timeout=30, every=0.05)
     return Frozen(stack, worker, pool, sub, event)
