@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
 import time
@@ -237,8 +239,9 @@ def test_renews_its_token_before_it_expires(stack: Stack) -> None:
     # each token lives 4 s longer than the one before; getToken hands them out in turn
     tokens = [stack.token(subscribe=["renew.>"], ttl=4 + 4 * i) for i in range(6)]
     stack.browser.execute_script(
-        "window.tokens = arguments[0]; window.asked = 0;"
-        "window.getToken = async () => window.tokens[window.asked++];",
+        "window.tokens = arguments[0]; window.asked = 0; window.askedAt = [];"
+        "window.getToken = async () => {"
+        "  window.askedAt.push(Date.now()); return window.tokens[window.asked++]; };",
         tokens,
     )
     stack.browser.execute_async_script(
@@ -262,8 +265,21 @@ def test_renews_its_token_before_it_expires(stack: Stack) -> None:
         time.sleep(0.25)
     wait_for(lambda: got_ids(stack, "r") == sent, what="every event across renewals")
     assert js(stack, "window.asked") >= 3
+    # each next token was asked for before the one in use ran out (not after the
+    # gateway cut the stream at its expiry)
+    asked_at = js(stack, "window.askedAt")
+    for n in (1, 2):
+        assert asked_at[n] < expiry_ms(tokens[n - 1]), (n, asked_at, tokens[n - 1])
     assert js(stack, "window.clients.r.errors") == []
     assert "closed" not in js(stack, "window.clients.r.states")
+
+
+def expiry_ms(token: str) -> int:
+    """A JWT's ``exp``, in ms (read, not verified)."""
+    payload = token.split(".")[1]
+    return (
+        int(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]) * 1000
+    )
 
 
 def test_pure_helpers_in_the_browser(stack: Stack) -> None:
