@@ -73,7 +73,7 @@ class Dispatcher:
         own loop (:meth:`step`) through the same routing index."""
         self._enqueue = enqueue
         self._readers = readers
-        self._recreated = 0
+        self._lost = 0
         self.dispatched = 0
         self._subs = SubscriptionStore(redis)
         self._ledger = Ledger(
@@ -124,10 +124,10 @@ class Dispatcher:
         entries handled."""
         reader = self._readers[shard]
         entries = await reader.read(READ_COUNT, BLOCK_MS)
-        recreated = sum(r.recreated for r in self._readers)
-        if recreated != self._recreated:
+        lost = sum(r.lost for r in self._readers)
+        if lost != self._lost:
             # Redis lost its data: the change cursor points past the new change stream
-            self._recreated = recreated
+            self._lost = lost
             await self.reload()
         if not entries:
             return 0
@@ -284,7 +284,8 @@ def dispatcher_health(
     )
     h.gauge(
         "groups_recreated_total",
-        "Consumer groups created again after Redis lost them.",
+        "Consumer groups this process created again after Redis lost them "
+        "(each group counted once across dispatchers).",
         lambda: sum(r.recreated for r in readers),
     )
     h.gauge(

@@ -75,15 +75,19 @@ class GroupReader:
         self._next_stale = time.monotonic() + stale_s / 2
         self._own_pending = True
         self.taken_over = 0
-        self.recreated = 0
+        self.lost = 0  # reads that found the group gone (Redis lost its data)
+        self.recreated = 0  # of those, the times this process created it again
 
-    async def ensure(self) -> None:
-        """Create the group at the start of the stream (id 0) unless it exists."""
+    async def ensure(self) -> bool:
+        """Create the group at the start of the stream (id 0) unless it exists; whether
+        this call created it."""
         try:
             await self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+            return False
+        return True
 
     async def read(self, count: int, block_ms: int) -> list[Entry]:
         """The next entries for this consumer: its own left-overs, then a dead consumer's,
@@ -93,15 +97,21 @@ class GroupReader:
         except ResponseError as exc:
             if not is_nogroup(exc):
                 raise
-        await self.ensure()
-        self.recreated += 1
+        created = await self.ensure()
+        self.lost += 1
         self._own_pending = False
-        log.warning(
-            "consumer group %r of %s was gone (Redis lost its data?): created it again, "
-            "reading from the oldest entry left",
-            self.group,
-            self.stream,
-        )
+        if created:
+            self.recreated += 1
+            log.warning(
+                "consumer group %r of %s was gone (Redis lost its data?): created it "
+                "again, reading from the oldest entry left",
+                self.group,
+                self.stream,
+            )
+        else:  # another process was a moment faster: one of them says so
+            log.info(
+                "consumer group %r of %s was gone; created again elsewhere", self.group, self.stream
+            )
         return await self._read(count, block_ms)
 
     async def ack(self, ids: Sequence[Any]) -> None:
