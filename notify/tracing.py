@@ -409,18 +409,13 @@ class Publish(_Publishing):
                 queue.dropped += 2 if self.append_start else 1
 
 
-def _start(
-    cls: type[S], name: str, kind: str, parent: str | None, attributes: Attributes | None
-) -> S:
-    """A span of ``cls`` started now, child of the ``parent`` traceparent (a valid
-    one) or the first of a new trace, sampled as the sampler decides; made inline, as
-    :func:`child` and :func:`publishing` make one too (a call is a good part of what
-    a span costs)."""
-    made = _object(cls)
+def _identify(made: Span, parent: str | None) -> bool:
+    """Give ``made`` its ids and flags, child of the ``parent`` traceparent (a valid
+    one) or the first of a new trace; whether it is sampled, as the sampler decides."""
     try:
-        span_id = _span_ids.pop()
+        made.span_id = _span_ids.pop()
     except IndexError:
-        span_id = _fresh(_span_ids, 8)
+        made.span_id = _fresh(_span_ids, 8)
     if parent is None:
         try:
             trace = _trace_ids.pop()
@@ -435,8 +430,20 @@ def _start(
             sampled = _sampler(trace, None)
         made.flags = REMOTE_PARENT | SAMPLED if sampled else REMOTE_PARENT
         made.parent_id = parent[36:52]
-    made.trace_id, made.span_id = trace, span_id
-    made.context = f"00-{trace}-{span_id}-01" if sampled else f"00-{trace}-{span_id}-00"
+    made.trace_id = trace
+    return sampled
+
+
+def _start(
+    cls: type[S], name: str, kind: str, parent: str | None, attributes: Attributes | None
+) -> S:
+    """A span of ``cls`` started now, child of the ``parent`` traceparent (a valid
+    one) or the first of a new trace, sampled as the sampler decides (:func:`_identify`,
+    shared with :func:`_publishing`); its attributes set inline (a call is a good part
+    of what a span costs)."""
+    made = _object(cls)
+    sampled = _identify(made, parent)
+    made.context = f"00-{made.trace_id}-{made.span_id}-{'01' if sampled else '00'}"
     made.name, made.kind = name, kind
     made.attributes, made.error = attributes or NO_ATTRIBUTES, None
     made.start_ns = _time_ns()
@@ -499,29 +506,10 @@ def _publishing(cls: type[P], traceparent: str | None) -> P:
     """A publish span of ``cls``, as :func:`_start` makes a span, and no more than it
     needs: a sampled-out one records nothing, so it is given nothing to record."""
     made = _object(cls)
-    try:
-        span_id = _span_ids.pop()
-    except IndexError:
-        span_id = _fresh(_span_ids, 8)
-    if traceparent is None:
-        try:
-            trace = _trace_ids.pop()
-        except IndexError:
-            trace = _fresh(_trace_ids, 16)
-        sampled = _sampler.always or int(trace[16:], 16) < _sampler.bound
-        made.flags, made.parent_id = NEW_TRACE | SAMPLED if sampled else NEW_TRACE, ""
-    else:
-        trace = traceparent[3:35]
-        sampled = traceparent[54] in "13579bdf"  # the flags' lowest bit
-        if not _sampler.follow:
-            sampled = _sampler(trace, None)
-        made.flags = REMOTE_PARENT | SAMPLED if sampled else REMOTE_PARENT
-        made.parent_id = traceparent[36:52]
-    made.trace_id, made.span_id = trace, span_id
-    if not sampled:
-        made.context = f"00-{trace}-{span_id}-00"
+    if not _identify(made, traceparent):
+        made.context = f"00-{made.trace_id}-{made.span_id}-00"
         return made
-    made.context = f"00-{trace}-{span_id}-01"
+    made.context = f"00-{made.trace_id}-{made.span_id}-01"
     made.attributes, made.error, made.append_start = NO_ATTRIBUTES, None, 0
     made.start_ns = _time_ns()
     return made
