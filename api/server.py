@@ -102,9 +102,32 @@ def create() -> object:
     return FastPaths(create_app(load()))
 
 
-def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> None:
+def listen_socket(host: str, port: int, *, share: bool, reuse_addr: bool = True) -> socket.socket:
+    """A socket bound to ``host:port``, or :class:`SystemExit` saying why not.
+
+    Only the processes of one ``serve --workers`` share a port (``share``: SO_REUSEPORT,
+    the kernel spreads connections among them). A lone gateway binds without it, so a
+    second gateway started on a port already served fails with "address already in
+    use" instead of silently taking a share of the first one's connections."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    if reuse_addr:  # a restart may bind while the last run's connections linger
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if share:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"notify: cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def serve(
+    host: str, port: int, workers: int, *, access_log: bool = False, shared: bool = False
+) -> None:
     """One process per worker, each with its own hub, sharing the port via SO_REUSEPORT
-    (the kernel spreads connections); the parent restarts a worker that dies."""
+    (the kernel spreads connections); the parent restarts a worker that dies.
+    ``shared``: this process is one of those workers."""
     if workers > 1:
         supervise(host, port, workers, access_log)
         return
@@ -136,16 +159,33 @@ def serve(host: str, port: int, workers: int, *, access_log: bool = False) -> No
         backlog=4096,
         proxy_headers=True,
     )
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    sock = listen_socket(host, port, share=shared)
     sock.set_inheritable(True)
     GatewayServer(config).run(sockets=[sock])
 
 
 def supervise(host: str, port: int, workers: int, access_log: bool) -> None:
+    # The port must be free (a bind without SO_REUSEPORT fails against any socket on
+    # it), and is then held for this run by a bound socket that never listens, so never
+    # gets a connection: it has SO_REUSEPORT, which the workers join, and no
+    # SO_REUSEADDR, which keeps every bind but a worker's off the port even while no
+    # worker is alive. Only where the last run's connections linger in TIME_WAIT
+    # without SO_REUSEPORT (an earlier lone `serve`) must it take SO_REUSEADDR to bind:
+    # then the port is held only while a worker listens.
+    listen_socket(host, port, share=False).close()
+    try:
+        hold = listen_socket(host, port, share=True, reuse_addr=False)
+    except SystemExit:
+        hold = listen_socket(host, port, share=True)
+    try:
+        _supervise(host, port, workers, access_log)
+    finally:
+        hold.close()
+
+
+def _supervise(host: str, port: int, workers: int, access_log: bool) -> None:
     argv = [sys.executable, "-m", "notify", "serve", "--host", host, "--port", str(port)]
+    argv.append("--shared-port")
     if access_log:
         argv.append("--access-log")
     # the workers' metrics files, for this run only: counters from an earlier run

@@ -32,6 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.port or s.port,
         args.workers or s.workers,
         access_log=args.access_log or s.access_log,
+        shared=args.shared_port,
     )
     return 0
 
@@ -64,6 +65,8 @@ def register(sub: Any) -> None:
         default=None,
         help="log every request (NOTIFY_ACCESS_LOG, default off)",
     )
+    # a worker of `serve --workers`, joining the port its supervisor holds (internal)
+    s.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("dispatcher", help="route events to subscriptions' deliveries")
