@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -114,6 +115,29 @@ async def test_operations_endpoints(api_factory: ApiFactory) -> None:
     assert "notify_retry_due_deliveries 0.0" in text
     schema = (await api.get("/openapi.json")).json()
     assert "/v1/events" in schema["paths"] and "/v1/subscriptions" in schema["paths"]
+
+
+async def test_readyz_names_a_reader_that_is_not_running(
+    api_factory: ApiFactory, redis_server: RedisServer
+) -> None:
+    """Redis answers but the event reader cannot read the log (here: the log's key holds
+    a string): ``/readyz`` is the ``not-ready`` problem naming the reader, not 200."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.set(keys.LOG, "not a stream")
+    api = await api_factory()
+    down = await api.get("/readyz")
+    assert down.status_code == 503 and down.headers["Retry-After"] == "1"
+    assert down.headers["content-type"] == PROBLEM
+    body = down.json()
+    assert body["type"].endswith("/not-ready") and body["status"] == 503
+    assert body["problems"] == ["event reader not running"]
+    await client.delete(keys.LOG)
+    await client.aclose()
+    deadline = time.monotonic() + 10
+    while (ready := await api.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline, ready.text
+        await asyncio.sleep(0.05)
+    assert ready.json() == {"status": "ready"}
 
 
 async def test_metrics_report_the_dispatch_backlog_and_the_retry_set(
