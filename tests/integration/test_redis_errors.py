@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from notify import keys
 from tests.support.factories import GatewayFactory, RedisFactory, TokenMaker
 from tests.support.procs import Gateway
 from tests.support.redis import RedisServer
@@ -96,6 +97,9 @@ def test_out_of_memory_is_503_on_every_write(
                 assert call(c).status_code == 200, name
         finally:
             admin.config_set("maxmemory", 0)
+        # nothing refused was half-stored: the log holds the one event taken before
+        assert admin.xlen(keys.LOG) == 1
+        assert len(c.get("/v1/events", params={"channel": "orders.>"}).json()["events"]) == 1
         assert c.post("/v1/events", json=EVENT).status_code == 202
 
 
