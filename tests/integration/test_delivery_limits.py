@@ -3,14 +3,18 @@ limit, ``Retry-After`` on a 503, and two dispatchers sharing the work."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+from pathlib import Path
 
 import redis
 
 from notify import keys
 from tests.integration.conftest import StackFactory
 from tests.integration.delivery_stack import Stack
+from tests.support.procs import descendants
 from tests.support.redis import RedisServer
 from tests.support.webhook_receiver import Answer, Receiver
 
@@ -88,3 +92,50 @@ def test_two_dispatchers_deliver_each_event_once(
     assert len(stack.deliveries(sub)) == len(ids)
     got = [json.loads(g.body)["id"] for g in receiver.at("/twice")]
     assert sorted(got) == sorted(ids)  # every event once: none lost, none twice
+
+
+def connected_to(port: int, pids: list[int]) -> bool:
+    """Whether one of ``pids`` holds an established TCP connection to ``port`` on this
+    host (from /proc/net/tcp{,6} and the processes' file descriptors)."""
+    sockets: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                remote, state, inode = fields[2], fields[3], fields[9]
+                if state == "01" and int(remote.rsplit(":", 1)[1], 16) == port:
+                    sockets.add(f"socket:[{inode}]")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in sockets:
+                        return True
+    return False
+
+
+def test_the_per_target_rate_limit_holds_across_two_workers(
+    stack_factory: StackFactory, receiver: Receiver
+) -> None:
+    """The same budget as above (5/s, bursts of 10) shared by two ``notify worker``
+    processes, one task per delivery so that both take part: 30 events still take at
+    least (30 - 10) / 5 = 4 s, and none is lost. Each worker is seen sending (it holds
+    a keep-alive connection to the receiver afterwards; the dispatcher is not)."""
+    stack = stack_factory(workers=2, NOTIFY_WEBHOOK_TARGET_RATE="5", NOTIFY_DELIVERY_BATCH_SIZE="1")
+    workers = [p for p in stack.procs if p.name.startswith("worker")]
+    assert len(workers) == 2
+    webhook(stack, receiver, "/shared")
+    stack.publish("orders.eu", data={"warm": True})
+    receiver.wait("/shared", 1, timeout=WORKER_START)
+    ids = stack.publish_many([{"channel": "orders.eu", "type": "t", "data": n} for n in range(30)])
+    got = receiver.wait("/shared", 31, timeout=30)[1:]
+    assert sorted(json.loads(g.body)["id"] for g in got) == sorted(ids)
+    span = got[-1].at - min(g.at for g in got)
+    assert span >= 3.5, span  # ~4 s; a budget of each worker's own would allow ~1 s
+    for worker in workers:
+        assert worker.pid is not None
+        sent = connected_to(receiver.port, [worker.pid, *descendants(worker.pid)])
+        assert sent, f"{worker.name} sent nothing"
+    [dispatcher] = [p for p in stack.procs if p.name == "dispatcher"]
+    assert dispatcher.pid is not None  # it sends nothing: the look above tells them apart
+    assert not connected_to(receiver.port, [dispatcher.pid, *descendants(dispatcher.pid)])

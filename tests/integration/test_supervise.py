@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from notify.supervise import Child, Supervisor
+from tests.support.ports import free_port
+from tests.support.procs import Proc, descendants
+from tests.support.redis import RedisServer
 
 
 def gone(pid: int) -> bool:
@@ -161,3 +164,53 @@ def test_children_die_with_a_supervisor_killed_with_sigkill() -> None:
         supervisor.kill()  # it can forward nothing: the kernel does (PDEATHSIG)
         supervisor.wait()
         until(lambda: gone(child), "the child to die with its supervisor", timeout=5)
+
+
+def start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks after boot), None once it has ended (a
+    zombie too): with the pid, it names one process, whatever takes the pid later."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    state, started = fields[0], fields[19]
+    return None if state in ("Z", "X") else started
+
+
+POOL = 3
+"""``notify worker --concurrency`` for the process-tree test."""
+
+
+def test_the_worker_runs_its_pool_and_all_of_it_dies_with_a_kill_9(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """``notify worker --concurrency 3``: one Celery process beneath the supervisor, a
+    pool of three beneath it. ``kill -9`` of the supervisor alone (it can forward
+    nothing; the test does not signal its process group) ends every one of them."""
+    port = free_port()
+    env = {"NOTIFY_REDIS_URL": redis_server.url, "NOTIFY_HEALTH_PORT": port}
+    worker = Proc(["worker", "--concurrency", str(POOL)], directory=tmp_path, env=env)
+    worker.start()
+    try:
+        # ready: its Celery worker consumes (Celery starts its pool before that)
+        worker.wait_http_ready(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        assert worker.pid is not None
+        supervisor = worker.pid
+        [celery] = descendants(supervisor)[:1]
+        deadline = time.monotonic() + 10
+        while len(pool := descendants(celery)) < POOL and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(pool) == POOL, (pool, worker.log_tail())
+        assert descendants(supervisor) == [celery, *pool], worker.log_tail()
+        started = {pid: start_time(pid) for pid in [celery, *pool]}
+        assert None not in started.values()
+
+        os.kill(supervisor, signal.SIGKILL)
+        assert worker.wait(10) == -signal.SIGKILL
+
+        def all_gone() -> bool:
+            return all(start_time(pid) != began for pid, began in started.items())
+
+        until(all_gone, "the Celery process and its pool to die with the supervisor", 5)
+    finally:
+        worker.kill()  # its whole process group: anything left behind

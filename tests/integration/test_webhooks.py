@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.integration.conftest import StackFactory
 from tests.integration.delivery_stack import Stack
 from tests.support.connect_proxy import running_proxy
 from tests.support.factories import TokenMaker
+from tests.support.ports import free_port
 from tests.support.webhook_receiver import Answer, Receiver
 
 
@@ -309,3 +311,71 @@ def test_failures_across_subscriptions_are_listed_newest_first(
     unnamed = stack.client.get("/v1/deliveries")
     assert unnamed.status_code == 422
     assert unnamed.json()["field"] == "subscription"
+
+
+CONNECT_RETRIES = 10
+"""Retries for the connection-error test: 0.5 s apart, about 5 s in all (±20 %), enough
+to see two refused attempts and start the receiver before they run out."""
+
+
+def refused(attempt: dict[str, Any]) -> bool:
+    """An attempt that found nothing listening: a connection error, no HTTP status."""
+    error = str(attempt.get("error", ""))
+    return error.startswith("ConnectFailed: cannot connect") and "status_code" not in attempt
+
+
+def held(port: int) -> socket.socket:
+    """A socket bound to a loopback port that does not listen: a connection there is
+    refused, and nothing else can bind the port meanwhile."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+def test_a_connection_error_is_retried_then_delivered_or_failed(
+    stack_factory: StackFactory,
+) -> None:
+    """A webhook at a loopback port nothing listens on: each refused attempt is recorded
+    as a connection error and retried; once a receiver listens there, the event arrives
+    under the same id. At another port, never listened on: ``failed`` after the last
+    retry."""
+    stack = stack_factory(NOTIFY_RETRY_SCHEDULE=",".join(["0.5"] * CONNECT_RETRIES))
+    late = Receiver()  # its port is chosen now, bound once it starts
+    with held(late.port) as placeholder, held(free_port()) as never:
+        sub = webhook(stack, late, "/late")
+        nowhere = f"http://127.0.0.1:{never.getsockname()[1]}/never"
+        dead = stack.subscribe("orders.>", {"kind": "webhook", "url": nowhere})["id"]
+        event_id = stack.publish("orders.eu", "order.created", {"order": 1})
+
+        def tried_twice() -> dict[str, Any] | None:
+            """The record after two attempts (or once it ended sooner)."""
+            found = stack.deliveries(sub)
+            if found and (len(found[0]["attempts"]) >= 2 or found[0]["status"] != "pending"):
+                return found[0]
+            return None
+
+        before: dict[str, Any] = stack.wait_for("two attempts", tried_twice)
+        assert before["status"] == "pending", before
+        assert before["event_id"] == event_id
+        assert all(a["outcome"] == "retry" and refused(a) for a in before["attempts"]), before
+        assert before["next_attempt_at"] is not None
+        placeholder.close()
+        late.start()
+        try:
+            [got] = late.wait("/late", 1)
+        finally:
+            late.stop()
+        assert got.verified is True
+        assert json.loads(got.body)["id"] == event_id
+        [after] = stack.wait_status(sub, "delivered")
+        assert after["id"] == before["id"] == got.webhook_id  # the same delivery, retried
+        *failed, last = after["attempts"]
+        assert len(failed) >= 2
+        assert all(a["outcome"] == "retry" and refused(a) for a in failed), after
+        assert last["outcome"] == "delivered" and last["status_code"] == 200
+
+        [gave_up] = stack.wait_status(dead, "failed", timeout=20)
+        outcomes = [a["outcome"] for a in gave_up["attempts"]]
+        assert outcomes == ["retry"] * CONNECT_RETRIES + ["failed"], gave_up
+        assert all(refused(a) for a in gave_up["attempts"]), gave_up
+        assert gave_up["next_attempt_at"] is None

@@ -34,6 +34,24 @@ def child_env(extra: Mapping[str, object] | None = None) -> dict[str, str]:
     return env
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: its children (forked by any of its threads), theirs,
+    and so on, from /proc; empty once ``pid`` has ended."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        for kid in kids:
+            found += [kid, *descendants(kid)]
+    return found
+
+
 class Proc:
     def __init__(
         self,
