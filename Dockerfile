@@ -1,5 +1,5 @@
 # The one image of every notify role (docker-compose.yml builds it once).
-FROM python:3.11-slim
+FROM python:3.12-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY notify ./notify

@@ -38,17 +38,25 @@ if [ "${1:-}" = tracing ]; then shift; exec "$PY" bench/tracing_cost.py "$@"; fi
 # machine's RabbitMQ on 127.0.0.1:5672).
 if [ "${1:-}" = cluster ]; then shift; exec "$PY" bench/cluster_cpu.py "$@"; fi
 
+# The peers run on notify's Python (.venv's): a peer venv of another is made afresh.
+BASE=$("$PY" -c 'import sys; print(sys._base_executable)')
+VERSION=$("$PY" -c 'import sys; print(sys.version_info[:2])')
+for venv in bench/.peer-venv bench/.sio-venv; do
+  if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c 'import sys; print(sys.version_info[:2])')" != "$VERSION" ]; then
+    rm -rf "$venv"
+  fi
+done
 # The naive peer lives in its own venv: broadcaster 0.3.1 needs redis-py 7.4.
 PEER=bench/.peer-venv
 if [ ! -x "$PEER/bin/uvicorn" ]; then
-  python3 -m venv "$PEER"
+  "$BASE" -m venv "$PEER"
   "$PEER/bin/pip" install -q fastapi 'uvicorn[standard]' sse-starlette \
     'broadcaster==0.3.1' 'redis==7.4.*'
 fi
 # The naive WebSocket peer (scenario w): python-socketio with its Redis manager, own venv.
 SIO=bench/.sio-venv
 if [ ! -x "$SIO/bin/uvicorn" ]; then
-  python3 -m venv "$SIO"
+  "$BASE" -m venv "$SIO"
   "$SIO/bin/pip" install -q 'python-socketio==5.18.1' 'uvicorn[standard]==0.55.0' 'redis==8.2.0'
 fi
 
