@@ -123,7 +123,10 @@ def test_concurrent_publishes_share_script_calls(
 ) -> None:
     """Group commit: 200 publishes that arrive together, on as many connections, are
     stored by far fewer script calls than publishes, each request still answered with
-    its own id."""
+    its own id. They arrive together for sure: the gateway is stopped (SIGSTOP) while
+    they are sent, and finds all of them waiting when it goes on (sent one after the
+    other to a running gateway, it could take each before the next came: CI once saw
+    175 calls)."""
 
     def script_calls() -> int:
         stats = admin.info("commandstats")
@@ -143,9 +146,14 @@ def test_concurrent_publishes_share_script_calls(
         )
     conns = [socket.create_connection(("127.0.0.1", gateway.port), timeout=30) for _ in requests]
     before = script_calls()
+    assert gateway.pid is not None
     try:
-        for conn, request in zip(conns, requests, strict=True):  # all at once
-            conn.sendall(request)
+        os.kill(gateway.pid, signal.SIGSTOP)
+        try:
+            for conn, request in zip(conns, requests, strict=True):
+                conn.sendall(request)
+        finally:
+            os.kill(gateway.pid, signal.SIGCONT)
         answers = []
         for conn in conns:
             answer = b""
