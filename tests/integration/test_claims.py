@@ -123,10 +123,10 @@ def test_concurrent_publishes_share_script_calls(
 ) -> None:
     """Group commit: 200 publishes that arrive together, on as many connections, are
     stored by far fewer script calls than publishes, each request still answered with
-    its own id. They arrive together for sure: the gateway is stopped (SIGSTOP) while
-    they are sent, and finds all of them waiting when it goes on (sent one after the
-    other to a running gateway, it could take each before the next came: CI once saw
-    175 calls)."""
+    its own id. Redis holds the first append (``CLIENT PAUSE … WRITE``) while the others
+    arrive, so they wait together behind it whatever the speed of the machine: sent one
+    after the other to a free gateway, how many came in while an append was in flight
+    was a race (CI under coverage once saw 175 calls)."""
 
     def script_calls() -> int:
         stats = admin.info("commandstats")
@@ -146,14 +146,10 @@ def test_concurrent_publishes_share_script_calls(
         )
     conns = [socket.create_connection(("127.0.0.1", gateway.port), timeout=30) for _ in requests]
     before = script_calls()
-    assert gateway.pid is not None
     try:
-        os.kill(gateway.pid, signal.SIGSTOP)
-        try:
-            for conn, request in zip(conns, requests, strict=True):
-                conn.sendall(request)
-        finally:
-            os.kill(gateway.pid, signal.SIGCONT)
+        admin.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+        for conn, request in zip(conns, requests, strict=True):
+            conn.sendall(request)
         answers = []
         for conn in conns:
             answer = b""
@@ -167,7 +163,8 @@ def test_concurrent_publishes_share_script_calls(
     assert all(a.startswith(b"HTTP/1.1 202 ") for a in answers), answers[0][:300]
     ids = {json.loads(a.partition(b"\r\n\r\n")[2])["id"] for a in answers}
     assert len(ids) == 200
-    assert calls <= 50, f"{calls} script calls for 200 publishes arriving together"
+    # the held one, then the 199 queued behind it (a few more if some came late)
+    assert calls <= 5, f"{calls} script calls for 200 publishes arriving together"
 
 
 def ready(c: httpx.Client) -> bool:
