@@ -16,7 +16,7 @@ SHELL := /bin/bash
 
 # The venv's interpreter: Python 3.12 where there is one (python3.12, or pyenv's latest
 # 3.12), else python3. On 3.12 coverage measures through sys.monitoring, which costs the
-# suite next to nothing, so `make test` checks the coverage floor there (see `test`).
+# suite about a tenth more CPU, so `make test` checks the coverage floor there (`test`).
 PYTHON ?= $(shell python3.12 -c '' 2>/dev/null && command -v python3.12 && exit; \
 	v=$$(pyenv latest 3.12 2>/dev/null) && echo "$$(pyenv prefix "$$v")/bin/python3.12" && exit; \
 	echo python3)
