@@ -10,6 +10,7 @@ Connections go through the same guarded HTTP pool as webhooks (``notify.sinks.ht
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,7 +69,9 @@ class AlertmanagerClient:
         detail = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
         if 400 <= status < 500 and status not in (408, 429):
             raise PermanentDeliveryError(detail, status_code=status)
-        retry_after = parse_retry_after(answer.headers.get("retry-after"), 0.0)
+        # an HTTP date counts from now (from 0.0 a date 2 s ahead meant 56 years, capped
+        # at a day)
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), time.time())
         raise TransientDeliveryError(detail, status_code=status, retry_after=retry_after)
 
     async def aclose(self) -> None:
