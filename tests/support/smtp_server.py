@@ -2,11 +2,13 @@
 
 Tests script its answers per recipient (``"451 4.3.0 Try again later"`` once, say)
 and read every message it was sent, parsed, including the ones it refused, with the
-SMTP session each came over.
+SMTP session each came over. ``drop_sessions()`` has it close the sessions that have
+sent mail so far when their client next uses them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import threading
 import time
@@ -70,6 +72,19 @@ class Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         return self._server.received_data(session, envelope)
 
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        if self._server.dropping(session):
+            # closed as the command arrives, unanswered; aiosmtpd cancels this wait when
+            # it learns that the connection is gone
+            server.transport.close()
+            await asyncio.Event().wait()
+        # what aiosmtpd does itself when a handler has no handle_MAIL
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
 
 class SmtpServer:
     def __init__(self, *, refused_sessions: int | None = None) -> None:
@@ -83,6 +98,11 @@ class SmtpServer:
         self._lock = threading.Lock()
         self.logins: list[Login] = []
         self._login_sessions: list[Any] = []  # held, so that no id is ever reused
+        # every session that sent MAIL, held so that no id is ever reused (``Mail.session``
+        # numbers the sessions by id), and those to close at their next MAIL
+        self._mailing: list[Any] = []
+        self._doomed: list[Any] = []
+        self.dropped = 0  # sessions closed by drop_sessions() at their next MAIL
         self._refuse = refused_sessions
         auth: dict[str, Any] = {}
         if refused_sessions is not None:
@@ -113,6 +133,25 @@ class SmtpServer:
 
     def stop(self) -> None:
         self._controller.stop()
+
+    def drop_sessions(self) -> int:
+        """Close each session that has sent MAIL so far when its client next sends MAIL,
+        without answering it: the client sees the close only once it uses the session
+        again, as when a server closes an idle session just as the client reuses it.
+        Returns how many sessions are to be closed."""
+        with self._lock:
+            self._doomed = list(self._mailing)
+            return len(self._doomed)
+
+    def dropping(self, session: Any) -> bool:
+        """Whether this session's MAIL is to be met by closing the connection."""
+        with self._lock:
+            if any(s is session for s in self._doomed):
+                self.dropped += 1
+                return True
+            if not any(s is session for s in self._mailing):
+                self._mailing.append(session)
+            return False
 
     def answer(self, recipient: str, *answers: str) -> None:
         """Answer the next DATA commands for ``recipient`` with these replies, then 250."""
