@@ -185,7 +185,7 @@ def supervise(host: str, port: int, workers: int, access_log: bool) -> None:
 
 def _supervise(host: str, port: int, workers: int, access_log: bool) -> None:
     argv = [sys.executable, "-m", "notify", "serve", "--host", host, "--port", str(port)]
-    argv.append("--shared-port")
+    argv += ["--shared-port"]  # its workers join the port this process holds
     if access_log:
         argv.append("--access-log")
     # the workers' metrics files, for this run only: counters from an earlier run

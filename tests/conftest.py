@@ -14,8 +14,13 @@ from collections.abc import Generator, Iterable, Iterator
 import hypothesis
 import pytest
 
-from notify.auth import mint
-from tests.support.factories import GatewayFactory, ProcFactory, RedisFactory, TokenMaker
+from tests.support.factories import (
+    GatewayFactory,
+    ProcFactory,
+    RedisFactory,
+    TokenMaker,
+    token_maker,
+)
 from tests.support.procs import Gateway, Proc
 from tests.support.redis import Fsync, RedisServer
 
@@ -97,17 +102,7 @@ def jwt_secret() -> str:
 def make_token(jwt_secret: str) -> TokenMaker:
     """``make_token(sub="alice", publish=(), subscribe=(), admin=False, ttl=None)``: an
     HS256 token signed with ``jwt_secret``."""
-
-    def make(
-        sub: str = "alice",
-        publish: Iterable[str] = (),
-        subscribe: Iterable[str] = (),
-        admin: bool = False,
-        ttl: float | None = None,
-    ) -> str:
-        return mint(jwt_secret, sub, publish=publish, subscribe=subscribe, admin=admin, ttl=ttl)
-
-    return make
+    return token_maker(jwt_secret)
 
 
 @pytest.fixture

@@ -20,14 +20,14 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from notify.auth import mint
 from tests.integration.delivery_stack import Stack, make_stack
+from tests.support.factories import token_maker
 from tests.support.procs import Gateway
 from tests.support.redis import RedisServer
 from tests.support.webhook_receiver import Answer, Receiver
@@ -65,21 +65,12 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         gateways.append(gateway)
         return gateway.start()
 
-    def make_token(
-        sub: str = "alice",
-        publish: Iterable[str] = (),
-        subscribe: Iterable[str] = (),
-        admin: bool = False,
-        ttl: float | None = None,
-    ) -> str:
-        return mint(jwt_secret, sub, publish=publish, subscribe=subscribe, admin=admin, ttl=ttl)
-
     try:
         redis.start()
         receiver.start()
         stack = make_stack(
             gateway_factory,
-            make_token,
+            token_maker(jwt_secret),
             tmp_path_factory.mktemp("stack"),
             redis.url,
             NOTIFY_WEBHOOK_TIMEOUT_SECONDS=TIMEOUT,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from notify.auth import mint
 from tests.support.procs import Gateway, Proc
 from tests.support.redis import Fsync, RedisServer
 
@@ -21,6 +22,21 @@ class TokenMaker(Protocol):
         admin: bool = False,
         ttl: float | None = None,
     ) -> str: ...
+
+
+def token_maker(secret: str) -> TokenMaker:
+    """The ``make_token`` of a test: HS256 tokens signed with ``secret``."""
+
+    def make(
+        sub: str = "alice",
+        publish: Iterable[str] = (),
+        subscribe: Iterable[str] = (),
+        admin: bool = False,
+        ttl: float | None = None,
+    ) -> str:
+        return mint(secret, sub, publish=publish, subscribe=subscribe, admin=admin, ttl=ttl)
+
+    return make
 
 
 class GatewayFactory(Protocol):
